@@ -1,0 +1,521 @@
+//! The domain: segments and chainage, patrols and track points, issues and their lifecycle, roles.
+
+use crate::geo::{Lat, Lon, Position};
+use crate::id::{IssueEventId, IssueId, PatrolId, SegmentId, UserId};
+use crate::photo::PhotoRef;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a user may do. Patrollers write their own patrols and reports; duty leads act on issues,
+/// responses and stock; admins manage reference data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Patroller,
+    DutyLead,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patroller => "patroller",
+            Self::DutyLead => "duty_lead",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Patroller, Self::DutyLead, Self::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Duty leads and admins see everything; patrollers see their own work and their segments.
+    pub fn sees_everything(self) -> bool {
+        matches!(self, Self::DutyLead | Self::Admin)
+    }
+}
+
+/// Which bank, facing downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bank {
+    Left,
+    Right,
+}
+
+/// A position along an embankment in metres from its origin (桩号), shown the way crews speak: K1+250.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Chainage(pub f64);
+
+impl fmt::Display for Chainage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0.max(0.0).round() as u64;
+        write!(f, "K{}+{:03}", m / 1000, m % 1000)
+    }
+}
+
+/// Properties of a segment as served in the segments FeatureCollection (geometry beside them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentProperties {
+    pub id: SegmentId,
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub name_en: Option<String>,
+    pub river: String,
+    pub bank: Bank,
+    /// Geodesic length of the line, metres.
+    pub length_m: f64,
+    pub start_chainage_m: f64,
+    /// The start chainage as crews write it (K0+847).
+    pub start_chainage: String,
+    pub end_chainage: String,
+    /// Metres either side of the line that count as "on the segment".
+    pub patrol_buffer_m: f64,
+    #[serde(default)]
+    pub grid: Option<String>,
+    #[serde(default)]
+    pub gauge_station: Option<String>,
+}
+
+/// A segment: its properties and its line (WGS-84, lon/lat order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    #[serde(flatten)]
+    pub properties: SegmentProperties,
+    /// `[[lon, lat], ...]`
+    pub line: Vec<[f64; 2]>,
+}
+
+/// One recorded GPS fix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrackPoint {
+    /// When the phone took the fix (device clock).
+    pub t: DateTime<Utc>,
+    pub lon: Lon,
+    pub lat: Lat,
+    /// Horizontal accuracy in metres, as the phone reports it.
+    #[serde(default)]
+    pub accuracy_m: Option<f64>,
+}
+
+/// A patrol as the server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patrol {
+    pub id: PatrolId,
+    pub patroller: UserId,
+    pub segment_ids: Vec<SegmentId>,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub point_count: u64,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub weather: Option<String>,
+}
+
+/// What kind of problem. Flood hazards first, then everyday river-chief problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueCategory {
+    Piping,
+    Seepage,
+    Leak,
+    Crack,
+    SlopeSlide,
+    Sinkhole,
+    Overtopping,
+    BankCollapse,
+    WaveErosion,
+    StructureDefect,
+    Litter,
+    FloatingDebris,
+    SewageOutfall,
+    WaterAnomaly,
+    IllegalStructure,
+    IllegalFishing,
+    DamagedFacility,
+    SignBoard,
+    Other,
+}
+
+impl IssueCategory {
+    pub const ALL: [IssueCategory; 19] = [
+        Self::Piping,
+        Self::Seepage,
+        Self::Leak,
+        Self::Crack,
+        Self::SlopeSlide,
+        Self::Sinkhole,
+        Self::Overtopping,
+        Self::BankCollapse,
+        Self::WaveErosion,
+        Self::StructureDefect,
+        Self::Litter,
+        Self::FloatingDebris,
+        Self::SewageOutfall,
+        Self::WaterAnomaly,
+        Self::IllegalStructure,
+        Self::IllegalFishing,
+        Self::DamagedFacility,
+        Self::SignBoard,
+        Self::Other,
+    ];
+
+    /// The wire name (`slope_slide`).
+    pub fn as_str(self) -> &'static str {
+        self.labels().0
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        self.labels().1
+    }
+
+    pub fn label_en(self) -> &'static str {
+        self.labels().2
+    }
+
+    fn labels(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Piping => ("piping", "管涌", "piping / sand boil"),
+            Self::Seepage => ("seepage", "渗水", "seepage"),
+            Self::Leak => ("leak", "漏洞", "leak"),
+            Self::Crack => ("crack", "裂缝", "crack"),
+            Self::SlopeSlide => ("slope_slide", "滑坡", "slope slide"),
+            Self::Sinkhole => ("sinkhole", "跌窝", "sinkhole"),
+            Self::Overtopping => ("overtopping", "漫溢", "overtopping"),
+            Self::BankCollapse => ("bank_collapse", "崩岸", "bank collapse"),
+            Self::WaveErosion => ("wave_erosion", "风浪", "wave erosion"),
+            Self::StructureDefect => (
+                "structure_defect",
+                "穿堤建筑物异常",
+                "culvert or sluice defect",
+            ),
+            Self::Litter => ("litter", "垃圾", "litter"),
+            Self::FloatingDebris => ("floating_debris", "漂浮物", "floating debris"),
+            Self::SewageOutfall => ("sewage_outfall", "排污口", "sewage outfall"),
+            Self::WaterAnomaly => ("water_anomaly", "水体异常", "odd water colour or smell"),
+            Self::IllegalStructure => ("illegal_structure", "违建", "illegal structure"),
+            Self::IllegalFishing => ("illegal_fishing", "非法捕捞", "illegal fishing"),
+            Self::DamagedFacility => ("damaged_facility", "设施损坏", "damaged facility"),
+            Self::SignBoard => ("sign_board", "公示牌", "sign board"),
+            Self::Other => ("other", "其他", "other"),
+        }
+    }
+
+    /// Flood hazards (巡堤查险) as opposed to everyday river-chief problems.
+    pub fn is_flood_hazard(self) -> bool {
+        matches!(
+            self,
+            Self::Piping
+                | Self::Seepage
+                | Self::Leak
+                | Self::Crack
+                | Self::SlopeSlide
+                | Self::Sinkhole
+                | Self::Overtopping
+                | Self::BankCollapse
+                | Self::WaveErosion
+                | Self::StructureDefect
+        )
+    }
+}
+
+/// 1 一般 minor, 2 较大 significant, 3 重大 major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Severity {
+    Minor = 1,
+    Significant = 2,
+    Major = 3,
+}
+
+impl TryFrom<u8> for Severity {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, Self::Error> {
+        match v {
+            1 => Ok(Self::Minor),
+            2 => Ok(Self::Significant),
+            3 => Ok(Self::Major),
+            _ => Err(format!(
+                "severity {v} is not 1 (minor), 2 (significant) or 3 (major)"
+            )),
+        }
+    }
+}
+
+impl From<Severity> for u8 {
+    fn from(s: Severity) -> u8 {
+        s as u8
+    }
+}
+
+/// What comes out of a piping hole: clear water, or muddy water that carries the embankment away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outflow {
+    /// 清水
+    Clear,
+    /// 浑水: soil is being carried away; always major.
+    Muddy,
+}
+
+/// Whether a report must be raised at once: a leak, a slide, overtopping, muddy piping, or any
+/// major severity. Such reports jump the client's queue and become alerts.
+pub fn is_critical(category: IssueCategory, severity: Severity, outflow: Option<Outflow>) -> bool {
+    severity == Severity::Major
+        || matches!(
+            category,
+            IssueCategory::Leak | IssueCategory::SlopeSlide | IssueCategory::Overtopping
+        )
+        || (category == IssueCategory::Piping && outflow == Some(Outflow::Muddy))
+}
+
+/// Where an issue stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueStatus {
+    Reported,
+    Accepted,
+    Dispatched,
+    InProgress,
+    Resolved,
+    Verified,
+    Rejected,
+    Duplicate,
+}
+
+impl IssueStatus {
+    pub const ALL: [IssueStatus; 8] = [
+        Self::Reported,
+        Self::Accepted,
+        Self::Dispatched,
+        Self::InProgress,
+        Self::Resolved,
+        Self::Verified,
+        Self::Rejected,
+        Self::Duplicate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Accepted => "accepted",
+            Self::Dispatched => "dispatched",
+            Self::InProgress => "in_progress",
+            Self::Resolved => "resolved",
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+            Self::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Closed issues need a reopen before anything else happens to them.
+    pub fn is_closed(self) -> bool {
+        matches!(self, Self::Verified | Self::Rejected | Self::Duplicate)
+    }
+}
+
+/// One step in an issue's append-only history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueEventKind {
+    Reported,
+    Accepted,
+    Dispatched,
+    InProgress,
+    Resolved,
+    Verified,
+    Rejected,
+    Duplicate,
+    Reopened,
+    /// A remark or more photos; changes no status.
+    Comment,
+}
+
+impl IssueEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Accepted => "accepted",
+            Self::Dispatched => "dispatched",
+            Self::InProgress => "in_progress",
+            Self::Resolved => "resolved",
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+            Self::Duplicate => "duplicate",
+            Self::Reopened => "reopened",
+            Self::Comment => "comment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        use IssueEventKind::*;
+        [
+            Reported, Accepted, Dispatched, InProgress, Resolved, Verified, Rejected, Duplicate,
+            Reopened, Comment,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// The status after this event, or why the event cannot happen now.
+    pub fn apply(self, from: IssueStatus) -> Result<IssueStatus, String> {
+        use IssueStatus as S;
+        let to = match (self, from) {
+            (Self::Comment, s) => s,
+            (Self::Reported, _) => return Err("an issue is reported once, by issue.report".into()),
+            (Self::Reopened, s) if s.is_closed() || s == S::Resolved => S::Reported,
+            (_, s) if s.is_closed() => {
+                return Err(format!("the issue is {}; reopen it first", s.as_str()))
+            }
+            (Self::Accepted, S::Reported) => S::Accepted,
+            (Self::Dispatched, S::Reported | S::Accepted | S::Dispatched | S::InProgress) => {
+                S::Dispatched
+            }
+            (Self::InProgress, S::Accepted | S::Dispatched) => S::InProgress,
+            (Self::Resolved, S::Accepted | S::Dispatched | S::InProgress) => S::Resolved,
+            (Self::Verified, S::Resolved) => S::Verified,
+            (Self::Rejected, S::Reported | S::Accepted) => S::Rejected,
+            (Self::Duplicate, S::Reported | S::Accepted) => S::Duplicate,
+            (kind, s) => {
+                return Err(format!(
+                    "cannot go from {} by {}",
+                    s.as_str(),
+                    kind.as_str()
+                ))
+            }
+        };
+        Ok(to)
+    }
+
+    /// Whether a patroller (who is not the assignee) may add this event. Patrollers may comment on
+    /// issues they can see; the assignee may also start and resolve the work; everything else is
+    /// the duty lead's.
+    pub fn patroller_may(self, is_assignee: bool) -> bool {
+        match self {
+            Self::Comment => true,
+            Self::InProgress | Self::Resolved => is_assignee,
+            _ => false,
+        }
+    }
+}
+
+/// One entry of an issue's history as the server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueEvent {
+    pub id: IssueEventId,
+    pub kind: IssueEventKind,
+    pub by: UserId,
+    /// Device time of the event (what the user saw).
+    pub at: DateTime<Utc>,
+    /// When the server recorded it.
+    pub recorded_at: DateTime<Utc>,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub assignee: Option<UserId>,
+    #[serde(default)]
+    pub duplicate_of: Option<IssueId>,
+    #[serde(default)]
+    pub photos: Vec<PhotoRef>,
+}
+
+/// An issue as the server reports it, with its history and the state of its photos.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub id: IssueId,
+    pub segment_id: SegmentId,
+    #[serde(default)]
+    pub patrol_id: Option<PatrolId>,
+    pub reporter: UserId,
+    pub location: Position,
+    /// Chainage of the location's projection onto the segment line, metres.
+    pub chainage_m: f64,
+    /// The same as crews write it (K1+250).
+    pub chainage: String,
+    pub category: IssueCategory,
+    pub category_zh: String,
+    pub category_en: String,
+    pub severity: Severity,
+    #[serde(default)]
+    pub outflow: Option<Outflow>,
+    pub critical: bool,
+    pub description: String,
+    pub status: IssueStatus,
+    #[serde(default)]
+    pub assignee: Option<UserId>,
+    pub reported_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// Photos of the report and of every event.
+    pub photos: Vec<PhotoRef>,
+    pub photos_expected: u32,
+    pub photos_arrived: u32,
+    #[serde(default)]
+    pub events: Vec<IssueEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chainage_reads_like_a_stake() {
+        assert_eq!(Chainage(1250.0).to_string(), "K1+250");
+        assert_eq!(Chainage(847.4).to_string(), "K0+847");
+        assert_eq!(Chainage(0.0).to_string(), "K0+000");
+    }
+
+    #[test]
+    fn every_category_has_both_labels_and_round_trips() {
+        for c in IssueCategory::ALL {
+            assert!(!c.label_zh().is_empty() && !c.label_en().is_empty());
+            assert_eq!(IssueCategory::parse(c.as_str()), Some(c));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+    }
+
+    #[test]
+    fn critical_hazards() {
+        use IssueCategory::*;
+        assert!(is_critical(Leak, Severity::Minor, None));
+        assert!(is_critical(
+            Piping,
+            Severity::Significant,
+            Some(Outflow::Muddy)
+        ));
+        assert!(!is_critical(
+            Piping,
+            Severity::Significant,
+            Some(Outflow::Clear)
+        ));
+        assert!(is_critical(Litter, Severity::Major, None));
+        assert!(!is_critical(Seepage, Severity::Minor, None));
+    }
+
+    #[test]
+    fn lifecycle_transitions() {
+        use IssueEventKind as K;
+        use IssueStatus as S;
+        assert_eq!(K::Accepted.apply(S::Reported), Ok(S::Accepted));
+        assert_eq!(K::Verified.apply(S::Resolved), Ok(S::Verified));
+        assert!(K::Verified.apply(S::Reported).is_err());
+        assert!(K::Accepted.apply(S::Verified).is_err());
+        assert_eq!(K::Reopened.apply(S::Verified), Ok(S::Reported));
+        assert_eq!(K::Comment.apply(S::Verified), Ok(S::Verified));
+    }
+}

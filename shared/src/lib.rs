@@ -1,0 +1,23 @@
+//! The one vocabulary of the riverchief server and client.
+//!
+//! Everything that crosses the wire is defined here, together with every validation rule, so that the
+//! server and the client accept and refuse exactly the same things. This crate is pure: it knows nothing
+//! about HTTP, diesel, rusqlite or reqwest (CI checks with `cargo tree -p riverchief-shared -i diesel`).
+//!
+//! - [`id`]: UUIDv7 id newtypes.
+//! - [`domain`]: segments, chainage, patrols, issues, categories, roles.
+//! - [`geo`]: coordinates parsed at the edge ([`geo::Lon`], [`geo::Lat`]) and segment geometry arithmetic.
+//! - [`photo`]: content addresses ([`photo::Sha256`]) and photo-type sniffing rules.
+//! - [`sync`]: the sync protocol wire types (push, pull, mutations) and their validation.
+//! - [`api`]: the other request and response bodies, and the error envelope.
+//! - [`validate`]: field-path errors and limits.
+
+pub mod api;
+pub mod domain;
+pub mod geo;
+pub mod id;
+pub mod photo;
+pub mod sync;
+pub mod validate;
+
+pub use validate::{FieldError, Limits};
