@@ -1,0 +1,136 @@
+//! Building and running the HTTP application: [`Application::build`] opens the data directory, migrates
+//! the database, binds the listener (port 0 picks a free port, which tests use) and reports the port.
+
+use crate::db::Db;
+use crate::error::{json_config, path_config, query_config};
+use crate::photo_store::PhotoStore;
+use actix_web::{web, App, HttpServer};
+use riverchief_shared::Limits;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// How to run the server. Every field has a command-line flag and a `RIVERCHIEF_*` variable (see cli).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:8080`; port 0 picks a free one.
+    pub bind: String,
+    /// Where the SQLite file, photos and partial uploads live.
+    pub data_dir: PathBuf,
+    /// Seed the Qinhuai demo world (idempotent).
+    pub demo: bool,
+    /// Fixed password for every demo user (for drills and tests); generated and printed when absent.
+    pub demo_password: Option<String>,
+    pub limits: Limits,
+    /// HTTP worker threads; `None` = one per core.
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    pub fn new(bind: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            bind: bind.into(),
+            data_dir: data_dir.into(),
+            demo: false,
+            demo_password: None,
+            limits: Limits::DEFAULT,
+            workers: None,
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("riverchief.sqlite3")
+    }
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub photos: PhotoStore,
+    pub limits: Limits,
+}
+
+/// The data directory opened and migrated, ready to serve or to run an admin command on.
+pub struct Opened {
+    pub db: Db,
+    pub photos: PhotoStore,
+    /// Demo users and their passwords, when the demo was seeded now.
+    pub demo_users: Vec<(String, String)>,
+}
+
+/// Opens the data directory: creates it, opens and migrates the database, seeds the demo if asked.
+/// Blocking: call it from start-up code or `spawn_blocking`.
+pub fn open(config: &Config) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = Db::open_sqlite(&config.database_path())?;
+    let photos = PhotoStore::open(&config.data_dir)?;
+    let mut conn = db.conn()?;
+    crate::db::changes::epoch(&mut conn)?;
+    let demo_users = if config.demo {
+        crate::demo::seed(&mut conn, config.demo_password.as_deref())?
+    } else {
+        Vec::new()
+    };
+    drop(conn);
+    Ok(Opened {
+        db,
+        photos,
+        demo_users,
+    })
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    /// Demo users and their passwords, when the demo was seeded by this start.
+    pub demo_users: Vec<(String, String)>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let cfg = config.clone();
+        let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
+        let listener = TcpListener::bind(&config.bind)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            db: opened.db,
+            photos: opened.photos,
+            limits: config.limits,
+        });
+        let limits = config.limits;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(json_config(limits.max_push_bytes))
+                .app_data(query_config())
+                .app_data(path_config())
+                .wrap(tracing_actix())
+                .configure(crate::routes::configure)
+        })
+        .listen(listener)?;
+        if let Some(w) = config.workers {
+            server = server.workers(w);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            demo_users: opened.demo_users,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}

@@ -1,0 +1,199 @@
+//! The one hand-kept diesel schema. It matches `migrations/*/` column for column; types are the
+//! portable subset (Text, BigInt, Double, Bool) so that every backend reads the same rows.
+
+diesel::table! {
+    meta (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        display_name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    device_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        device_name -> Text,
+        created_at -> Text,
+        last_used_at -> Text,
+    }
+}
+
+diesel::table! {
+    segments (id) {
+        id -> Text,
+        code -> Text,
+        name -> Text,
+        name_en -> Nullable<Text>,
+        river -> Text,
+        bank -> Text,
+        line_json -> Text,
+        length_m -> Double,
+        start_chainage_m -> Double,
+        patrol_buffer_m -> Double,
+        grid -> Nullable<Text>,
+        gauge_station -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    user_segments (user_id, segment_id) {
+        user_id -> Text,
+        segment_id -> Text,
+    }
+}
+
+diesel::table! {
+    patrols (id) {
+        id -> Text,
+        patroller_id -> Text,
+        started_at -> Text,
+        ended_at -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        weather -> Nullable<Text>,
+        point_count -> BigInt,
+        recorded_at -> Text,
+    }
+}
+
+diesel::table! {
+    patrol_segments (patrol_id, segment_id) {
+        patrol_id -> Text,
+        segment_id -> Text,
+    }
+}
+
+diesel::table! {
+    track_points (patrol_id, device_seq, idx) {
+        patrol_id -> Text,
+        device_seq -> BigInt,
+        idx -> BigInt,
+        recorded_at -> Text,
+        lon -> Double,
+        lat -> Double,
+        accuracy_m -> Nullable<Double>,
+    }
+}
+
+diesel::table! {
+    issues (id) {
+        id -> Text,
+        segment_id -> Text,
+        patrol_id -> Nullable<Text>,
+        reporter_id -> Text,
+        lon -> Double,
+        lat -> Double,
+        chainage_m -> Double,
+        category -> Text,
+        severity -> BigInt,
+        outflow -> Nullable<Text>,
+        critical -> Bool,
+        description -> Text,
+        status -> Text,
+        assignee_id -> Nullable<Text>,
+        reported_at -> Text,
+        recorded_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    issue_events (id) {
+        id -> Text,
+        issue_id -> Text,
+        kind -> Text,
+        by_id -> Text,
+        at -> Text,
+        recorded_at -> Text,
+        note -> Nullable<Text>,
+        assignee_id -> Nullable<Text>,
+        duplicate_of -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    issue_photos (owner_id, sha256) {
+        issue_id -> Text,
+        owner_id -> Text,
+        sha256 -> Text,
+        position -> BigInt,
+    }
+}
+
+diesel::table! {
+    photos (sha256) {
+        sha256 -> Text,
+        size_bytes -> BigInt,
+        content_type -> Text,
+        uploaded_by -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    uploads (id) {
+        id -> Text,
+        sha256 -> Text,
+        length -> BigInt,
+        content_type -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    mutations (id) {
+        id -> Text,
+        device_id -> Text,
+        user_id -> Text,
+        device_seq -> BigInt,
+        kind -> Text,
+        fingerprint -> Text,
+        result_json -> Text,
+        applied_at -> Text,
+    }
+}
+
+diesel::table! {
+    changes (seq) {
+        seq -> BigInt,
+        entity -> Text,
+        entity_id -> Text,
+        op -> Text,
+        data_json -> Text,
+        public -> Bool,
+        owner_id -> Nullable<Text>,
+        segment_id -> Nullable<Text>,
+        assignee_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    meta,
+    users,
+    device_tokens,
+    segments,
+    user_segments,
+    patrols,
+    patrol_segments,
+    track_points,
+    issues,
+    issue_events,
+    issue_photos,
+    photos,
+    uploads,
+    mutations,
+    changes,
+);

@@ -1,0 +1,186 @@
+//! The server's one error type and its one mapping to HTTP.
+//!
+//! Policy: query functions return `diesel::QueryResult`; everything a handler can fail with converts
+//! into [`AppError`] with `?`; [`AppError`]'s `ResponseError` impl is the only place an error becomes a
+//! status code and the JSON envelope `{"error": {"code", "message", "field"}}`. Client mistakes are
+//! 4xx with a message that names the problem (and the field, where there is one). Anything else is a
+//! 500 whose detail goes to the log, not to the client. Extractor failures (bad JSON, bad query
+//! strings, bad paths) are routed here too, through [`json_config`], [`query_config`] and [`path_config`].
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use riverchief_shared::api::{ErrorBody, ErrorDetail};
+use riverchief_shared::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A field of the request is wrong.
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request names a record that does not exist.
+    #[error("{0}")]
+    UnknownReference(FieldError),
+    /// tus checksum extension: the bytes do not match their digest (status 460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError::Db(crate::db::DbError::Query(e))
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::Invalid(e)
+    }
+}
+
+impl AppError {
+    fn code(&self) -> &str {
+        match self {
+            AppError::Invalid(e) | AppError::UnknownReference(e) => &e.code,
+            AppError::MalformedJson(_) => "malformed_json",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::TooLarge(_) => "too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::ChecksumMismatch(_) => "checksum_mismatch",
+            AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The error detail as the client sees it (also used inside push results).
+    pub fn detail(&self) -> ErrorDetail {
+        match self {
+            AppError::Invalid(e) | AppError::UnknownReference(e) => ErrorDetail::from(e.clone()),
+            AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => ErrorDetail {
+                code: "internal".into(),
+                message: "internal error; it has been logged".into(),
+                field: None,
+            },
+            other => ErrorDetail {
+                code: other.code().into(),
+                message: other.to_string(),
+                field: None,
+            },
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::Invalid(_) | AppError::MalformedJson(_) | AppError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::UnknownReference(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::ChecksumMismatch(_) => {
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut resp = HttpResponse::build(status);
+        if matches!(self, AppError::Unauthorized(_)) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.json(ErrorBody {
+            error: self.detail(),
+        })
+    }
+}
+
+/// Turns actix's JSON extractor failures into the envelope: 413 for oversize bodies, 415 for a wrong
+/// content type, 400 naming the field path for everything else.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            use actix_web::error::JsonPayloadError as J;
+            let app = match &err {
+                J::OverflowKnownLength { length, limit } => AppError::TooLarge(format!(
+                    "the body is {length} bytes; at most {limit} are accepted"
+                )),
+                J::Overflow { limit } => {
+                    AppError::TooLarge(format!("the body is over {limit} bytes"))
+                }
+                J::ContentType => AppError::UnsupportedMediaType(
+                    "send JSON with Content-Type: application/json".into(),
+                ),
+                J::Deserialize(e) if e.is_data() => {
+                    AppError::Invalid(FieldError::new("invalid", "", e.to_string()))
+                }
+                other => AppError::MalformedJson(other.to_string()),
+            };
+            app.into()
+        })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| AppError::BadRequest(format!("query string: {err}")).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|err, _req| AppError::NotFound(format!("path: {err}")).into())
+}
+
+/// Parses a JSON body, naming the field path of whatever is wrong. Handlers that need exact field
+/// paths take `web::Bytes` and call this instead of using `web::Json`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: serde_json::Value = serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| AppError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| AppError::MalformedJson(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        AppError::Invalid(FieldError::new(
+            "invalid",
+            if field == "." { String::new() } else { field },
+            e.into_inner().to_string(),
+        ))
+    })
+}

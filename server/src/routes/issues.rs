@@ -1,0 +1,5 @@
+//! TODO-S1
+
+use actix_web::web;
+
+pub fn configure(_cfg: &mut web::ServiceConfig) {}

@@ -1,0 +1,5 @@
+//! TODO-S2
+
+use actix_web::web;
+
+pub fn configure(_cfg: &mut web::ServiceConfig) {}
