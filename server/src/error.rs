@@ -31,6 +31,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A list in the request has more items than allowed (413, the field error's code).
+    #[error("{0}")]
+    TooMany(FieldError),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The request names a record that does not exist.
@@ -62,7 +65,9 @@ impl From<FieldError> for AppError {
 impl AppError {
     fn code(&self) -> &str {
         match self {
-            AppError::Invalid(e) | AppError::UnknownReference(e) => &e.code,
+            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => {
+                &e.code
+            }
             AppError::MalformedJson(_) => "malformed_json",
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
@@ -79,7 +84,9 @@ impl AppError {
     /// The error detail as the client sees it (also used inside push results).
     pub fn detail(&self) -> ErrorDetail {
         match self {
-            AppError::Invalid(e) | AppError::UnknownReference(e) => ErrorDetail::from(e.clone()),
+            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => {
+                ErrorDetail::from(e.clone())
+            }
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => ErrorDetail {
                 code: "internal".into(),
                 message: "internal error; it has been logged".into(),
@@ -104,7 +111,7 @@ impl ResponseError for AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooLarge(_) | AppError::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::UnknownReference(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::ChecksumMismatch(_) => {

@@ -1,7 +1,7 @@
 //! Request and response bodies outside the sync protocol, and the error envelope every endpoint uses.
 
-use crate::domain::{Issue, Role};
-use crate::id::UserId;
+use crate::domain::{Issue, Patrol, Role, TrackPoint};
+use crate::id::{SegmentId, UserId};
 use crate::validate::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,21 @@ pub struct UserInfo {
 pub struct LoginResponse {
     pub token: String,
     pub user: UserInfo,
+}
+
+/// `GET /api/v1/me`: the user and the segments assigned to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: UserInfo,
+    pub segment_ids: Vec<SegmentId>,
+}
+
+/// `GET /api/v1/patrols/{id}`: a patrol with its track in recorded order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatrolTrack {
+    pub patrol: Patrol,
+    pub points: Vec<TrackPoint>,
 }
 
 /// `GET /api/v1/issues`.

@@ -414,6 +414,45 @@ pub struct PushResponse {
     pub results: Vec<PushResult>,
 }
 
+/// `result` of an applied `patrol.start` or `patrol.finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatrolResult {
+    pub patrol_id: PatrolId,
+    pub point_count: u64,
+}
+
+/// `result` of an applied `patrol.points`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatrolPointsResult {
+    pub patrol_id: PatrolId,
+    /// Points this mutation added.
+    pub accepted: u64,
+    /// Points the patrol now has.
+    pub point_count: u64,
+}
+
+/// `result` of an applied `issue.report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueReportResult {
+    pub issue_id: IssueId,
+    pub chainage_m: f64,
+    /// K1+250
+    pub chainage: String,
+    pub critical: bool,
+    /// The report's photos the server does not have yet (upload them).
+    pub photos_missing: Vec<Sha256>,
+}
+
+/// `result` of an applied `issue.event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueEventResult {
+    pub issue_id: IssueId,
+    pub event_id: IssueEventId,
+    /// The issue's status after the event.
+    pub status: crate::domain::IssueStatus,
+    pub photos_missing: Vec<Sha256>,
+}
+
 /// What kind of record a change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

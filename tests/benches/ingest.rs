@@ -1,1 +1,229 @@
-fn main() {}
+//! Push ingest and photo upload throughput, each beside a baseline measured in the same run:
+//! - points/s and mutations/s through `POST /sync/push`, beside raw rusqlite inserts of the same rows
+//!   into a table of the same shape (one transaction per mutation, as the server does);
+//! - photo upload MB/s through tus, beside a raw loopback TCP copy of the same bytes into a file.
+//!
+//! Run: `cargo bench -p riverchief-tests --bench ingest` (release build). Figures go to stdout and to
+//! `target/bench-ingest.md`; the latest are kept in `docs/benchmarks.md`.
+
+use anyhow::{bail, Result};
+use base64::Engine;
+use riverchief_shared::id::{DeviceId, IssueId, MutationId, PatrolId};
+use riverchief_shared::photo::Sha256;
+use riverchief_tests::{fake_jpeg, login, walk, TestServer};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const POINT_MUTATIONS: usize = 100;
+const POINTS_EACH: usize = 1000;
+const REPORTS: usize = 2000;
+const PHOTOS: usize = 12;
+const PHOTO_LEN: usize = 4 * 1024 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let token = login(&base, "zhangwei").await?;
+    let http = reqwest::Client::new();
+    let segments: Value = http.get(format!("{base}/api/v1/segments")).bearer_auth(&token).send().await?.json().await?;
+    let qhl02 = segments["features"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["properties"]["code"] == "QHL-02"))
+        .cloned()
+        .unwrap_or_default();
+    let segment_id = qhl02["properties"]["id"].as_str().unwrap_or_default().to_owned();
+    let line: Vec<[f64; 2]> = serde_json::from_value(qhl02["geometry"]["coordinates"].clone())?;
+
+    // Push ingest: track points.
+    let patrol = PatrolId::new();
+    let mut seq = 0u64;
+    let mut m = |kind: &str, data: Value| {
+        seq += 1;
+        json!({"id": MutationId::new(), "device_seq": seq, "type": kind, "at": chrono::Utc::now(), "data": data})
+    };
+    push(&http, &base, &token, vec![m("patrol.start", json!({"patrol_id": patrol, "segment_ids": [segment_id], "started_at": chrono::Utc::now()}))]).await?;
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(30);
+    let track = walk(&line, POINT_MUTATIONS * POINTS_EACH, t0);
+    let point_mutations: Vec<Value> = track
+        .chunks(POINTS_EACH)
+        .map(|c| m("patrol.points", json!({"patrol_id": patrol, "points": c})))
+        .collect();
+    let started = Instant::now();
+    for batch in point_mutations.chunks(20) {
+        push(&http, &base, &token, batch.to_vec()).await?;
+    }
+    let push_points = started.elapsed();
+
+    // Push ingest: small mutations (reports without photos).
+    let reports: Vec<Value> = (0..REPORTS)
+        .map(|i| {
+            m("issue.report", json!({
+                "issue_id": IssueId::new(), "segment_id": segment_id,
+                "location": {"lon": line[1][0], "lat": line[1][1]}, "category": "litter", "severity": 1,
+                "description": format!("垃圾 {i}"), "reported_at": chrono::Utc::now()
+            }))
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in reports.chunks(100) {
+        push(&http, &base, &token, batch.to_vec()).await?;
+    }
+    let push_reports = started.elapsed();
+
+    // Baselines: the same rows straight into SQLite with rusqlite.
+    let raw_dir = tempfile::tempdir()?;
+    let (raw_points, raw_reports) = tokio::task::spawn_blocking({
+        let path = raw_dir.path().join("raw.sqlite3");
+        let track = track.clone();
+        move || raw_inserts(&path, &track)
+    })
+    .await??;
+
+    // Photo uploads through tus, and the raw loopback copy.
+    let photos: Vec<Vec<u8>> = (0..PHOTOS).map(|i| fake_jpeg(PHOTO_LEN, 1000 + i as u64)).collect();
+    let started = Instant::now();
+    for p in &photos {
+        upload(&http, &base, &token, p).await?;
+    }
+    let upload_time = started.elapsed();
+    let copy_dir = tempfile::tempdir()?;
+    let copy_time = loopback_copy(&photos, copy_dir.path()).await?;
+
+    let mb = (PHOTOS * PHOTO_LEN) as f64 / 1e6;
+    let points = (POINT_MUTATIONS * POINTS_EACH) as f64;
+    let rows = [
+        ("track points", "points/s", points / push_points.as_secs_f64(), points / raw_points.as_secs_f64()),
+        ("issue reports", "mutations/s", REPORTS as f64 / push_reports.as_secs_f64(), REPORTS as f64 / raw_reports.as_secs_f64()),
+        ("photo upload", "MB/s", mb / upload_time.as_secs_f64(), mb / copy_time.as_secs_f64()),
+    ];
+    let mut out = String::from("| what | unit | riverchief | baseline | ratio |\n| --- | --- | ---: | ---: | ---: |\n");
+    for (what, unit, ours, base) in rows {
+        out.push_str(&format!("| {what} | {unit} | {ours:.0} | {base:.0} | {:.2} |\n", ours / base));
+    }
+    out.push_str(&format!(
+        "\n{} point mutations of {} points, {} reports in batches of 100, {} photos of {} MiB; baselines: raw rusqlite \
+         inserts (one transaction per mutation) and a raw loopback TCP copy into a file.\n",
+        POINT_MUTATIONS, POINTS_EACH, REPORTS, PHOTOS, PHOTO_LEN >> 20
+    ));
+    println!("{out}");
+    std::fs::create_dir_all("../target").ok();
+    std::fs::write("../target/bench-ingest.md", &out).ok();
+    server.stop().await;
+    Ok(())
+}
+
+async fn push(http: &reqwest::Client, base: &str, token: &str, mutations: Vec<Value>) -> Result<()> {
+    let r = http
+        .post(format!("{base}/api/v1/sync/push"))
+        .bearer_auth(token)
+        .json(&json!({"device_id": DeviceId::new(), "mutations": mutations}))
+        .send()
+        .await?;
+    let body: Value = r.json().await?;
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    if results.is_empty() || results.iter().any(|r| r["status"] != "applied") {
+        bail!("push failed: {body}");
+    }
+    Ok(())
+}
+
+fn raw_inserts(path: &std::path::Path, track: &[riverchief_shared::domain::TrackPoint]) -> Result<(Duration, Duration)> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE track_points (patrol_id TEXT NOT NULL, device_seq BIGINT NOT NULL, idx BIGINT NOT NULL,
+           recorded_at TEXT NOT NULL, lon DOUBLE PRECISION NOT NULL, lat DOUBLE PRECISION NOT NULL,
+           accuracy_m DOUBLE PRECISION, PRIMARY KEY (patrol_id, device_seq, idx));
+         CREATE TABLE issues (id TEXT PRIMARY KEY NOT NULL, segment_id TEXT NOT NULL, lon DOUBLE PRECISION, lat DOUBLE PRECISION,
+           category TEXT NOT NULL, severity BIGINT NOT NULL, description TEXT NOT NULL, reported_at TEXT NOT NULL);",
+    )?;
+    let patrol = PatrolId::new().to_string();
+    let started = Instant::now();
+    for (seq, chunk) in track.chunks(POINTS_EACH).enumerate() {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            for (i, p) in chunk.iter().enumerate() {
+                stmt.execute(rusqlite::params![patrol, seq as i64, i as i64, p.t.to_rfc3339(), p.lon.get(), p.lat.get(), p.accuracy_m])?;
+            }
+        }
+        tx.commit()?;
+    }
+    let points = started.elapsed();
+    let started = Instant::now();
+    for i in 0..REPORTS {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO issues VALUES (?1, 'seg', 118.74, 32.05, 'litter', 1, ?2, ?3)",
+            rusqlite::params![IssueId::new().to_string(), format!("垃圾 {i}"), chrono::Utc::now().to_rfc3339()],
+        )?;
+        tx.commit()?;
+    }
+    Ok((points, started.elapsed()))
+}
+
+async fn upload(http: &reqwest::Client, base: &str, token: &str, bytes: &[u8]) -> Result<()> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sha = Sha256::of(bytes).hex();
+    let r = http
+        .post(format!("{base}/api/v1/uploads"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", bytes.len().to_string())
+        .header("Upload-Metadata", format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")))
+        .send()
+        .await?;
+    let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let url = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
+    let r = http
+        .patch(url)
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await?;
+    if r.status().as_u16() != 204 {
+        bail!("upload failed: {}", r.status());
+    }
+    Ok(())
+}
+
+/// Sends each photo over a fresh loopback TCP connection to a receiver that writes it to a file.
+async fn loopback_copy(photos: &[Vec<u8>], dir: &std::path::Path) -> Result<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let dir = dir.to_path_buf();
+    let n = photos.len();
+    let receiver = tokio::spawn(async move {
+        for i in 0..n {
+            let (mut s, _) = listener.accept().await?;
+            let mut f = tokio::fs::File::create(dir.join(format!("{i}"))).await?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let k = s.read(&mut buf).await?;
+                if k == 0 {
+                    break;
+                }
+                f.write_all(&buf[..k]).await?;
+            }
+            f.sync_all().await?;
+            s.write_all(b"k").await?;
+        }
+        anyhow::Ok(())
+    });
+    let started = Instant::now();
+    for p in photos {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(p).await?;
+        s.shutdown().await?;
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack).await?;
+    }
+    let t = started.elapsed();
+    receiver.await??;
+    Ok(t)
+}

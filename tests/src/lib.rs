@@ -1,1 +1,342 @@
+//! The end-to-end harness: real servers (in-process on port 0, or as a child process that can be
+//! killed), real clients in temp folders, a TCP proxy that plays a bad mobile network, and helpers that
+//! look into the server's SQLite file the way an auditor would.
 
+use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use riverchief_server::{Application, Config};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub mod proxy;
+pub use proxy::{NetMode, Proxy};
+
+/// The password every demo user gets in tests.
+pub const DEMO_PASSWORD: &str = "demo-password-for-tests";
+
+/// A server running inside the test process on its own actix system, on a fresh data directory.
+pub struct TestServer {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    handle: actix_web::dev::ServerHandle,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A fresh server with the demo world on a new SQLite file.
+    pub async fn start() -> Result<TestServer> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_on(&dir, 0).await?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// A server on an existing data directory and a given port (0 = any free port).
+    pub async fn start_on(data_dir: &Path, port: u16) -> Result<TestServer> {
+        let mut config = Config::new(format!("127.0.0.1:{port}"), data_dir);
+        config.demo = true;
+        config.demo_password = Some(DEMO_PASSWORD.to_owned());
+        config.workers = Some(2);
+        let app = Application::build(config).await?;
+        let port = app.port();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let s = TestServer { port, data_dir: data_dir.to_path_buf(), handle, _tmp: None };
+        s.wait_healthy().await?;
+        Ok(s)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("riverchief.sqlite3")
+    }
+
+    async fn wait_healthy(&self) -> Result<()> {
+        wait_healthy(&self.url()).await
+    }
+
+    /// Stops accepting and finishes the requests in flight.
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        self.handle.stop(true).await;
+        self._tmp
+    }
+}
+
+pub async fn wait_healthy(base: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("server at {base} never became healthy")
+}
+
+/// A server running as a child process (the real binary), so that tests can SIGKILL it.
+pub struct ServerProcess {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts `riverchief-server serve --demo` on `data_dir`; `port` 0 picks a free one.
+    pub async fn start(data_dir: &Path, port: u16) -> Result<ServerProcess> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rc-server"))
+            .args(["serve", "--demo", "--workers", "2", "--bind"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--demo-password")
+            .arg(DEMO_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning the server")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let port = tokio::task::spawn_blocking(move || -> Result<u16> {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let line = line?;
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let port = addr.rsplit(':').next().unwrap_or_default().trim().parse()?;
+                    // Keep draining stdout so the child never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in lines {});
+                    return Ok(port);
+                }
+            }
+            bail!("the server exited before it listened")
+        })
+        .await??;
+        let p = ServerProcess { port, data_dir: data_dir.to_path_buf(), child };
+        wait_healthy(&p.url()).await?;
+        Ok(p)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that nothing listens on (yet).
+pub fn free_port() -> Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Logs in over HTTP and returns the bearer token.
+pub async fn login(base: &str, username: &str) -> Result<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": DEMO_PASSWORD, "device_name": "e2e"}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("login {username}: {} {}", r.status(), r.text().await?);
+    }
+    let body: serde_json::Value = r.json().await?;
+    body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no token in {body}"))
+}
+
+/// Row counts of every table of the server's database, read from the SQLite file itself.
+pub fn row_counts(db: &Path) -> Result<Vec<(String, i64)>> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tables
+        .into_iter()
+        .map(|t| {
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+            Ok((t, n))
+        })
+        .collect()
+}
+
+/// One number from the server's database.
+pub fn scalar(db: &Path, sql: &str) -> Result<i64> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn.query_row(sql, [], |r| r.get(0))?)
+}
+
+/// Bytes that sniff as a JPEG (SOI + JFIF APP0 marker), then `len` pseudo-random bytes from `seed`.
+pub fn fake_jpeg(len: usize, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let body_len = len.saturating_sub(bytes.len() + 2);
+    bytes.extend((0..body_len).map(|_| rng.random::<u8>()));
+    bytes.extend([0xFF, 0xD9]);
+    bytes
+}
+
+/// Writes a fake JPEG into `dir` and returns its path.
+pub fn photo_file(dir: &Path, name: &str, len: usize, seed: u64) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, fake_jpeg(len, seed))?;
+    Ok(path)
+}
+
+/// A straight walk along a segment line from `from` to `to` (fractions of its vertex path), `n`
+/// points one second apart, starting at `t0`.
+pub fn walk(line: &[[f64; 2]], n: usize, t0: chrono::DateTime<chrono::Utc>) -> Vec<riverchief_shared::domain::TrackPoint> {
+    use riverchief_shared::geo::{Lat, Lon};
+    let segs = line.len().saturating_sub(1).max(1);
+    (0..n)
+        .filter_map(|i| {
+            let f = i as f64 / (n.max(2) - 1) as f64 * segs as f64;
+            let k = (f.floor() as usize).min(segs - 1);
+            let r = f - k as f64;
+            let a = line.get(k)?;
+            let b = line.get(k + 1).unwrap_or(a);
+            Some(riverchief_shared::domain::TrackPoint {
+                t: t0 + chrono::Duration::seconds(i as i64),
+                lon: Lon::parse(a[0] + (b[0] - a[0]) * r, "lon").ok()?,
+                lat: Lat::parse(a[1] + (b[1] - a[1]) * r, "lat").ok()?,
+                accuracy_m: Some(5.0),
+            })
+        })
+        .collect()
+}
+
+/// Counters shared with a running proxy.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes the client sent towards the server.
+    pub upstream: AtomicU64,
+    pub connections: AtomicU64,
+    pub cuts: AtomicU64,
+}
+
+/// Copies one direction, counting, until EOF or until `limit` bytes have passed.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    counter: Option<(Arc<Counters>, Arc<AtomicU64>)>,
+    stop: Arc<AtomicBool>,
+    rate: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut n = n;
+        if let Some((counters, budget)) = &counter {
+            // The budget is the bytes the network may still carry before the "signal" drops; it is
+            // shared by every connection, and after one cut it is unlimited again.
+            let left = budget.load(Ordering::SeqCst);
+            if left != u64::MAX {
+                if (n as u64) >= left {
+                    n = left as usize;
+                    budget.store(u64::MAX, Ordering::SeqCst);
+                    stop.store(true, Ordering::SeqCst);
+                    counters.cuts.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    budget.fetch_sub(n as u64, Ordering::SeqCst);
+                }
+            }
+            counters.upstream.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        if n > 0 && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        // A slow link: bytes per second, 0 for unlimited.
+        let bps = rate.load(Ordering::SeqCst);
+        if bps > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / bps as f64)).await;
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+pub(crate) async fn splice(
+    client: TcpStream,
+    target: u16,
+    counters: Arc<Counters>,
+    budget: Arc<AtomicU64>,
+    rate: Arc<AtomicU64>,
+) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let stop = Arc::new(AtomicBool::new(false));
+    let up = tokio::spawn(pump(cr, sw, Some((counters, budget)), stop.clone(), rate.clone()));
+    let down = tokio::spawn(pump(sr, cw, None, stop.clone(), rate));
+    let _ = up.await;
+    // Once the upstream is cut, the downstream goes too: the phone lost its signal.
+    stop.store(true, Ordering::SeqCst);
+    down.abort();
+}
+
+pub(crate) async fn accept_loop(listener: TcpListener, f: impl Fn(TcpStream) + Send + 'static) {
+    while let Ok((s, _)) = listener.accept().await {
+        f(s);
+    }
+}
+
+/// A random id-like tag for test names.
+pub fn tag() -> String {
+    format!("{:08x}", rand::rng().random::<u32>())
+}
+
+/// A digest of every row of every table of the server's database: equal digests mean nothing was
+/// written (stronger than equal row counts).
+pub fn db_digest(db: &Path) -> Result<String> {
+    use sha2::Digest;
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut h = sha2::Sha256::new();
+    for t in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        h.update(t.as_bytes());
+        while let Some(row) = rows.next()? {
+            for i in 0..cols {
+                let v: rusqlite::types::Value = row.get(i)?;
+                h.update(format!("{v:?}|").as_bytes());
+            }
+            h.update(b"\n");
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}

@@ -6,7 +6,12 @@
 //! transaction). Backend-specific SQL stays in this module, each difference in one place.
 
 pub mod changes;
+pub mod issues;
+pub mod mutations;
+pub mod patrols;
+pub mod photos;
 pub mod schema;
+pub mod segments;
 pub mod users;
 
 use diesel::connection::SimpleConnection;

@@ -1,5 +1,6 @@
 //! The HTTP API, one module per area. Each module's `configure` registers its routes.
 
+pub mod body;
 pub mod health;
 pub mod issues;
 pub mod patrols;

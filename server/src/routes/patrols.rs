@@ -1,5 +1,34 @@
-//! TODO-S1
+//! `GET /patrols/{id}`: a patrol with its track in recorded order. Patrollers see their own; duty
+//! leads and admins see any. Anything else is answered as not found.
 
-use actix_web::web;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::error::AppError;
+use actix_web::{web, HttpResponse};
+use riverchief_shared::api::PatrolTrack;
+use riverchief_shared::id::PatrolId;
 
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/patrols/{id}", web::get().to(get));
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let not_found = || AppError::NotFound("no such patrol".into());
+    let id = PatrolId::parse(&path).map_err(|_| not_found())?;
+    let track = state
+        .db
+        .run(move |conn| -> Result<PatrolTrack, AppError> {
+            let patrol = db::patrols::get(conn, id)?
+                .filter(|p| p.patroller == user.id || user.role.sees_everything())
+                .ok_or_else(not_found)?;
+            let points = db::patrols::points(conn, id)?;
+            Ok(PatrolTrack { patrol, points })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(track))
+}

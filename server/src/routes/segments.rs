@@ -1,5 +1,33 @@
-//! TODO-S1
+//! `GET /segments`: every segment as a GeoJSON FeatureCollection of LineStrings whose properties are
+//! the shared `SegmentProperties`.
 
-use actix_web::web;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::error::AppError;
+use actix_web::{web, HttpResponse};
+use riverchief_shared::domain::Segment;
+use serde_json::{json, Value};
 
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/segments", web::get().to(list));
+}
+
+/// One segment as a GeoJSON Feature.
+pub fn feature(segment: &Segment) -> Value {
+    json!({
+        "type": "Feature",
+        "id": segment.properties.id,
+        "geometry": {"type": "LineString", "coordinates": segment.line},
+        "properties": segment.properties,
+    })
+}
+
+async fn list(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let segments = state
+        .db
+        .run(|conn| db::segments::all(conn).map_err(AppError::from))
+        .await?;
+    let features: Vec<Value> = segments.iter().map(feature).collect();
+    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+}

@@ -1,0 +1,240 @@
+//! The [`Client`]: one data directory, its local store, and the way to the server.
+
+use crate::error::{ClientError, Result};
+use crate::store::{self, DeviceColumn};
+use crate::sync::api::{self, Api};
+use crate::sync::RetryPolicy;
+use riverchief_shared::api::{LoginRequest, UserInfo};
+use riverchief_shared::id::DeviceId;
+use riverchief_shared::photo::Sha256;
+use riverchief_shared::Limits;
+use rusqlite::Connection;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// How a [`Client`] talks to the server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server to use. When `None`, the one stored at the last login is used; when set, it
+    /// takes precedence over the stored one.
+    pub server_url: Option<String>,
+    pub retry: RetryPolicy,
+    /// Mutations per push request (also kept under the protocol's byte and count limits).
+    pub push_batch: usize,
+    /// Changes asked for per pull page.
+    pub pull_limit: usize,
+    pub connect_timeout: Duration,
+    /// How long a response (or the next piece of one) may take before the request counts as
+    /// failed and is retried.
+    pub read_timeout: Duration,
+    /// The protocol limits to keep under; the server's defaults unless a test wants smaller ones.
+    pub limits: Limits,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            server_url: None,
+            retry: RetryPolicy::default(),
+            push_batch: 100,
+            pull_limit: 500,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            limits: Limits::DEFAULT,
+        }
+    }
+}
+
+/// An offline-first client bound to one data directory.
+///
+/// Cheap to clone (clones share the store); `Send + Sync`, so it can be used from any task. Every
+/// method that touches the store runs its SQLite work on tokio's blocking pool, so the methods must
+/// be called inside a tokio runtime (except [`Client::open`] and the path accessors).
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) options: ClientOptions,
+    pub(crate) http: reqwest::Client,
+    /// One connection, used by one closure at a time on the blocking pool. SQLite serializes
+    /// writers anyway; a second connection would only add lock waits.
+    pub(crate) conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const DB_FILE: &str = "client.sqlite3";
+const PHOTOS_DIR: &str = "photos";
+const SYNC_LOCK_FILE: &str = "sync.lock";
+
+impl Client {
+    /// Opens the data directory, creating and migrating it if needed.
+    pub fn open(data_dir: &Path, options: ClientOptions) -> Result<Client> {
+        std::fs::create_dir_all(data_dir.join(PHOTOS_DIR))
+            .map_err(ClientError::file(data_dir))?;
+        let conn = store::open(&data_dir.join(DB_FILE))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("riverchief-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .build()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_owned(),
+                options,
+                http,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// `<data_dir>/client.sqlite3`.
+    pub fn db_path(&self) -> PathBuf {
+        self.inner.data_dir.join(DB_FILE)
+    }
+
+    /// `<data_dir>/photos`: captured photos, each named by its SHA-256.
+    pub fn photos_dir(&self) -> PathBuf {
+        self.inner.data_dir.join(PHOTOS_DIR)
+    }
+
+    /// Where the captured photo with this digest is kept.
+    pub fn photo_path(&self, sha: &Sha256) -> PathBuf {
+        crate::capture::stored_path(&self.photos_dir(), sha)
+    }
+
+    /// `<data_dir>/sync.lock`: held (an OS file lock) while a sync runs.
+    pub fn sync_lock_path(&self) -> PathBuf {
+        self.inner.data_dir.join(SYNC_LOCK_FILE)
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.inner.options.limits
+    }
+
+    /// Runs `f` with the store on the blocking pool.
+    pub(crate) async fn db<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside an earlier closure rolled its transaction back when it unwound, so
+            // the connection is still sound: recover it rather than failing forever.
+            let mut conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ClientError::Internal(format!("a store task failed: {e}")))?
+    }
+
+    /// This installation's id, made when the data directory was created.
+    pub async fn device_id(&self) -> Result<DeviceId> {
+        self.db(|conn| store::device_id(conn)).await
+    }
+
+    /// The user of the last login, if any.
+    pub async fn user(&self) -> Result<Option<UserInfo>> {
+        self.db(|conn| stored_user(conn)).await
+    }
+
+    /// The server in use: the one given in the options, else the one stored at login.
+    pub async fn server_url(&self) -> Result<Option<String>> {
+        if let Some(url) = &self.inner.options.server_url {
+            return Ok(Some(api::normalize_server_url(url)?));
+        }
+        self.db(|conn| store::device_text(conn, DeviceColumn::ServerUrl))
+            .await
+    }
+
+    /// Logs in, keeps the token, the user and the server URL in the store, then pulls the server's
+    /// data (segments first of all, needed to start a patrol by segment code). A failing pull does
+    /// not fail the login: it is logged, and the next sync pulls.
+    ///
+    /// Logging in as a different user than before drops the mirrored server data (what one user
+    /// may see is not what another may), but never the queued work.
+    pub async fn login(
+        &self,
+        server_url: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<UserInfo> {
+        let server_url = api::normalize_server_url(server_url)?;
+        let api = Api::new(self.inner.http.clone(), &server_url, None)?;
+        let request = LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device_name: device_name.to_owned(),
+        };
+        let response = crate::sync::retry::retrying(&self.inner.options.retry, "login", |_| {
+            api.login(&request)
+        })
+        .await?;
+        let user = response.user.clone();
+        let user_json = serde_json::to_string(&response.user)?;
+        self.db(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let previous = stored_user(&tx)?;
+            let stored_server = store::device_text(&tx, DeviceColumn::ServerUrl)?;
+            let same_user = previous.as_ref().map(|u| u.id) == Some(response.user.id);
+            let same_server = stored_server.as_deref() == Some(server_url.as_str());
+            if !(same_user && same_server) {
+                crate::sync::pull::forget_mirror(&tx)?;
+                store::set_device_text(&tx, DeviceColumn::PullCursor, None)?;
+            }
+            store::set_device_text(&tx, DeviceColumn::ServerUrl, Some(&server_url))?;
+            store::set_device_text(&tx, DeviceColumn::Token, Some(&response.token))?;
+            store::set_device_text(&tx, DeviceColumn::UserJson, Some(&user_json))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        if let Err(e) = self.pull(&|_| {}).await {
+            tracing::warn!("logged in, but could not fetch the server's data yet: {e}");
+        }
+        Ok(user)
+    }
+
+    /// Forgets the token (queued work stays, and is sent after the next login).
+    pub async fn logout(&self) -> Result<()> {
+        self.db(|conn| store::set_device_text(conn, DeviceColumn::Token, None))
+            .await
+    }
+
+    /// The API session for syncing: the server URL and the stored token.
+    pub(crate) async fn session(&self) -> Result<Api> {
+        let server_url = self.server_url().await?.ok_or(ClientError::NoServer)?;
+        let token = self
+            .db(|conn| store::device_text(conn, DeviceColumn::Token))
+            .await?
+            .ok_or(ClientError::NotLoggedIn)?;
+        Api::new(self.inner.http.clone(), &server_url, Some(token))
+    }
+}
+
+pub(crate) fn stored_user(conn: &Connection) -> Result<Option<UserInfo>> {
+    store::device_text(conn, DeviceColumn::UserJson)?
+        .map(|json| serde_json::from_str(&json).map_err(ClientError::from))
+        .transpose()
+}

@@ -1,0 +1,380 @@
+//! What a patroller does, recorded offline: each action writes its entity and its outbox rows in one
+//! local transaction, so that the store never holds an entity the server will not hear about, nor a
+//! mutation without its entity.
+
+use crate::capture::{self, CapturedPhoto};
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::outbox::{self, OutboxState};
+use crate::store;
+use chrono::Utc;
+use riverchief_shared::domain::{IssueCategory, IssueEventKind, Outflow, Severity, TrackPoint};
+use riverchief_shared::geo::Position;
+use riverchief_shared::id::{IssueEventId, IssueId, MutationId, PatrolId, SegmentId, UserId};
+use riverchief_shared::sync::{
+    IssueEventData, IssueReport, Mutation, MutationBody, PatrolFinish, PatrolPoints, PatrolStart,
+};
+use riverchief_shared::{FieldError, Limits};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::PathBuf;
+
+/// A problem found on the bank, as the patroller enters it.
+#[derive(Debug, Clone)]
+pub struct IssueDraft {
+    pub segment_id: SegmentId,
+    /// The patrol it was found on, if any.
+    pub patrol_id: Option<PatrolId>,
+    pub location: Position,
+    pub category: IssueCategory,
+    pub severity: Severity,
+    /// Piping only: clear or muddy water.
+    pub outflow: Option<Outflow>,
+    pub description: String,
+    /// Photo files; each is copied into the data directory when the report is recorded.
+    pub photos: Vec<PathBuf>,
+}
+
+impl Client {
+    /// Starts a patrol on the given segments.
+    pub async fn start_patrol(
+        &self,
+        segment_ids: &[SegmentId],
+        notes: Option<String>,
+        weather: Option<String>,
+    ) -> Result<PatrolId> {
+        let segment_ids = segment_ids.to_vec();
+        let limits = self.limits();
+        self.db(move |conn| {
+            let now = Utc::now();
+            let patrol_id = PatrolId::new();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mutation = outbox::enqueue(
+                &tx,
+                MutationBody::PatrolStart(PatrolStart {
+                    patrol_id,
+                    segment_ids: segment_ids.clone(),
+                    started_at: now,
+                    notes: notes.clone(),
+                    weather: weather.clone(),
+                }),
+                None,
+                now,
+                &limits,
+            )?;
+            tx.execute(
+                "INSERT INTO local_patrols (id, start_mutation, segment_ids, started_at, notes, weather)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    patrol_id.to_string(),
+                    mutation.id.to_string(),
+                    serde_json::to_string(&segment_ids)?,
+                    store::time(now),
+                    notes,
+                    weather
+                ],
+            )?;
+            tx.commit()?;
+            Ok(patrol_id)
+        })
+        .await
+    }
+
+    /// Appends track points to a patrol started on this device and not yet finished. Large tracks
+    /// are split into mutations of at most `max_points_per_mutation` points, all recorded at once.
+    pub async fn add_points(&self, patrol_id: PatrolId, points: &[TrackPoint]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points = points.to_vec();
+        let limits = self.limits();
+        self.db(move |conn| {
+            let now = Utc::now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut count = open_patrol(&tx, patrol_id)?;
+            for chunk in points.chunks(limits.max_points_per_mutation.max(1)) {
+                let mutation = outbox::enqueue(
+                    &tx,
+                    MutationBody::PatrolPoints(PatrolPoints {
+                        patrol_id,
+                        points: chunk.to_vec(),
+                    }),
+                    None,
+                    now,
+                    &limits,
+                )?;
+                for point in chunk {
+                    tx.execute(
+                        "INSERT INTO local_track_points (patrol_id, n, t, lon, lat, accuracy_m, mutation_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            patrol_id.to_string(),
+                            count,
+                            store::time(point.t),
+                            point.lon.get(),
+                            point.lat.get(),
+                            point.accuracy_m,
+                            mutation.id.to_string()
+                        ],
+                    )?;
+                    count += 1;
+                }
+            }
+            tx.execute(
+                "UPDATE local_patrols SET point_count = ?2 WHERE id = ?1",
+                params![patrol_id.to_string(), count],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Finishes a patrol started on this device.
+    pub async fn finish_patrol(&self, patrol_id: PatrolId, notes: Option<String>) -> Result<()> {
+        let limits = self.limits();
+        self.db(move |conn| {
+            let now = Utc::now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            open_patrol(&tx, patrol_id)?;
+            outbox::enqueue(
+                &tx,
+                MutationBody::PatrolFinish(PatrolFinish {
+                    patrol_id,
+                    ended_at: now,
+                    notes: notes.clone(),
+                }),
+                None,
+                now,
+                &limits,
+            )?;
+            tx.execute(
+                "UPDATE local_patrols SET ended_at = ?2, finish_notes = ?3 WHERE id = ?1",
+                params![patrol_id.to_string(), store::time(now), notes],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reports a problem. The photos are checked, hashed and copied into the data directory first;
+    /// then the issue and its mutation are recorded together. A critical hazard is queued as
+    /// urgent and travels ahead of everything else.
+    pub async fn report_issue(&self, draft: IssueDraft) -> Result<IssueId> {
+        let limits = self.limits();
+        // Refuse a bad draft before copying any photo; the queued mutation is validated again,
+        // whole, when it is written.
+        prevalidate(
+            MutationBody::IssueReport(IssueReport {
+                issue_id: IssueId::new(),
+                segment_id: draft.segment_id,
+                patrol_id: draft.patrol_id,
+                location: draft.location,
+                category: draft.category,
+                severity: draft.severity,
+                outflow: draft.outflow,
+                description: draft.description.clone(),
+                reported_at: Utc::now(),
+                photos: Vec::new(),
+            }),
+            draft.photos.len(),
+            &limits,
+        )?;
+        let photos = self.capture_photos(draft.photos.clone()).await?;
+        self.db(move |conn| {
+            let now = Utc::now();
+            let issue_id = IssueId::new();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for photo in &photos {
+                capture::record(&tx, photo, now)?;
+            }
+            // An urgent report jumps the queue; its patrol's start must jump with it, or the
+            // server would not know the patrol yet.
+            let depends_on = match draft.patrol_id {
+                Some(patrol_id) => patrol_start_mutation(&tx, patrol_id)?,
+                None => None,
+            };
+            let report = IssueReport {
+                issue_id,
+                segment_id: draft.segment_id,
+                patrol_id: draft.patrol_id,
+                location: draft.location,
+                category: draft.category,
+                severity: draft.severity,
+                outflow: draft.outflow,
+                description: draft.description,
+                reported_at: now,
+                photos: photos.iter().map(|p| p.sha256).collect(),
+            };
+            let data = serde_json::to_string(&report)?;
+            let mutation = outbox::enqueue(
+                &tx,
+                MutationBody::IssueReport(report),
+                depends_on,
+                now,
+                &limits,
+            )?;
+            tx.execute(
+                "INSERT INTO local_issues (id, mutation_id, segment_id, patrol_id, reported_at, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    issue_id.to_string(),
+                    mutation.id.to_string(),
+                    draft.segment_id.to_string(),
+                    draft.patrol_id.map(|p| p.to_string()),
+                    store::time(now),
+                    data
+                ],
+            )?;
+            tx.commit()?;
+            Ok(issue_id)
+        })
+        .await
+    }
+
+    /// Adds an event to an issue's history (a comment, a status change, a dispatch), with photos.
+    pub async fn add_issue_event(
+        &self,
+        issue_id: IssueId,
+        kind: IssueEventKind,
+        note: Option<String>,
+        assignee: Option<UserId>,
+        duplicate_of: Option<IssueId>,
+        photos: Vec<PathBuf>,
+    ) -> Result<IssueEventId> {
+        let limits = self.limits();
+        prevalidate(
+            MutationBody::IssueEvent(IssueEventData {
+                event_id: IssueEventId::new(),
+                issue_id,
+                kind,
+                note: note.clone(),
+                assignee,
+                duplicate_of,
+                photos: Vec::new(),
+            }),
+            photos.len(),
+            &limits,
+        )?;
+        let photos = self.capture_photos(photos).await?;
+        self.db(move |conn| {
+            let now = Utc::now();
+            let event_id = IssueEventId::new();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for photo in &photos {
+                capture::record(&tx, photo, now)?;
+            }
+            let event = IssueEventData {
+                event_id,
+                issue_id,
+                kind,
+                note,
+                assignee,
+                duplicate_of,
+                photos: photos.iter().map(|p| p.sha256).collect(),
+            };
+            let data = serde_json::to_string(&event)?;
+            let mutation =
+                outbox::enqueue(&tx, MutationBody::IssueEvent(event), None, now, &limits)?;
+            tx.execute(
+                "INSERT INTO local_issue_events (id, mutation_id, issue_id, at, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    event_id.to_string(),
+                    mutation.id.to_string(),
+                    issue_id.to_string(),
+                    store::time(now),
+                    data
+                ],
+            )?;
+            tx.commit()?;
+            Ok(event_id)
+        })
+        .await
+    }
+
+    /// Copies each photo into the store (blocking file work, off the async threads).
+    async fn capture_photos(&self, paths: Vec<PathBuf>) -> Result<Vec<CapturedPhoto>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let photos_dir = self.photos_dir();
+        let max = self.limits().max_photo_bytes;
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|path| capture::capture(path, &photos_dir, max))
+                .collect()
+        })
+        .await
+        .map_err(|e| ClientError::Internal(format!("photo capture failed: {e}")))?
+    }
+}
+
+/// Validates a mutation body without its photos, and the number of photos.
+fn prevalidate(body: MutationBody, photo_count: usize, limits: &Limits) -> Result<()> {
+    let now = Utc::now();
+    if photo_count > limits.max_photos_per_record {
+        return Err(FieldError::new(
+            "too_many",
+            "data.photos",
+            format!(
+                "{photo_count} photos; at most {} are allowed",
+                limits.max_photos_per_record
+            ),
+        )
+        .into());
+    }
+    let mutation = Mutation {
+        id: MutationId::new(),
+        device_seq: 0,
+        at: now,
+        body,
+    };
+    mutation.validate(now, limits)?;
+    Ok(())
+}
+
+/// Checks that the patrol was started here, is not finished and was not refused by the server;
+/// returns its point count.
+fn open_patrol(conn: &Connection, patrol_id: PatrolId) -> Result<i64> {
+    let row = conn
+        .query_row(
+            "SELECT ended_at, start_mutation, point_count FROM local_patrols WHERE id = ?1",
+            [patrol_id.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let (ended_at, start_mutation, count) = row.ok_or(ClientError::UnknownPatrol(patrol_id))?;
+    if ended_at.is_some() {
+        return Err(ClientError::PatrolFinished(patrol_id));
+    }
+    if let Some((OutboxState::Rejected, error)) = outbox::state_of(conn, &start_mutation)? {
+        let message = outbox::error_message(error.as_deref())
+            .map(|e| e.message)
+            .unwrap_or_default();
+        return Err(ClientError::PatrolRejected {
+            id: patrol_id,
+            message,
+        });
+    }
+    Ok(count)
+}
+
+/// The mutation that started a patrol on this device, if it was started here.
+fn patrol_start_mutation(conn: &Connection, patrol_id: PatrolId) -> Result<Option<MutationId>> {
+    conn.query_row(
+        "SELECT start_mutation FROM local_patrols WHERE id = ?1",
+        [patrol_id.to_string()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .map(|id| store::parse_stored(&id, MutationId::parse))
+    .transpose()
+}

@@ -1,0 +1,311 @@
+//! The local SQLite store: schema, migrations, and the small helpers every query uses.
+//!
+//! The store holds three kinds of data, and they are kept apart on purpose:
+//!
+//! - what this device recorded (`local_*`, `photos`, `photo_refs`) and its `outbox`: never touched by
+//!   a pull, never lost before the server has confirmed it;
+//! - the mirror of what the server says (`mirror_*`): thrown away and rebuilt whenever the server asks
+//!   for a reset;
+//! - the device's own state (`device`, one row): its id, next sequence number, login and pull cursor.
+//!
+//! Times are stored as RFC 3339 UTC text with a fixed number of fraction digits, so that text order
+//! is time order. Ids are stored as hyphenated UUID text.
+
+use crate::error::{ClientError, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use riverchief_shared::id::DeviceId;
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema migrations; `PRAGMA user_version` is the number applied. Append, never edit.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE device (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id       TEXT NOT NULL,
+    -- The device_seq the next mutation gets: monotonic, never reused.
+    next_seq        INTEGER NOT NULL,
+    server_url      TEXT,
+    token           TEXT,
+    user_json       TEXT,
+    pull_cursor     TEXT,
+    last_sync_at    TEXT,
+    last_sync_error TEXT
+);
+
+CREATE TABLE outbox (
+    mutation_id     TEXT PRIMARY KEY,
+    device_seq      INTEGER NOT NULL UNIQUE,
+    type            TEXT NOT NULL,
+    -- The serialized Mutation, frozen when written: it is sent as it is, on every attempt.
+    body            TEXT NOT NULL,
+    urgent          INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+    -- A pending mutation that must reach the server first (the patrol.start of an urgent report's
+    -- patrol), because urgent rows jump the queue.
+    depends_on      TEXT REFERENCES outbox (mutation_id),
+    state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'rejected')),
+    server_status   TEXT CHECK (server_status IN ('applied', 'duplicate', 'rejected')),
+    result          TEXT,
+    error           TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    last_attempt_at TEXT,
+    settled_at      TEXT
+);
+CREATE INDEX outbox_queue ON outbox (state, urgent DESC, device_seq);
+
+CREATE TABLE local_patrols (
+    id             TEXT PRIMARY KEY,
+    start_mutation TEXT NOT NULL REFERENCES outbox (mutation_id),
+    segment_ids    TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    notes          TEXT,
+    weather        TEXT,
+    finish_notes   TEXT,
+    point_count    INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE local_track_points (
+    patrol_id   TEXT NOT NULL REFERENCES local_patrols (id),
+    n           INTEGER NOT NULL,
+    t           TEXT NOT NULL,
+    lon         REAL NOT NULL,
+    lat         REAL NOT NULL,
+    accuracy_m  REAL,
+    mutation_id TEXT NOT NULL REFERENCES outbox (mutation_id),
+    PRIMARY KEY (patrol_id, n)
+);
+
+CREATE TABLE local_issues (
+    id          TEXT PRIMARY KEY,
+    mutation_id TEXT NOT NULL REFERENCES outbox (mutation_id),
+    segment_id  TEXT NOT NULL,
+    patrol_id   TEXT,
+    reported_at TEXT NOT NULL,
+    -- The IssueReport payload as queued.
+    data        TEXT NOT NULL
+);
+
+CREATE TABLE local_issue_events (
+    id          TEXT PRIMARY KEY,
+    mutation_id TEXT NOT NULL REFERENCES outbox (mutation_id),
+    issue_id    TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    -- The IssueEventData payload as queued.
+    data        TEXT NOT NULL
+);
+
+CREATE TABLE photos (
+    sha256       TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    captured_at  TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'confirmed', 'failed')),
+    -- The tus upload resource, stored before any byte is sent so that a later attempt resumes it.
+    upload_url   TEXT,
+    error        TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    settled_at   TEXT
+);
+
+CREATE TABLE photo_refs (
+    sha256      TEXT NOT NULL REFERENCES photos (sha256),
+    mutation_id TEXT NOT NULL REFERENCES outbox (mutation_id),
+    PRIMARY KEY (sha256, mutation_id)
+);
+
+CREATE TABLE mirror_segments (
+    id   TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX mirror_segments_code ON mirror_segments (code);
+
+CREATE TABLE mirror_patrols (
+    id         TEXT PRIMARY KEY,
+    patroller  TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    data       TEXT NOT NULL
+);
+
+CREATE TABLE mirror_issues (
+    id          TEXT PRIMARY KEY,
+    segment_id  TEXT NOT NULL,
+    reporter    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+"#];
+
+/// Opens (creating if needed) and migrates the store at `path`.
+pub(crate) fn open(path: &Path) -> Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    // Several processes (a CLI command while another syncs) may share the file: wait for locks
+    // rather than failing at once.
+    conn.busy_timeout(Duration::from_secs(15))?;
+    // FULL: a phone loses power; a committed action must survive it, not just an app crash.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    migrate(&mut conn)?;
+    ensure_device(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    loop {
+        // Immediate: two processes opening a fresh data dir at once must not both migrate.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > known {
+            return Err(ClientError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        let Some(sql) = usize::try_from(version).ok().and_then(|v| MIGRATIONS.get(v)) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+/// The device row is made once per data directory: its id is this installation's identity.
+fn ensure_device(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO device (id, device_id, next_seq) VALUES (1, ?1, 1)",
+        [DeviceId::new().to_string()],
+    )?;
+    Ok(())
+}
+
+/// A time as stored: RFC 3339, UTC, microseconds, `Z`.
+pub(crate) fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ClientError::Internal(format!("bad stored time {s:?}: {e}")))
+}
+
+pub(crate) fn parse_time_opt(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_time).transpose()
+}
+
+/// Parses a stored id (or anything with `parse`) and turns a failure into an internal error: the
+/// store only ever holds values this client wrote.
+pub(crate) fn parse_stored<T, E: std::fmt::Display>(
+    s: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T> {
+    parse(s).map_err(|e| ClientError::Internal(format!("bad stored value {s:?}: {e}")))
+}
+
+/// Reads a single optional text column of the device row.
+pub(crate) fn device_text(conn: &Connection, column: DeviceColumn) -> Result<Option<String>> {
+    let sql = format!("SELECT {} FROM device WHERE id = 1", column.name());
+    Ok(conn
+        .query_row(&sql, [], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+pub(crate) fn set_device_text(
+    conn: &Connection,
+    column: DeviceColumn,
+    value: Option<&str>,
+) -> Result<()> {
+    let sql = format!("UPDATE device SET {} = ?1 WHERE id = 1", column.name());
+    conn.execute(&sql, [value])?;
+    Ok(())
+}
+
+/// The text columns of the device row, named so that no caller builds SQL from a string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DeviceColumn {
+    DeviceId,
+    ServerUrl,
+    Token,
+    UserJson,
+    PullCursor,
+    LastSyncAt,
+    LastSyncError,
+}
+
+impl DeviceColumn {
+    fn name(self) -> &'static str {
+        match self {
+            Self::DeviceId => "device_id",
+            Self::ServerUrl => "server_url",
+            Self::Token => "token",
+            Self::UserJson => "user_json",
+            Self::PullCursor => "pull_cursor",
+            Self::LastSyncAt => "last_sync_at",
+            Self::LastSyncError => "last_sync_error",
+        }
+    }
+}
+
+pub(crate) fn device_id(conn: &Connection) -> Result<DeviceId> {
+    let text = device_text(conn, DeviceColumn::DeviceId)?
+        .ok_or_else(|| ClientError::Internal("the device row is missing".into()))?;
+    parse_stored(&text, DeviceId::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_keeps_the_device_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        let first = {
+            let conn = open(&path).expect("open");
+            device_id(&conn).expect("device id")
+        };
+        let conn = open(&path).expect("reopen");
+        assert_eq!(device_id(&conn).expect("device id"), first);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        drop(open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", 99)
+            .expect("bump version");
+        drop(conn);
+        assert!(matches!(
+            open(&path),
+            Err(ClientError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn stored_times_sort_as_text() {
+        let a = time(DateTime::from_timestamp(1_700_000_000, 5_000).expect("time"));
+        let b = time(DateTime::from_timestamp(1_700_000_000, 40_000_000).expect("time"));
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(
+            parse_time(&a).expect("parse"),
+            DateTime::from_timestamp(1_700_000_000, 5_000).expect("time")
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! Issues, their append-only history of events, and the photos each report and event expects.
+//!
+//! An issue is served whole ([`view`]): its row, its events in the order the server recorded them,
+//! and every photo with whether its bytes have arrived (whether the digest is in `photos`). The
+//! `reported` event reuses the issue's id, so the report's photos (`owner_id` = issue id) are that
+//! event's photos. Whenever an issue changes, [`record_issue_change`] writes the whole view to the
+//! change log, scoped to its reporter, its segment and its assignee.
+
+use super::changes::{self, Audience};
+use super::schema::{issue_events, issue_photos, issues, photos, user_segments};
+use super::{parse_id, parse_ts, ts, Conn, QueryResult};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use riverchief_shared::domain::{
+    Chainage, Issue, IssueCategory, IssueEvent, IssueEventKind, IssueStatus, Outflow, Role,
+    Severity,
+};
+use riverchief_shared::geo::{Lat, Lon, Position};
+use riverchief_shared::id::{IssueEventId, IssueId, PatrolId, SegmentId, UserId};
+use riverchief_shared::photo::{PhotoRef, Sha256};
+use riverchief_shared::sync::{ChangeEntity, ChangeOp};
+use std::collections::{HashMap, HashSet};
+
+/// How many ids go into one `IN (...)` list.
+const CHUNK: usize = 500;
+
+fn corrupt(msg: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(msg.into())
+}
+
+fn outflow_str(o: Outflow) -> &'static str {
+    match o {
+        Outflow::Clear => "clear",
+        Outflow::Muddy => "muddy",
+    }
+}
+
+fn parse_outflow(s: &str) -> Option<Outflow> {
+    match s {
+        "clear" => Some(Outflow::Clear),
+        "muddy" => Some(Outflow::Muddy),
+        _ => None,
+    }
+}
+
+/// The event id of an issue's `reported` event: the issue's own id.
+pub fn reported_event_id(issue: IssueId) -> IssueEventId {
+    // An IssueId is a UUIDv7, so this cannot fail; the fallback only keeps the types honest.
+    IssueEventId::from_uuid(*issue.as_uuid()).unwrap_or_default()
+}
+
+/// A new issue as the report made it.
+pub struct NewIssue<'a> {
+    pub id: IssueId,
+    pub segment_id: SegmentId,
+    pub patrol_id: Option<PatrolId>,
+    pub reporter: UserId,
+    pub location: Position,
+    pub chainage_m: f64,
+    pub category: IssueCategory,
+    pub severity: Severity,
+    pub outflow: Option<Outflow>,
+    pub critical: bool,
+    pub description: &'a str,
+    pub reported_at: DateTime<Utc>,
+}
+
+pub fn insert(conn: &mut Conn, issue: &NewIssue<'_>) -> QueryResult<()> {
+    let now = ts(Utc::now());
+    diesel::insert_into(issues::table)
+        .values((
+            issues::id.eq(issue.id.to_string()),
+            issues::segment_id.eq(issue.segment_id.to_string()),
+            issues::patrol_id.eq(issue.patrol_id.map(|p| p.to_string())),
+            issues::reporter_id.eq(issue.reporter.to_string()),
+            issues::lon.eq(issue.location.lon.get()),
+            issues::lat.eq(issue.location.lat.get()),
+            issues::chainage_m.eq(issue.chainage_m),
+            issues::category.eq(issue.category.as_str()),
+            issues::severity.eq(i64::from(u8::from(issue.severity))),
+            issues::outflow.eq(issue.outflow.map(outflow_str)),
+            issues::critical.eq(issue.critical),
+            issues::description.eq(issue.description),
+            issues::status.eq(IssueStatus::Reported.as_str()),
+            issues::assignee_id.eq(None::<String>),
+            issues::reported_at.eq(ts(issue.reported_at)),
+            issues::recorded_at.eq(&now),
+            issues::updated_at.eq(&now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A new entry of an issue's history.
+pub struct NewEvent<'a> {
+    pub id: IssueEventId,
+    pub issue_id: IssueId,
+    pub kind: IssueEventKind,
+    pub by: UserId,
+    pub at: DateTime<Utc>,
+    pub note: Option<&'a str>,
+    pub assignee: Option<UserId>,
+    pub duplicate_of: Option<IssueId>,
+}
+
+pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(issue_events::table)
+        .values((
+            issue_events::id.eq(event.id.to_string()),
+            issue_events::issue_id.eq(event.issue_id.to_string()),
+            issue_events::kind.eq(event.kind.as_str()),
+            issue_events::by_id.eq(event.by.to_string()),
+            issue_events::at.eq(ts(event.at)),
+            issue_events::recorded_at.eq(ts(Utc::now())),
+            issue_events::note.eq(event.note),
+            issue_events::assignee_id.eq(event.assignee.map(|u| u.to_string())),
+            issue_events::duplicate_of.eq(event.duplicate_of.map(|i| i.to_string())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records the photos a report (`owner` = the issue id) or an event (`owner` = the event id) expects.
+/// `list` must hold no repeats (the shared validation refuses them).
+pub fn insert_photos(
+    conn: &mut Conn,
+    issue: IssueId,
+    owner: &str,
+    list: &[Sha256],
+) -> QueryResult<()> {
+    let rows: Vec<_> = list
+        .iter()
+        .zip(0i64..)
+        .map(|(sha, position)| {
+            (
+                issue_photos::issue_id.eq(issue.to_string()),
+                issue_photos::owner_id.eq(owner),
+                issue_photos::sha256.eq(sha.hex()),
+                issue_photos::position.eq(position),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(issue_photos::table)
+            .values(&rows)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Of `list`, the photos whose bytes the server does not have yet, in the order given.
+pub fn missing_photos(conn: &mut Conn, list: &[Sha256]) -> QueryResult<Vec<Sha256>> {
+    let hexes: Vec<String> = list.iter().map(Sha256::hex).collect();
+    let arrived = arrived_set(conn, &hexes)?;
+    Ok(list
+        .iter()
+        .filter(|s| !arrived.contains(&s.hex()))
+        .copied()
+        .collect())
+}
+
+fn arrived_set(conn: &mut Conn, hexes: &[String]) -> QueryResult<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in hexes.chunks(CHUNK) {
+        out.extend(
+            photos::table
+                .filter(photos::sha256.eq_any(chunk))
+                .select(photos::sha256)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Sets the status after an event; `assignee` replaces the assignee when given.
+pub fn set_status(
+    conn: &mut Conn,
+    id: IssueId,
+    status: IssueStatus,
+    assignee: Option<UserId>,
+) -> QueryResult<()> {
+    let target = issues::table.filter(issues::id.eq(id.to_string()));
+    let now = ts(Utc::now());
+    match assignee {
+        Some(a) => diesel::update(target)
+            .set((
+                issues::status.eq(status.as_str()),
+                issues::assignee_id.eq(a.to_string()),
+                issues::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                issues::status.eq(status.as_str()),
+                issues::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
+}
+
+/// What deciding who may see or act on an issue needs.
+#[derive(Debug, Clone)]
+pub struct IssueHead {
+    pub id: IssueId,
+    pub segment_id: SegmentId,
+    pub reporter: UserId,
+    pub status: IssueStatus,
+    pub assignee: Option<UserId>,
+}
+
+pub fn head(conn: &mut Conn, id: IssueId) -> QueryResult<Option<IssueHead>> {
+    let row: Option<(String, String, String, Option<String>)> = issues::table
+        .filter(issues::id.eq(id.to_string()))
+        .select((
+            issues::segment_id,
+            issues::reporter_id,
+            issues::status,
+            issues::assignee_id,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((segment, reporter, status, assignee)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(IssueHead {
+        id,
+        segment_id: parse_id(&segment)?,
+        reporter: parse_id(&reporter)?,
+        status: IssueStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("issue {id}: status {status:?}")))?,
+        assignee: assignee.as_deref().map(parse_id).transpose()?,
+    }))
+}
+
+pub fn exists(conn: &mut Conn, id: IssueId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        issues::table.filter(issues::id.eq(id.to_string())),
+    ))
+    .get_result(conn)
+}
+
+pub fn event_exists(conn: &mut Conn, id: IssueEventId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        issue_events::table.filter(issue_events::id.eq(id.to_string())),
+    ))
+    .get_result(conn)
+}
+
+/// Whether `viewer` may see the issue: duty leads and admins see everything; a patroller sees what
+/// they reported, what is assigned to them, and what lies on their segments.
+pub fn visible_to(
+    conn: &mut Conn,
+    head: &IssueHead,
+    viewer: UserId,
+    role: Role,
+) -> QueryResult<bool> {
+    if role.sees_everything() || head.reporter == viewer || head.assignee == Some(viewer) {
+        return Ok(true);
+    }
+    diesel::select(diesel::dsl::exists(
+        user_segments::table
+            .filter(user_segments::user_id.eq(viewer.to_string()))
+            .filter(user_segments::segment_id.eq(head.segment_id.to_string())),
+    ))
+    .get_result(conn)
+}
+
+/// The issues that list this photo (by its hex digest) on their report or an event.
+pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<IssueId>> {
+    issue_photos::table
+        .filter(issue_photos::sha256.eq(sha))
+        .select(issue_photos::issue_id)
+        .distinct()
+        .order(issue_photos::issue_id.asc())
+        .load::<String>(conn)?
+        .iter()
+        .map(|s| parse_id(s))
+        .collect()
+}
+
+/// Writes the issue as it now is to the change log, for its reporter, its segment's patrollers and
+/// its assignee. Call it inside the transaction that changed the issue (or a photo it expects).
+pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<()> {
+    let Some(issue) = view(conn, id)? else {
+        return Ok(());
+    };
+    let data = serde_json::to_value(&issue)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    changes::record(
+        conn,
+        ChangeEntity::Issue,
+        &id.to_string(),
+        ChangeOp::Upsert,
+        &data,
+        &Audience {
+            public: false,
+            owner: Some(issue.reporter),
+            segment: Some(issue.segment_id),
+            assignee: issue.assignee,
+        },
+    )?;
+    Ok(())
+}
+
+type Row = (
+    String,         // id
+    String,         // segment_id
+    Option<String>, // patrol_id
+    String,         // reporter_id
+    f64,            // lon
+    f64,            // lat
+    f64,            // chainage_m
+    String,         // category
+    i64,            // severity
+    Option<String>, // outflow
+    bool,           // critical
+    String,         // description
+    String,         // status
+    Option<String>, // assignee_id
+    String,         // reported_at
+    String,         // recorded_at
+);
+
+const COLUMNS: (
+    issues::id,
+    issues::segment_id,
+    issues::patrol_id,
+    issues::reporter_id,
+    issues::lon,
+    issues::lat,
+    issues::chainage_m,
+    issues::category,
+    issues::severity,
+    issues::outflow,
+    issues::critical,
+    issues::description,
+    issues::status,
+    issues::assignee_id,
+    issues::reported_at,
+    issues::recorded_at,
+) = (
+    issues::id,
+    issues::segment_id,
+    issues::patrol_id,
+    issues::reporter_id,
+    issues::lon,
+    issues::lat,
+    issues::chainage_m,
+    issues::category,
+    issues::severity,
+    issues::outflow,
+    issues::critical,
+    issues::description,
+    issues::status,
+    issues::assignee_id,
+    issues::reported_at,
+    issues::recorded_at,
+);
+
+type EventRow = (
+    String,         // id
+    String,         // issue_id
+    String,         // kind
+    String,         // by_id
+    String,         // at
+    String,         // recorded_at
+    Option<String>, // note
+    Option<String>, // assignee_id
+    Option<String>, // duplicate_of
+);
+
+/// One issue, whole: its events and its photos with their arrival.
+pub fn view(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
+    let rows: Vec<Row> = issues::table
+        .filter(issues::id.eq(id.to_string()))
+        .select(COLUMNS)
+        .load(conn)?;
+    Ok(assemble(conn, rows)?.into_iter().next())
+}
+
+/// What `GET /issues` may filter on. Empty lists mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub statuses: Vec<IssueStatus>,
+    pub segment: Option<SegmentId>,
+    pub categories: Vec<IssueCategory>,
+    pub severities: Vec<Severity>,
+    /// `reported_at >= from`
+    pub from: Option<DateTime<Utc>>,
+    /// `reported_at < to`
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The issues matching `filter` that `viewer` may see, newest report first.
+pub fn list(conn: &mut Conn, filter: &Filter, viewer: UserId, role: Role) -> QueryResult<Vec<Issue>> {
+    let mut query = issues::table.select(COLUMNS).into_boxed();
+    if !filter.statuses.is_empty() {
+        query = query.filter(
+            issues::status.eq_any(filter.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(seg) = filter.segment {
+        query = query.filter(issues::segment_id.eq(seg.to_string()));
+    }
+    if !filter.categories.is_empty() {
+        query = query.filter(
+            issues::category
+                .eq_any(filter.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if !filter.severities.is_empty() {
+        query = query.filter(
+            issues::severity.eq_any(
+                filter
+                    .severities
+                    .iter()
+                    .map(|s| i64::from(u8::from(*s)))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(issues::reported_at.ge(ts(from)));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(issues::reported_at.lt(ts(to)));
+    }
+    if !role.sees_everything() {
+        let me = viewer.to_string();
+        let my_segments = user_segments::table
+            .filter(user_segments::user_id.eq(me.clone()))
+            .select(user_segments::segment_id);
+        query = query.filter(
+            issues::reporter_id
+                .eq(me.clone())
+                .or(issues::assignee_id.eq(me))
+                .or(issues::segment_id.eq_any(my_segments)),
+        );
+    }
+    let rows: Vec<Row> = query
+        .order((issues::reported_at.desc(), issues::id.desc()))
+        .load(conn)?;
+    assemble(conn, rows)
+}
+
+/// Turns issue rows into whole issues, loading events and photos for all of them at once.
+fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+
+    let mut events: Vec<EventRow> = Vec::new();
+    let mut photo_rows: Vec<(String, String, i64)> = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        events.extend(
+            issue_events::table
+                .filter(issue_events::issue_id.eq_any(chunk))
+                .select((
+                    issue_events::id,
+                    issue_events::issue_id,
+                    issue_events::kind,
+                    issue_events::by_id,
+                    issue_events::at,
+                    issue_events::recorded_at,
+                    issue_events::note,
+                    issue_events::assignee_id,
+                    issue_events::duplicate_of,
+                ))
+                .load::<EventRow>(conn)?,
+        );
+        photo_rows.extend(
+            issue_photos::table
+                .filter(issue_photos::issue_id.eq_any(chunk))
+                .select((
+                    issue_photos::owner_id,
+                    issue_photos::sha256,
+                    issue_photos::position,
+                ))
+                .load::<(String, String, i64)>(conn)?,
+        );
+    }
+    // Server order: when the server recorded the event (fixed-width timestamps sort as text).
+    events.sort_by(|a, b| (&a.5, &a.0).cmp(&(&b.5, &b.0)));
+    photo_rows.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+
+    let hexes: Vec<String> = {
+        let mut seen = HashSet::new();
+        photo_rows
+            .iter()
+            .filter(|r| seen.insert(r.1.clone()))
+            .map(|r| r.1.clone())
+            .collect()
+    };
+    let arrived = arrived_set(conn, &hexes)?;
+
+    let mut photos_by_owner: HashMap<String, Vec<PhotoRef>> = HashMap::new();
+    for (owner, sha, _) in photo_rows {
+        let digest = Sha256::parse(&sha, "sha256")
+            .map_err(|e| corrupt(format!("issue photo {owner}: {e}")))?;
+        photos_by_owner.entry(owner).or_default().push(PhotoRef {
+            sha256: digest,
+            arrived: arrived.contains(&sha),
+        });
+    }
+
+    let mut events_by_issue: HashMap<String, Vec<IssueEvent>> = HashMap::new();
+    for (id, issue_id, kind, by, at, recorded_at, note, assignee, duplicate_of) in events {
+        let event = IssueEvent {
+            kind: IssueEventKind::parse(&kind)
+                .ok_or_else(|| corrupt(format!("event {id}: kind {kind:?}")))?,
+            by: parse_id(&by)?,
+            at: parse_ts(&at)?,
+            recorded_at: parse_ts(&recorded_at)?,
+            note,
+            assignee: assignee.as_deref().map(parse_id).transpose()?,
+            duplicate_of: duplicate_of.as_deref().map(parse_id).transpose()?,
+            photos: photos_by_owner.get(&id).cloned().unwrap_or_default(),
+            id: parse_id(&id)?,
+        };
+        events_by_issue.entry(issue_id).or_default().push(event);
+    }
+
+    rows.into_iter()
+        .map(|row| {
+            let events = events_by_issue.remove(&row.0).unwrap_or_default();
+            to_issue(row, events)
+        })
+        .collect()
+}
+
+fn to_issue(row: Row, events: Vec<IssueEvent>) -> QueryResult<Issue> {
+    let (
+        id,
+        segment_id,
+        patrol_id,
+        reporter,
+        lon,
+        lat,
+        chainage_m,
+        category,
+        severity,
+        outflow,
+        critical,
+        description,
+        status,
+        assignee,
+        reported_at,
+        recorded_at,
+    ) = row;
+    let bad = |what: &str| corrupt(format!("issue {id}: {what}"));
+    let category = IssueCategory::parse(&category).ok_or_else(|| bad("category"))?;
+    let severity = u8::try_from(severity)
+        .ok()
+        .and_then(|s| Severity::try_from(s).ok())
+        .ok_or_else(|| bad("severity"))?;
+    let outflow = match outflow {
+        Some(o) => Some(parse_outflow(&o).ok_or_else(|| bad("outflow"))?),
+        None => None,
+    };
+    let location = Position {
+        lon: Lon::parse(lon, "lon").map_err(|_| bad("lon"))?,
+        lat: Lat::parse(lat, "lat").map_err(|_| bad("lat"))?,
+    };
+    // Every photo of the report and of each event, each digest once, in history order.
+    let mut photos: Vec<PhotoRef> = Vec::new();
+    for p in events.iter().flat_map(|e| e.photos.iter()) {
+        if !photos.iter().any(|q| q.sha256 == p.sha256) {
+            photos.push(p.clone());
+        }
+    }
+    let photos_expected = u32::try_from(photos.len()).unwrap_or(u32::MAX);
+    let photos_arrived =
+        u32::try_from(photos.iter().filter(|p| p.arrived).count()).unwrap_or(u32::MAX);
+    Ok(Issue {
+        segment_id: parse_id(&segment_id)?,
+        patrol_id: patrol_id.as_deref().map(parse_id).transpose()?,
+        reporter: parse_id(&reporter)?,
+        location,
+        chainage_m,
+        chainage: Chainage(chainage_m).to_string(),
+        category_zh: category.label_zh().to_owned(),
+        category_en: category.label_en().to_owned(),
+        category,
+        severity,
+        outflow,
+        critical,
+        description,
+        status: IssueStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        assignee: assignee.as_deref().map(parse_id).transpose()?,
+        reported_at: parse_ts(&reported_at)?,
+        recorded_at: parse_ts(&recorded_at)?,
+        photos,
+        photos_expected,
+        photos_arrived,
+        events,
+        id: parse_id(&id)?,
+    })
+}

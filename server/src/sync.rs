@@ -1,0 +1,483 @@
+//! Applying pushed mutations: the server half of the sync protocol.
+//!
+//! [`push_one`] takes one raw mutation from a push and answers it with a [`PushResult`]:
+//!
+//! 1. Parse and validate it with the shared rules (`Mutation::parse`). A refusal is `rejected`,
+//!    naming the field; the id is read from the raw JSON when it is readable.
+//! 2. In its own write transaction, look the id up in the mutation journal. Applied before with the
+//!    same fingerprint (by the same user): `duplicate`, with the stored result, nothing written.
+//!    Applied before with another payload: `rejected` with code `conflict`.
+//! 3. Otherwise apply it (one function per mutation type below), write a change for every record a
+//!    client mirrors, journal the id, fingerprint and result, and commit: `applied`.
+//!
+//! A rule the mutation breaks (unknown reference, someone else's patrol, an impossible lifecycle
+//! step) is a [`Failure::Reject`]: the transaction rolls back, so a rejected mutation writes nothing,
+//! and the server keeps no record of it (a fixed-up retry needs a new id). A database failure is a
+//! [`Failure::Internal`]: it fails the whole push with a 5xx so the device retries later; the
+//! mutations before it in the batch are committed and will answer `duplicate` on the retry.
+//!
+//! Invariant: nothing a device sends can make a write fail in the database. Every reference is
+//! checked before it is written, ids are checked for reuse, and repeated items are refused by the
+//! shared validation or removed here, so constraint violations cannot turn bad input into a 5xx.
+
+use crate::auth::AuthUser;
+use crate::db::{self, Conn};
+use crate::error::AppError;
+use chrono::Utc;
+use riverchief_shared::api::ErrorDetail;
+use riverchief_shared::domain::{self, Chainage, IssueEventKind, Patrol, Segment};
+use riverchief_shared::geo::{self as rgeo, Position};
+use riverchief_shared::id::{DeviceId, MutationId};
+use riverchief_shared::sync::{
+    IssueEventData, IssueEventResult, IssueReport, IssueReportResult, Mutation, MutationBody,
+    PatrolFinish, PatrolPoints, PatrolPointsResult, PatrolResult, PatrolStart, PushResult,
+    PushStatus,
+};
+use riverchief_shared::{FieldError, Limits};
+use serde_json::Value;
+
+/// Why a mutation was not applied.
+#[derive(Debug)]
+pub enum Failure {
+    /// The mutation breaks a rule: answered `rejected`, nothing written.
+    Reject(ErrorDetail),
+    /// The server failed: the whole push fails with a 5xx and is retried.
+    Internal(AppError),
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(e: diesel::result::Error) -> Self {
+        Failure::Internal(AppError::from(e))
+    }
+}
+
+fn reject(code: &str, field: &str, message: impl Into<String>) -> Failure {
+    Failure::Reject(ErrorDetail::from(FieldError::new(code, field, message)))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, Failure> {
+    serde_json::to_value(v).map_err(|e| Failure::Internal(AppError::Internal(e.to_string())))
+}
+
+fn rejected(id: Option<MutationId>, error: ErrorDetail) -> PushResult {
+    PushResult {
+        id,
+        status: PushStatus::Rejected,
+        error: Some(error),
+        result: None,
+    }
+}
+
+/// Parses, checks and applies one raw mutation in its own transaction. `Err` only for server
+/// failures; every refusal is an `Ok` rejected result.
+pub fn push_one(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_id: DeviceId,
+    raw: Value,
+    limits: &Limits,
+) -> Result<PushResult, AppError> {
+    let raw_id = raw
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| MutationId::parse(s).ok());
+    let m = match Mutation::parse(raw, Utc::now(), limits) {
+        Ok(m) => m,
+        Err(e) => return Ok(rejected(raw_id, ErrorDetail::from(e))),
+    };
+    let Ok(device_seq) = i64::try_from(m.device_seq) else {
+        return Ok(rejected(
+            Some(m.id),
+            ErrorDetail::from(FieldError::new(
+                "out_of_range",
+                "device_seq",
+                format!("at most {}", i64::MAX),
+            )),
+        ));
+    };
+    let fingerprint = m.fingerprint().hex();
+    let outcome = db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
+        if let Some(prev) = db::mutations::find(conn, m.id)? {
+            if prev.fingerprint == fingerprint && prev.user == caller.id {
+                return Ok(PushResult {
+                    id: Some(m.id),
+                    status: PushStatus::Duplicate,
+                    error: None,
+                    result: Some(prev.result),
+                });
+            }
+            return Err(reject(
+                "conflict",
+                "id",
+                "this mutation id was applied before with a different payload",
+            ));
+        }
+        let result = apply(conn, caller, device_seq, &m)?;
+        db::mutations::insert(
+            conn,
+            &db::mutations::NewApplied {
+                id: m.id,
+                device_id,
+                user: caller.id,
+                device_seq,
+                kind: m.body.type_name(),
+                fingerprint: &fingerprint,
+                result: &result,
+            },
+        )?;
+        Ok(PushResult {
+            id: Some(m.id),
+            status: PushStatus::Applied,
+            error: None,
+            result: Some(result),
+        })
+    });
+    match outcome {
+        Ok(r) => Ok(r),
+        Err(Failure::Reject(detail)) => Ok(rejected(Some(m.id), detail)),
+        Err(Failure::Internal(e)) => Err(e),
+    }
+}
+
+fn apply(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_seq: i64,
+    m: &Mutation,
+) -> Result<Value, Failure> {
+    match &m.body {
+        MutationBody::PatrolStart(d) => patrol_start(conn, caller, d),
+        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d),
+        MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d),
+        MutationBody::IssueReport(d) => issue_report(conn, caller, d),
+        MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d),
+    }
+}
+
+/// The caller's own patrol, or why not. Nobody writes into another's track, not even a duty lead.
+fn own_patrol(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    id: riverchief_shared::id::PatrolId,
+) -> Result<Patrol, Failure> {
+    let patrol = db::patrols::get(conn, id)?.ok_or_else(|| {
+        reject(
+            "unknown_reference",
+            "data.patrol_id",
+            format!("no patrol {id}; push its patrol.start first"),
+        )
+    })?;
+    if patrol.patroller != caller.id {
+        return Err(reject(
+            "forbidden",
+            "data.patrol_id",
+            "this patrol belongs to someone else",
+        ));
+    }
+    Ok(patrol)
+}
+
+fn patrol_start(conn: &mut Conn, caller: &AuthUser, d: &PatrolStart) -> Result<Value, Failure> {
+    if db::patrols::get(conn, d.patrol_id)?.is_some() {
+        return Err(reject(
+            "conflict",
+            "data.patrol_id",
+            format!("patrol {} already exists", d.patrol_id),
+        ));
+    }
+    let mut segment_ids = Vec::with_capacity(d.segment_ids.len());
+    for (i, s) in d.segment_ids.iter().enumerate() {
+        if !db::segments::exists(conn, *s)? {
+            return Err(reject(
+                "unknown_reference",
+                &format!("data.segment_ids[{i}]"),
+                format!("no segment {s}"),
+            ));
+        }
+        if !segment_ids.contains(s) {
+            segment_ids.push(*s);
+        }
+    }
+    let patrol = Patrol {
+        id: d.patrol_id,
+        patroller: caller.id,
+        segment_ids,
+        started_at: d.started_at,
+        ended_at: None,
+        point_count: 0,
+        notes: d.notes.clone(),
+        weather: d.weather.clone(),
+    };
+    db::patrols::insert(conn, &patrol)?;
+    db::patrols::record_change(conn, patrol.id)?;
+    to_json(&PatrolResult {
+        patrol_id: patrol.id,
+        point_count: 0,
+    })
+}
+
+fn patrol_points(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_seq: i64,
+    d: &PatrolPoints,
+) -> Result<Value, Failure> {
+    // Points after the finish are accepted: a phone may flush its last fixes late.
+    let patrol = own_patrol(conn, caller, d.patrol_id)?;
+    let point_count = db::patrols::add_points(conn, patrol.id, device_seq, &d.points)?;
+    db::patrols::record_change(conn, patrol.id)?;
+    to_json(&PatrolPointsResult {
+        patrol_id: patrol.id,
+        accepted: u64::try_from(d.points.len()).unwrap_or(u64::MAX),
+        point_count,
+    })
+}
+
+fn patrol_finish(conn: &mut Conn, caller: &AuthUser, d: &PatrolFinish) -> Result<Value, Failure> {
+    let patrol = own_patrol(conn, caller, d.patrol_id)?;
+    if d.ended_at < patrol.started_at {
+        return Err(reject(
+            "invalid",
+            "data.ended_at",
+            format!(
+                "the patrol started at {}; it cannot end before that",
+                patrol.started_at.to_rfc3339()
+            ),
+        ));
+    }
+    db::patrols::finish(conn, patrol.id, d.ended_at, d.notes.as_deref())?;
+    db::patrols::record_change(conn, patrol.id)?;
+    to_json(&PatrolResult {
+        patrol_id: patrol.id,
+        point_count: patrol.point_count,
+    })
+}
+
+/// Chainage of a position on a segment: the segment's start chainage plus the distance along the
+/// line to the position's projection onto it.
+pub fn chainage_at(segment: &Segment, position: Position) -> f64 {
+    let line = db::segments::line_string(segment);
+    let along = rgeo::locate(&line, position.point())
+        .map(|(along, _)| along)
+        .filter(|a| a.is_finite())
+        .unwrap_or(0.0)
+        .clamp(0.0, segment.properties.length_m.max(0.0));
+    segment.properties.start_chainage_m + along
+}
+
+fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<Value, Failure> {
+    if db::issues::exists(conn, d.issue_id)?
+        || db::issues::event_exists(conn, db::issues::reported_event_id(d.issue_id))?
+    {
+        return Err(reject(
+            "conflict",
+            "data.issue_id",
+            format!("issue {} already exists", d.issue_id),
+        ));
+    }
+    let segment = db::segments::by_id(conn, d.segment_id)?.ok_or_else(|| {
+        reject(
+            "unknown_reference",
+            "data.segment_id",
+            format!("no segment {}", d.segment_id),
+        )
+    })?;
+    // The patrol may not have arrived yet (records travel in any order); if it has, it must be ours.
+    if let Some(pid) = d.patrol_id {
+        if let Some(p) = db::patrols::get(conn, pid)? {
+            if p.patroller != caller.id {
+                return Err(reject(
+                    "forbidden",
+                    "data.patrol_id",
+                    "this patrol belongs to someone else",
+                ));
+            }
+        }
+    }
+    let chainage_m = chainage_at(&segment, d.location);
+    let critical = domain::is_critical(d.category, d.severity, d.outflow);
+    db::issues::insert(
+        conn,
+        &db::issues::NewIssue {
+            id: d.issue_id,
+            segment_id: d.segment_id,
+            patrol_id: d.patrol_id,
+            reporter: caller.id,
+            location: d.location,
+            chainage_m,
+            category: d.category,
+            severity: d.severity,
+            outflow: d.outflow,
+            critical,
+            description: &d.description,
+            reported_at: d.reported_at,
+        },
+    )?;
+    db::issues::insert_event(
+        conn,
+        &db::issues::NewEvent {
+            id: db::issues::reported_event_id(d.issue_id),
+            issue_id: d.issue_id,
+            kind: IssueEventKind::Reported,
+            by: caller.id,
+            at: d.reported_at,
+            note: None,
+            assignee: None,
+            duplicate_of: None,
+        },
+    )?;
+    db::issues::insert_photos(conn, d.issue_id, &d.issue_id.to_string(), &d.photos)?;
+    db::issues::record_issue_change(conn, d.issue_id)?;
+    to_json(&IssueReportResult {
+        issue_id: d.issue_id,
+        chainage_m,
+        chainage: Chainage(chainage_m).to_string(),
+        critical,
+        photos_missing: db::issues::missing_photos(conn, &d.photos)?,
+    })
+}
+
+fn issue_event(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    m: &Mutation,
+    d: &IssueEventData,
+) -> Result<Value, Failure> {
+    let no_issue = || {
+        reject(
+            "unknown_reference",
+            "data.issue_id",
+            format!("no issue {}", d.issue_id),
+        )
+    };
+    let head = db::issues::head(conn, d.issue_id)?.ok_or_else(no_issue)?;
+    // An issue the caller may not see is answered as if it did not exist.
+    if !db::issues::visible_to(conn, &head, caller.id, caller.role)? {
+        return Err(no_issue());
+    }
+    if db::issues::event_exists(conn, d.event_id)? {
+        return Err(reject(
+            "conflict",
+            "data.event_id",
+            format!("event {} already exists", d.event_id),
+        ));
+    }
+    if !caller.role.sees_everything() && !d.kind.patroller_may(head.assignee == Some(caller.id)) {
+        return Err(reject(
+            "forbidden",
+            "data.kind",
+            format!("a patroller may not add a {} event here", d.kind.as_str()),
+        ));
+    }
+    let status = d
+        .kind
+        .apply(head.status)
+        .map_err(|msg| reject("invalid", "data.kind", msg))?;
+    if let Some(a) = d.assignee {
+        if db::users::by_id(conn, a)?.is_none() {
+            return Err(reject(
+                "unknown_reference",
+                "data.assignee",
+                format!("no user {a}"),
+            ));
+        }
+    }
+    if let Some(dup) = d.duplicate_of {
+        if !db::issues::exists(conn, dup)? {
+            return Err(reject(
+                "unknown_reference",
+                "data.duplicate_of",
+                format!("no issue {dup}"),
+            ));
+        }
+    }
+    db::issues::insert_event(
+        conn,
+        &db::issues::NewEvent {
+            id: d.event_id,
+            issue_id: d.issue_id,
+            kind: d.kind,
+            by: caller.id,
+            at: m.at,
+            note: d.note.as_deref(),
+            assignee: d.assignee,
+            duplicate_of: d.duplicate_of,
+        },
+    )?;
+    db::issues::insert_photos(conn, d.issue_id, &d.event_id.to_string(), &d.photos)?;
+    let assignee = if d.kind == IssueEventKind::Dispatched {
+        d.assignee
+    } else {
+        None
+    };
+    db::issues::set_status(conn, d.issue_id, status, assignee)?;
+    db::issues::record_issue_change(conn, d.issue_id)?;
+    to_json(&IssueEventResult {
+        issue_id: d.issue_id,
+        event_id: d.event_id,
+        status,
+        photos_missing: db::issues::missing_photos(conn, &d.photos)?,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use riverchief_shared::domain::{Bank, SegmentProperties};
+    use riverchief_shared::geo::{Lat, Lon};
+    use riverchief_shared::id::SegmentId;
+
+    fn segment(start: f64) -> Segment {
+        let line = vec![[118.744, 32.05], [118.744, 32.06]];
+        let length_m = rgeo::length_m(&geo::LineString::from(
+            line.iter().map(|[x, y]| (*x, *y)).collect::<Vec<_>>(),
+        ));
+        Segment {
+            properties: SegmentProperties {
+                id: SegmentId::new(),
+                code: "T-01".into(),
+                name: "test".into(),
+                name_en: None,
+                river: "test river".into(),
+                bank: Bank::Left,
+                length_m,
+                start_chainage_m: start,
+                start_chainage: Chainage(start).to_string(),
+                end_chainage: Chainage(start + length_m).to_string(),
+                patrol_buffer_m: 60.0,
+                grid: None,
+                gauge_station: None,
+            },
+            line,
+        }
+    }
+
+    fn pos(lon: f64, lat: f64) -> Position {
+        Position {
+            lon: Lon::parse(lon, "lon").unwrap(),
+            lat: Lat::parse(lat, "lat").unwrap(),
+        }
+    }
+
+    #[test]
+    fn chainage_is_start_plus_distance_along() {
+        let s = segment(847.0);
+        let len = s.properties.length_m;
+        // Halfway along, a little off the line to the east.
+        let c = chainage_at(&s, pos(118.7441, 32.055));
+        assert!((c - (847.0 + len / 2.0)).abs() < 2.0, "{c}");
+        assert_eq!(Chainage(c).to_string(), format!("K{}", {
+            let m = (847.0 + len / 2.0).round() as u64;
+            format!("{}+{:03}", m / 1000, m % 1000)
+        }));
+    }
+
+    #[test]
+    fn chainage_beyond_the_ends_clamps_to_them() {
+        let s = segment(100.0);
+        let len = s.properties.length_m;
+        assert!((chainage_at(&s, pos(118.744, 32.0)) - 100.0).abs() < 1e-6);
+        assert!((chainage_at(&s, pos(118.744, 32.1)) - (100.0 + len)).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,167 @@
+//! The offline loop: a patrol recorded with no signal reaches the server whole, photos included; a
+//! second patroller's device mirrors what it may see.
+
+use crate::common::*;
+use anyhow::Result;
+use riverchief_shared::domain::{IssueCategory, Outflow, Severity};
+use riverchief_shared::photo::Sha256;
+use riverchief_tests::{db_digest, free_port, login, photo_file, scalar, walk, TestServer};
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
+    // The device logs in once while there is signal, and mirrors the segments.
+    let port = free_port()?;
+    let data = tempfile::tempdir()?;
+    let server = TestServer::start_on(data.path(), port).await?;
+    let phone = tempfile::tempdir()?;
+    let client = open_client(phone.path(), &server.url())?;
+    client.login(&server.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "zhangwei's phone").await?;
+    client.sync(&|_| {}).await?;
+    let qhl02 = segment(&client, "QHL-02").await?;
+
+    // The server goes away (no signal on the bank). Everything below happens offline.
+    server.stop().await;
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let patrol = client.start_patrol(&[qhl02.properties.id], Some("汛期巡堤".into()), Some("小雨".into())).await?;
+    let points = walk(&qhl02.line, 500, t0);
+    for chunk in points.chunks(50) {
+        client.add_points(patrol, chunk).await?;
+    }
+    let shots = tempfile::tempdir()?;
+    let p1 = photo_file(shots.path(), "boil-1.jpg", 1_300_000, 11)?;
+    let p2 = photo_file(shots.path(), "boil-2.jpg", 1_100_000, 12)?;
+    let p3 = photo_file(shots.path(), "litter.jpg", 1_050_000, 13)?;
+    let hashes: Vec<String> = [&p1, &p2, &p3].iter().map(|p| Ok(Sha256::of(&std::fs::read(p)?).hex())).collect::<Result<_>>()?;
+    let boil = client
+        .report_issue(draft(&qhl02, 0.4, IssueCategory::Piping, Severity::Major, Some(Outflow::Muddy), "背水坡脚浑水管涌，直径约5厘米", Some(patrol), vec![p1.clone(), p2.clone()]))
+        .await?;
+    let litter = client
+        .report_issue(draft(&qhl02, 0.7, IssueCategory::Litter, Severity::Minor, None, "堤顶垃圾堆放", Some(patrol), vec![p3.clone()]))
+        .await?;
+    // The camera app may delete the originals: the client has its own copies.
+    for p in [&p1, &p2, &p3] {
+        std::fs::remove_file(p)?;
+    }
+    client.finish_patrol(patrol, Some("全段巡查完毕".into())).await?;
+
+    // A sync with no server fails and keeps everything.
+    assert!(client.sync(&|_| {}).await.is_err());
+    let status = client.status().await?;
+    assert_eq!(status.pending, 1 + 10 + 2 + 1, "{status:?}");
+    assert!(status.rejected.is_empty(), "{status:?}");
+
+    // The server comes back; one sync brings everything.
+    let server = TestServer::start_on(data.path(), port).await?;
+    let report = client.sync(&|_| {}).await?;
+    assert_eq!(report.pushed, 14, "{report:?}");
+    assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(report.photos_uploaded, 3, "{report:?}");
+    assert!(report.bytes_uploaded >= 3_450_000, "{report:?}");
+    assert!(client.status().await?.pending == 0);
+
+    // What the duty lead sees.
+    let lead = Http::new(&server.url(), &login(&server.url(), "chen").await?);
+    let p: Value = lead.get(&format!("/api/v1/patrols/{patrol}")).await?;
+    assert_eq!(p["patrol"]["point_count"], 500);
+    assert!(p["patrol"]["ended_at"].is_string());
+    let got = p["points"].as_array().cloned().unwrap_or_default();
+    assert_eq!(got.len(), 500);
+    for (sent, got) in points.iter().zip(&got) {
+        assert_eq!(got["lon"].as_f64(), Some(sent.lon.get()));
+        assert_eq!(got["lat"].as_f64(), Some(sent.lat.get()));
+        assert_eq!(got["t"].as_str().map(parse_time), Some(Some(sent.t)));
+    }
+    let issue: Value = lead.get(&format!("/api/v1/issues/{boil}")).await?;
+    assert_eq!(issue["category"], "piping");
+    assert_eq!(issue["critical"], true);
+    assert_eq!(issue["photos_expected"], 2);
+    assert_eq!(issue["photos_arrived"], 2);
+    assert_eq!(issue["segment_id"], qhl02.properties.id.to_string());
+    let chainage = issue["chainage_m"].as_f64().unwrap_or_default();
+    assert!(chainage > 847.0 && chainage < 847.0 + 646.0, "{chainage}");
+    let issue: Value = lead.get(&format!("/api/v1/issues/{litter}")).await?;
+    assert_eq!(issue["photos_arrived"], 1);
+    for sha in &hashes {
+        let bytes = lead.bytes(&format!("/api/v1/photos/{sha}")).await?;
+        assert_eq!(&Sha256::of(&bytes).hex(), sha);
+    }
+    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM track_points")?, 500);
+    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM issues")?, 2);
+    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM photos")?, 3);
+
+    // The same push replayed, byte for byte: every mutation a duplicate, not a row changed.
+    let before = db_digest(&server.db_path())?;
+    let sent = sent_mutations(phone.path())?;
+    assert_eq!(sent.len(), 14);
+    let token = login(&server.url(), "zhangwei").await?;
+    let zhang = Http::new(&server.url(), &token);
+    let results = zhang.push(client.device_id().await?, sent).await?;
+    assert!(results.iter().all(|r| r["status"] == "duplicate"), "{results:?}");
+    assert_eq!(db_digest(&server.db_path())?, before);
+
+    // And a sync with nothing new changes nothing either.
+    let again = client.sync(&|_| {}).await?;
+    assert_eq!((again.pushed, again.photos_uploaded), (0, 0), "{again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> {
+    let server = TestServer::start().await?;
+    let a_dir = tempfile::tempdir()?;
+    let a = open_client(a_dir.path(), &server.url())?;
+    a.login(&server.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone A").await?;
+    a.sync(&|_| {}).await?;
+    let qhl02 = segment(&a, "QHL-02").await?;
+    let qhl01 = segment(&a, "QHL-01").await?;
+    let shots = tempfile::tempdir()?;
+    let photo = photo_file(shots.path(), "crack.jpg", 200_000, 5)?;
+    let on_02 = a
+        .report_issue(draft(&qhl02, 0.5, IssueCategory::Crack, Severity::Significant, None, "堤顶纵向裂缝约3米", None, vec![photo]))
+        .await?;
+    let on_01 = a.report_issue(draft(&qhl01, 0.5, IssueCategory::Litter, Severity::Minor, None, "垃圾", None, vec![])).await?;
+    a.sync(&|_| {}).await?;
+
+    // lina watches QHL-01, 02, 03 and QHR-02; a device of a patroller assigned elsewhere is tested below.
+    let b_dir = tempfile::tempdir()?;
+    let b = open_client(b_dir.path(), &server.url())?;
+    b.login(&server.url(), "lina", riverchief_tests::DEMO_PASSWORD, "phone B").await?;
+    let first = b.sync(&|_| {}).await?;
+    assert!(first.pulled >= 4 + 2, "{first:?}");
+    let segments = b.segments().await?;
+    assert_eq!(segments.len(), 4);
+    let issues = b.issues().await?;
+    let ids: Vec<_> = issues.iter().map(|i| i.id).collect();
+    assert!(ids.contains(&on_02) && ids.contains(&on_01), "{ids:?}");
+    let crack = issues.iter().find(|i| i.id == on_02).ok_or_else(|| anyhow::anyhow!("no crack"))?;
+    assert_eq!((crack.photos_expected, crack.photos_arrived), (1, 1));
+    let second = b.sync(&|_| {}).await?;
+    assert_eq!(second.pulled, 0, "{second:?}");
+
+    // A patroller assigned only to QHL-03 (added with the server's own CLI) sees the segments but
+    // neither issue, until a duty lead dispatches the crack to her.
+    add_user(&server.data_dir, "wangfang", "patroller", &["QHL-03"])?;
+    let c_dir = tempfile::tempdir()?;
+    let c = open_client(c_dir.path(), &server.url())?;
+    c.login(&server.url(), "wangfang", riverchief_tests::DEMO_PASSWORD, "phone C").await?;
+    c.sync(&|_| {}).await?;
+    assert_eq!(c.segments().await?.len(), 4);
+    assert!(c.issues().await?.is_empty());
+    let lead = Http::new(&server.url(), &login(&server.url(), "chen").await?);
+    let wang_id = user_id(&server.url(), "wangfang").await?;
+    let results = lead
+        .push(
+            riverchief_shared::id::DeviceId::new(),
+            vec![mutation(1, "issue.event", serde_json::json!({
+                "event_id": riverchief_shared::id::IssueEventId::new(), "issue_id": on_02,
+                "kind": "dispatched", "assignee": wang_id, "note": "请王芳前往处置"
+            }))],
+        )
+        .await?;
+    assert_eq!(results[0]["status"], "applied", "{results:?}");
+    c.sync(&|_| {}).await?;
+    let seen: Vec<_> = c.issues().await?.iter().map(|i| (i.id, i.status)).collect();
+    assert_eq!(seen, vec![(on_02, riverchief_shared::domain::IssueStatus::Dispatched)]);
+    Ok(())
+}
