@@ -55,7 +55,8 @@ pub(crate) fn capture(source: &Path, photos_dir: &Path, max_bytes: u64) -> Resul
     let mut hasher = sha2::Sha256::new();
     let mut size = head.len() as u64;
     hasher.update(&head);
-    out.write_all(&head).map_err(ClientError::file(&temp.path))?;
+    out.write_all(&head)
+        .map_err(ClientError::file(&temp.path))?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file.read(&mut buf).map_err(ClientError::file(source))?;
@@ -92,7 +93,11 @@ pub(crate) fn capture(source: &Path, photos_dir: &Path, max_bytes: u64) -> Resul
 }
 
 /// Records a captured photo as waiting for upload (a photo captured twice is one row).
-pub(crate) fn record(tx: &Transaction<'_>, photo: &CapturedPhoto, now: DateTime<Utc>) -> Result<()> {
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    photo: &CapturedPhoto,
+    now: DateTime<Utc>,
+) -> Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO photos (sha256, content_type, size, captured_at) VALUES (?1, ?2, ?3, ?4)",
         params![
@@ -168,7 +173,7 @@ impl Drop for TempFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The smallest bytes `PhotoType::sniff` takes for a PNG, plus a payload.

@@ -26,8 +26,8 @@ pub struct ClientOptions {
     /// Changes asked for per pull page.
     pub pull_limit: usize,
     pub connect_timeout: Duration,
-    /// How long a response (or the next piece of one) may take before the request counts as
-    /// failed and is retried.
+    /// How long a request may wait for its answer, and how long a photo upload may go without
+    /// the connection taking a byte, before it counts as failed and is retried.
     pub read_timeout: Duration,
     /// The protocol limits to keep under; the server's defaults unless a test wants smaller ones.
     pub limits: Limits,
@@ -61,6 +61,9 @@ pub(crate) struct Inner {
     pub(crate) data_dir: PathBuf,
     pub(crate) options: ClientOptions,
     pub(crate) http: reqwest::Client,
+    /// For photo uploads: reqwest's read timeout runs from the start of a request to its answer,
+    /// which would cut off a large photo on a slow link, so uploads watch for stalls instead.
+    pub(crate) upload_http: reqwest::Client,
     /// One connection, used by one closure at a time on the blocking pool. SQLite serializes
     /// writers anyway; a second connection would only add lock waits.
     pub(crate) conn: Mutex<Connection>,
@@ -81,19 +84,22 @@ const SYNC_LOCK_FILE: &str = "sync.lock";
 impl Client {
     /// Opens the data directory, creating and migrating it if needed.
     pub fn open(data_dir: &Path, options: ClientOptions) -> Result<Client> {
-        std::fs::create_dir_all(data_dir.join(PHOTOS_DIR))
-            .map_err(ClientError::file(data_dir))?;
+        std::fs::create_dir_all(data_dir.join(PHOTOS_DIR)).map_err(ClientError::file(data_dir))?;
         let conn = store::open(&data_dir.join(DB_FILE))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("riverchief-client/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("riverchief-client/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(options.connect_timeout)
+                .tcp_keepalive(Duration::from_secs(30))
+        };
+        let http = builder().read_timeout(options.read_timeout).build()?;
+        let upload_http = builder().build()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
                 options,
                 http,
+                upload_http,
                 conn: Mutex::new(conn),
             }),
         })
@@ -167,9 +173,9 @@ impl Client {
             .await
     }
 
-    /// Logs in, keeps the token, the user and the server URL in the store, then pulls the server's
-    /// data (segments first of all, needed to start a patrol by segment code). A failing pull does
-    /// not fail the login: it is logged, and the next sync pulls.
+    /// Logs in and keeps the token, the user and the server URL in the store. It does not pull:
+    /// call [`Client::sync`] or [`Client::pull`] next to mirror the segments (the CLI's `login`
+    /// does).
     ///
     /// Logging in as a different user than before drops the mirrored server data (what one user
     /// may see is not what another may), but never the queued work.
@@ -181,7 +187,7 @@ impl Client {
         device_name: &str,
     ) -> Result<UserInfo> {
         let server_url = api::normalize_server_url(server_url)?;
-        let api = Api::new(self.inner.http.clone(), &server_url, None)?;
+        let api = self.api(&server_url, None)?;
         let request = LoginRequest {
             username: username.to_owned(),
             password: password.to_owned(),
@@ -210,9 +216,6 @@ impl Client {
             Ok(())
         })
         .await?;
-        if let Err(e) = self.pull(&|_| {}).await {
-            tracing::warn!("logged in, but could not fetch the server's data yet: {e}");
-        }
         Ok(user)
     }
 
@@ -229,7 +232,16 @@ impl Client {
             .db(|conn| store::device_text(conn, DeviceColumn::Token))
             .await?
             .ok_or(ClientError::NotLoggedIn)?;
-        Api::new(self.inner.http.clone(), &server_url, Some(token))
+        self.api(&server_url, Some(token))
+    }
+
+    fn api(&self, server_url: &str, token: Option<String>) -> Result<Api> {
+        Api::new(
+            self.inner.http.clone(),
+            self.inner.upload_http.clone(),
+            server_url,
+            token,
+        )
     }
 }
 

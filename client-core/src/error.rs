@@ -30,11 +30,15 @@ pub enum ClientError {
     #[error("local database error: {0}")]
     Db(#[from] rusqlite::Error),
 
-    #[error("network error: {0}")]
+    #[error("network error: {}", with_causes(.0))]
     Http(#[from] reqwest::Error),
 
     #[error("server answered {status}: {} ({})", body.message, body.code)]
     Server { status: u16, body: ErrorDetail },
+
+    /// A photo upload stopped making progress (the link is alive but nothing moves).
+    #[error("the upload stalled: no progress for {0:?}")]
+    Stalled(std::time::Duration),
 
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
@@ -100,6 +104,7 @@ impl ClientError {
         match self {
             Self::Http(e) => !e.is_builder() && !e.is_decode() && !e.is_redirect(),
             Self::Server { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::Stalled(_) => true,
             Self::GaveUp { source, .. } => source.is_transient(),
             _ => false,
         }
@@ -140,3 +145,19 @@ impl ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// An error with its causes, for errors (like reqwest's) whose own message leaves out the one
+/// that matters ("connection refused").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
+}

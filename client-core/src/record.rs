@@ -378,3 +378,216 @@ fn patrol_start_mutation(conn: &Connection, patrol_id: PatrolId) -> Result<Optio
     .map(|id| store::parse_stored(&id, MutationId::parse))
     .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientOptions;
+    use riverchief_shared::geo::{Lat, Lon};
+
+    fn client(dir: &std::path::Path, limits: Limits) -> Client {
+        let options = ClientOptions {
+            limits,
+            ..ClientOptions::default()
+        };
+        Client::open(dir, options).expect("open")
+    }
+
+    fn point(i: i64) -> TrackPoint {
+        TrackPoint {
+            t: Utc::now() - chrono::Duration::seconds(1000 - i),
+            lon: Lon::parse(118.744, "lon").expect("lon"),
+            lat: Lat::parse(32.05 + i as f64 * 1e-5, "lat").expect("lat"),
+            accuracy_m: Some(5.0),
+        }
+    }
+
+    fn rows(client: &Client, sql: &str) -> Vec<(String, i64, bool, Option<String>)> {
+        let conn = rusqlite::Connection::open(client.db_path()).expect("open");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    fn draft(
+        segment_id: SegmentId,
+        patrol_id: Option<PatrolId>,
+        photos: Vec<PathBuf>,
+    ) -> IssueDraft {
+        IssueDraft {
+            segment_id,
+            patrol_id,
+            location: Position {
+                lon: Lon::parse(118.744, "lon").expect("lon"),
+                lat: Lat::parse(32.053, "lat").expect("lat"),
+            },
+            category: IssueCategory::Piping,
+            severity: Severity::Major,
+            outflow: Some(Outflow::Muddy),
+            description: "背水坡脚浑水管涌".into(),
+            photos,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_patrol_becomes_ordered_frozen_mutations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Limits {
+            max_points_per_mutation: 4,
+            ..Limits::DEFAULT
+        };
+        let client = client(dir.path(), limits);
+        let segment = SegmentId::new();
+        let patrol = client
+            .start_patrol(&[segment], None, Some("小雨".into()))
+            .await
+            .expect("start");
+        let points: Vec<_> = (0..10).map(point).collect();
+        client.add_points(patrol, &points).await.expect("points");
+
+        let shot = dir.path().join("boil.png");
+        std::fs::write(&shot, crate::capture::tests::png(&[1; 5000])).expect("write");
+        let issue = client
+            .report_issue(draft(segment, Some(patrol), vec![shot.clone()]))
+            .await
+            .expect("report");
+        client.finish_patrol(patrol, None).await.expect("finish");
+
+        // 10 points at 4 a mutation make 3 mutations; sequence numbers follow the actions.
+        let queued = rows(
+            &client,
+            "SELECT type, device_seq, urgent, depends_on FROM outbox ORDER BY device_seq",
+        );
+        let kinds: Vec<_> = queued.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("patrol.start", 1, false),
+                ("patrol.points", 2, false),
+                ("patrol.points", 3, false),
+                ("patrol.points", 4, false),
+                ("issue.report", 5, true),
+                ("patrol.finish", 6, false),
+            ]
+        );
+        // The urgent report carries its patrol's start along.
+        let start_id = rows(
+            &client,
+            "SELECT mutation_id, 0, 0, NULL FROM outbox WHERE device_seq = 1",
+        )
+        .remove(0)
+        .0;
+        assert_eq!(queued[4].3.as_deref(), Some(start_id.as_str()));
+
+        // Frozen bodies parse back as valid mutations by the server's rules.
+        let conn = rusqlite::Connection::open(client.db_path()).expect("open");
+        let bodies: Vec<String> = conn
+            .prepare("SELECT body FROM outbox ORDER BY device_seq")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for body in &bodies {
+            let value: serde_json::Value = serde_json::from_str(body).expect("json");
+            Mutation::parse(value, Utc::now(), &limits).expect("valid");
+        }
+
+        // The photo was copied; the original may go.
+        std::fs::remove_file(&shot).expect("remove");
+        let sha = riverchief_shared::photo::Sha256::of(&crate::capture::tests::png(&[1; 5000]));
+        assert!(client.photo_path(&sha).exists());
+
+        let status = client.status().await.expect("status");
+        assert_eq!(
+            (status.pending, status.pending_urgent, status.done),
+            (6, 1, 0)
+        );
+        assert_eq!(status.photos_pending, 1);
+
+        let issues = client.my_issues().await.expect("issues");
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].id, issue);
+        assert!(issues[0].critical);
+        assert_eq!(
+            issues[0].local.as_ref().map(|l| l.state),
+            Some(OutboxState::Pending)
+        );
+        let patrols = client.patrols().await.expect("patrols");
+        assert_eq!(patrols.len(), 1);
+        assert_eq!(patrols[0].point_count, 10);
+        assert!(patrols[0].ended_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn refuses_what_the_server_would_refuse_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = client(dir.path(), Limits::DEFAULT);
+        let segment = SegmentId::new();
+
+        let unknown = PatrolId::new();
+        assert!(matches!(
+            client.add_points(unknown, &[point(1)]).await,
+            Err(ClientError::UnknownPatrol(id)) if id == unknown
+        ));
+        let patrol = client
+            .start_patrol(&[segment], None, None)
+            .await
+            .expect("start");
+        client.finish_patrol(patrol, None).await.expect("finish");
+        assert!(matches!(
+            client.add_points(patrol, &[point(1)]).await,
+            Err(ClientError::PatrolFinished(_))
+        ));
+        assert!(matches!(
+            client.finish_patrol(patrol, None).await,
+            Err(ClientError::PatrolFinished(_))
+        ));
+        assert!(matches!(
+            client.start_patrol(&[], None, None).await,
+            Err(ClientError::Validation(e)) if e.field == "data.segment_ids"
+        ));
+
+        // Muddy piping below major: refused before any photo is copied.
+        let shot = dir.path().join("boil.png");
+        std::fs::write(&shot, crate::capture::tests::png(&[2; 100])).expect("write");
+        let mut bad = draft(segment, None, vec![shot.clone()]);
+        bad.severity = Severity::Significant;
+        assert!(matches!(
+            client.report_issue(bad).await,
+            Err(ClientError::Validation(e)) if e.field == "data.severity"
+        ));
+        let text = dir.path().join("note.jpg");
+        std::fs::write(&text, "not a photo").expect("write");
+        assert!(matches!(
+            client.report_issue(draft(segment, None, vec![text])).await,
+            Err(ClientError::NotAnImage { .. })
+        ));
+        assert!(matches!(
+            client
+                .add_issue_event(IssueId::new(), IssueEventKind::Dispatched, None, None, None, vec![])
+                .await,
+            Err(ClientError::Validation(e)) if e.field == "data.assignee"
+        ));
+        let copied = std::fs::read_dir(client.photos_dir())
+            .expect("list")
+            .count();
+        assert_eq!(copied, 0);
+        let status = client.status().await.expect("status");
+        assert_eq!((status.pending, status.photos_pending), (2, 0));
+    }
+
+    #[test]
+    fn the_client_and_its_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = client(dir.path(), Limits::DEFAULT);
+        send_sync(&client);
+        send(client.sync(&|_| {}));
+        send(client.report_issue(draft(SegmentId::new(), None, vec![])));
+        send(client.status());
+    }
+}

@@ -102,7 +102,8 @@ CREATE TABLE photos (
     size         INTEGER NOT NULL,
     captured_at  TEXT NOT NULL,
     state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'confirmed', 'failed')),
-    -- The tus upload resource, stored before any byte is sent so that a later attempt resumes it.
+    -- The tus upload's Location as the server gave it (a path, resolved against the server URL in
+    -- use), stored before any byte is sent so that a later attempt resumes it.
     upload_url   TEXT,
     error        TEXT,
     attempts     INTEGER NOT NULL DEFAULT 0,
@@ -170,7 +171,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
                 known,
             });
         }
-        let Some(sql) = usize::try_from(version).ok().and_then(|v| MIGRATIONS.get(v)) else {
+        let Some(sql) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
             return Ok(());
         };
         tx.execute_batch(sql)?;

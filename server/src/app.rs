@@ -90,6 +90,17 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let cfg = config.clone();
         let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
+        match crate::routes::uploads::sweep_stale_uploads(
+            &opened.db,
+            &opened.photos,
+            crate::routes::uploads::STALE_UPLOAD_AGE,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),
+            Err(e) => tracing::warn!(error = %e, "sweeping stale partial uploads"),
+        }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {

@@ -54,6 +54,15 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
 }
 
+/// A random password that reads well aloud and on paper: 12 characters, no look-alikes (0/O, 1/l/I).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY23456789";
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(ALPHABET[rand::Rng::random_range(&mut rng, 0..ALPHABET.len())]))
+        .collect()
+}
+
 /// Checks a password against a stored hash; a malformed hash never verifies.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)

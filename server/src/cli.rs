@@ -1,5 +1,282 @@
-//! TODO-S1: the riverchief-server command line.
+//! The `riverchief-server` command line: `serve`, `migrate`, and `user add` / `user passwd`.
+//!
+//! Every flag of `serve` also reads a `RIVERCHIEF_*` variable. `serve` prints exactly one line
+//! `listening on http://HOST:PORT` to stdout once it is bound (with the real port when asked for
+//! port 0); tools and tests wait for that line. Logs go to stderr.
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use crate::app::{Application, Config};
+use crate::auth;
+use crate::db::{self, Db};
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use riverchief_shared::api::UserInfo;
+use riverchief_shared::domain::Role;
+use riverchief_shared::id::UserId;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "riverchief-server",
+    version,
+    about = "The riverchief server: river-chief patrols and embankment flood watch."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (creating and migrating the database as needed).
+    Serve(ServeArgs),
+    /// Create or migrate the database, then exit.
+    Migrate(DataDir),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// Where the SQLite file, photos and partial uploads live.
+    #[arg(long, env = "RIVERCHIEF_DATA_DIR", default_value = "./riverchief-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "RIVERCHIEF_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    #[command(flatten)]
+    data: DataDir,
+    /// Seed the Qinhuai demo world (segments and demo users) if it is not there yet.
+    #[arg(long, env = "RIVERCHIEF_DEMO")]
+    demo: bool,
+    /// One password for every demo user (drills, tests); otherwise each gets a random one, printed.
+    #[arg(long, env = "RIVERCHIEF_DEMO_PASSWORD")]
+    demo_password: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "RIVERCHIEF_WORKERS", value_parser = parse_workers)]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add(UserAddArgs),
+    /// Set a user's password.
+    Passwd(UserPasswdArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewPassword {
+    /// The password; without it (and without RIVERCHIEF_NEW_PASSWORD) one is generated and printed.
+    #[arg(long, env = "RIVERCHIEF_NEW_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct UserAddArgs {
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    display_name: String,
+    /// patroller, duty_lead or admin.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    #[command(flatten)]
+    password: NewPassword,
+    /// Assign a segment by code (repeat for several).
+    #[arg(long = "segment", value_name = "CODE")]
+    segments: Vec<String>,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Debug, Args)]
+struct UserPasswdArgs {
+    #[arg(long)]
+    username: String,
+    #[command(flatten)]
+    password: NewPassword,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: patroller, duty_lead or admin"))
+}
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a worker count from 1 to 1024")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are not errors; clap knows which exit code each deserves.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
+        Command::User(UserCommand::Add(args)) => user_add(args),
+        Command::User(UserCommand::Passwd(args)) => user_passwd(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("riverchief-server: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries only the lines tools read.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints a line to stdout and flushes it, failing loudly if stdout is gone.
+fn say(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = Config::new(args.bind.clone(), args.data.data_dir);
+    config.demo = args.demo;
+    config.demo_password = args.demo_password;
+    config.workers = args.workers;
+    let host = match args.bind.rsplit_once(':') {
+        Some((host, _)) if !host.is_empty() => host.to_owned(),
+        _ => bail!("--bind {:?} is not HOST:PORT", args.bind),
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config)
+            .await
+            .context("starting the server")?;
+        if !app.demo_users.is_empty() {
+            say("demo credentials (for trying riverchief out; not for real use):")?;
+            for (user, password) in &app.demo_users {
+                say(&format!("  {user}  {password}"))?;
+            }
+        }
+        say(&format!("listening on http://{host}:{}", app.port()))?;
+        app.run_until_stopped().await.context("serving")?;
+        Ok(())
+    })
+}
+
+fn open_db(data: &DataDir) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&data.data_dir)
+        .with_context(|| format!("creating {}", data.data_dir.display()))?;
+    let config = Config::new("127.0.0.1:0", &data.data_dir);
+    let db = Db::open_sqlite(&config.database_path())
+        .with_context(|| format!("opening {}", config.database_path().display()))?;
+    let mut conn = db.conn()?;
+    db::changes::epoch(&mut conn)?;
+    Ok(db)
+}
+
+fn migrate(args: DataDir) -> anyhow::Result<()> {
+    open_db(&args)?;
+    say(&format!(
+        "database in {} is up to date",
+        args.data_dir.display()
+    ))
+}
+
+/// The password to set, and whether it was generated (and so must be shown).
+fn choose_password(p: NewPassword) -> anyhow::Result<(String, bool)> {
+    match p.password {
+        Some(p) if p.is_empty() => bail!("the password must not be empty"),
+        Some(p) => Ok((p, false)),
+        None => Ok((auth::generate_password(), true)),
+    }
+}
+
+fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+    let username = args.username.trim().to_owned();
+    let display_name = args.display_name.trim().to_owned();
+    if username.is_empty() || display_name.is_empty() {
+        bail!("--username and --display-name must not be empty");
+    }
+    let (password, generated) = choose_password(args.password)?;
+    let hash = auth::hash_password(&password)?;
+    let db = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    let info = UserInfo {
+        id: UserId::new(),
+        username: username.clone(),
+        display_name,
+        role: args.role,
+    };
+    db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
+        if db::users::by_username(conn, &username)?.is_some() {
+            bail!("a user named {username:?} already exists");
+        }
+        let mut segments = Vec::new();
+        for code in &args.segments {
+            let s = db::segments::by_code(conn, code)?
+                .ok_or_else(|| anyhow!("no segment with code {code:?}"))?;
+            segments.push(s.properties.id);
+        }
+        db::users::insert(conn, &info, &hash)?;
+        db::users::assign_segments(conn, info.id, &segments)?;
+        Ok(())
+    })?;
+    say(&format!(
+        "created {} ({}) as {}",
+        info.username,
+        info.id,
+        info.role.as_str()
+    ))?;
+    if generated {
+        say(&format!("password: {password}"))?;
+    }
+    Ok(())
+}
+
+fn user_passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
+    let (password, generated) = choose_password(args.password)?;
+    let hash = auth::hash_password(&password)?;
+    let db = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    let user = db::users::by_username(&mut conn, &args.username)?
+        .ok_or_else(|| anyhow!("no user named {:?}", args.username))?;
+    db::users::set_password(&mut conn, user.info.id, &hash)?;
+    say(&format!("password of {} changed", args.username))?;
+    if generated {
+        say(&format!("password: {password}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,7 +1,193 @@
-//! TODO-S1: the Qinhuai demo world.
+//! The Qinhuai demo world: the embankment from Hanzhongmen Bridge past Qingliangmen Bridge to Caihong
+//! Bridge and on, where the community's grid workers, social workers and volunteers patrolled all
+//! day during the 2024 surge; the people who walk it; and who is assigned which stretch.
+//!
+//! Seeding is idempotent: once segment `QHL-01` exists, only missing demo users are created again.
+//! The file also describes the gauge station, depots and stock; those belong to later work (flood
+//! watch and supplies) and are not seeded here yet.
 
-use crate::db::Conn;
+use crate::auth;
+use crate::db::{self, Conn};
+use anyhow::{bail, Context};
+use riverchief_shared::api::UserInfo;
+use riverchief_shared::domain::{Bank, Role, Segment};
+use riverchief_shared::geo::length_m;
+use riverchief_shared::id::{SegmentId, UserId};
+use serde::Deserialize;
 
-pub fn seed(_conn: &mut Conn, _password: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(Vec::new())
+const DEMO_JSON: &str = include_str!("../demo/qinhuai-demo.json");
+
+/// Who walks which stretch: the 8th-grid worker his grid's stretch, the volunteer the whole bank
+/// between the bridges.
+const ASSIGNMENTS: &[(&str, &[&str])] = &[
+    ("zhangwei", &["QHL-02"]),
+    ("lina", &["QHL-01", "QHL-02", "QHL-03", "QHR-02"]),
+];
+
+/// The segment whose presence means the demo was seeded.
+const MARKER_SEGMENT: &str = "QHL-01";
+
+#[derive(Deserialize)]
+struct DemoFile {
+    segments: Features,
+    users: Vec<DemoUser>,
+}
+
+#[derive(Deserialize)]
+struct Features {
+    features: Vec<Feature>,
+}
+
+#[derive(Deserialize)]
+struct Feature {
+    geometry: Geometry,
+    properties: Properties,
+}
+
+#[derive(Deserialize)]
+struct Geometry {
+    coordinates: Vec<[f64; 2]>,
+}
+
+#[derive(Deserialize)]
+struct Properties {
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    river: String,
+    bank: Bank,
+    start_chainage_m: f64,
+    patrol_buffer_m: f64,
+    grid: Option<String>,
+    gauge_station: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DemoUser {
+    username: String,
+    display_name: String,
+    role: Role,
+}
+
+fn segments(file: &DemoFile) -> anyhow::Result<Vec<Segment>> {
+    file.segments
+        .features
+        .iter()
+        .map(|f| {
+            let p = &f.properties;
+            let coords = &f.geometry.coordinates;
+            if coords.len() < 2 || coords.iter().flatten().any(|c| !c.is_finite()) {
+                bail!(
+                    "demo segment {}: the line needs two or more finite points",
+                    p.code
+                );
+            }
+            let line =
+                geo::LineString::from(coords.iter().map(|[x, y]| (*x, *y)).collect::<Vec<_>>());
+            Ok(Segment {
+                properties: db::segments::properties(
+                    SegmentId::new(),
+                    p.code.clone(),
+                    p.name.clone(),
+                    p.name_en.clone(),
+                    p.river.clone(),
+                    p.bank,
+                    length_m(&line),
+                    p.start_chainage_m,
+                    p.patrol_buffer_m,
+                    p.grid.clone(),
+                    p.gauge_station.clone(),
+                ),
+                line: coords.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Seeds the demo world. Every demo user gets `password`, or a random one. Returns the users created
+/// by this call with their passwords, for the operator to read.
+pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+    let file: DemoFile = serde_json::from_str(DEMO_JSON).context("reading the demo file")?;
+    let seeded = db::segments::by_code(conn, MARKER_SEGMENT)?.is_some();
+    let segments = if seeded { Vec::new() } else { segments(&file)? };
+
+    // Hash outside the transaction: Argon2 is slow, and the write lock should not wait on it.
+    let mut new_users = Vec::new();
+    for u in &file.users {
+        if db::users::by_username(conn, &u.username)?.is_some() {
+            continue;
+        }
+        let plain = password.map_or_else(auth::generate_password, str::to_owned);
+        let hash = auth::hash_password(&plain)?;
+        new_users.push((u, plain, hash));
+    }
+    if segments.is_empty() && new_users.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    db::write_transaction(conn, |conn| -> anyhow::Result<()> {
+        for s in &segments {
+            db::segments::insert(conn, s)?;
+        }
+        for (u, _, hash) in &new_users {
+            let info = UserInfo {
+                id: UserId::new(),
+                username: u.username.clone(),
+                display_name: u.display_name.clone(),
+                role: u.role,
+            };
+            db::users::insert(conn, &info, hash)?;
+        }
+        for (username, codes) in ASSIGNMENTS {
+            let Some(user) = db::users::by_username(conn, username)? else {
+                continue;
+            };
+            let mut ids = Vec::new();
+            for code in *codes {
+                if let Some(s) = db::segments::by_code(conn, code)? {
+                    ids.push(s.properties.id);
+                }
+            }
+            db::users::assign_segments(conn, user.info.id, &ids)?;
+        }
+        Ok(())
+    })?;
+    Ok(new_users
+        .into_iter()
+        .map(|(u, plain, _)| (u.username.clone(), plain))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_file_reads_and_its_lengths_match_the_survey_roughly() {
+        let file: DemoFile = serde_json::from_str(DEMO_JSON).unwrap();
+        let segs = segments(&file).unwrap();
+        assert_eq!(segs.len(), 4);
+        let raw: serde_json::Value = serde_json::from_str(DEMO_JSON).unwrap();
+        for (s, f) in segs
+            .iter()
+            .zip(raw["segments"]["features"].as_array().unwrap())
+        {
+            let approx = f["properties"]["approx_length_m"].as_f64().unwrap();
+            let ratio = s.properties.length_m / approx;
+            assert!(
+                (0.8..1.25).contains(&ratio),
+                "{}: {} vs {approx}",
+                s.properties.code,
+                s.properties.length_m
+            );
+        }
+        assert_eq!(segs[1].properties.start_chainage, "K0+847");
+        for (user, codes) in ASSIGNMENTS {
+            assert!(file.users.iter().any(|u| u.username == *user));
+            for c in *codes {
+                assert!(segs.iter().any(|s| s.properties.code == *c));
+            }
+        }
+    }
 }

@@ -65,9 +65,7 @@ impl From<FieldError> for AppError {
 impl AppError {
     fn code(&self) -> &str {
         match self {
-            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => {
-                &e.code
-            }
+            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => &e.code,
             AppError::MalformedJson(_) => "malformed_json",
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
@@ -84,6 +82,16 @@ impl AppError {
     /// The error detail as the client sees it (also used inside push results).
     pub fn detail(&self) -> ErrorDetail {
         match self {
+            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e)
+                if e.field.is_empty() =>
+            {
+                // An error about the body as a whole: no field to name.
+                ErrorDetail {
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                    field: None,
+                }
+            }
             AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => {
                 ErrorDetail::from(e.clone())
             }
@@ -183,11 +191,23 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppE
     de.end()
         .map_err(|e| AppError::MalformedJson(e.to_string()))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        AppError::Invalid(FieldError::new(
-            "invalid",
-            if field == "." { String::new() } else { field },
-            e.into_inner().to_string(),
-        ))
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        match missing {
+            Some(name) if path.is_empty() => {
+                AppError::Invalid(FieldError::new("required", name, "is required"))
+            }
+            Some(name) => AppError::Invalid(FieldError::new(
+                "required",
+                format!("{path}.{name}"),
+                "is required",
+            )),
+            None => AppError::Invalid(FieldError::new("invalid", path, message)),
+        }
     })
 }

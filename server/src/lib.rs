@@ -2,6 +2,7 @@
 //!
 //! - [`app`]: configuration, start-up, the actix application.
 //! - [`routes`]: one module per area of the HTTP API.
+//! - [`sync`]: applying pushed mutations (the server half of the sync protocol).
 //! - [`db`]: the only place that talks to the database.
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
@@ -17,5 +18,6 @@ pub mod demo;
 pub mod error;
 pub mod photo_store;
 pub mod routes;
+pub mod sync;
 
 pub use app::{Application, Config};

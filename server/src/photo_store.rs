@@ -342,7 +342,9 @@ fn finalize_blocking(
     if already_stored {
         fs::remove_file(part_path)?;
     } else {
-        let dir = target.parent().ok_or_else(|| io::Error::other("photo path has no parent"))?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("photo path has no parent"))?;
         fs::create_dir_all(dir)?;
         // Same file system, so the rename is atomic: the photo appears whole or not at all. Two uploads
         // of the same photo racing here both rename identical bytes, which is harmless.
@@ -521,7 +523,9 @@ mod tests {
     use super::*;
 
     fn jpeg_bytes() -> Vec<u8> {
-        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0];
+        let mut bytes = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+        ];
         bytes.extend((0..200_000u32).map(|i| (i % 251) as u8));
         bytes
     }
@@ -631,7 +635,9 @@ mod tests {
         drop(second);
         assert_eq!(store.part_len(id).await.expect("len"), Some(5));
         assert!(matches!(
-            store.begin_append(UploadId::new(), 0, OnInterrupt::Keep).await,
+            store
+                .begin_append(UploadId::new(), 0, OnInterrupt::Keep)
+                .await,
             Err(AppendError::Missing)
         ));
     }
@@ -646,9 +652,7 @@ mod tests {
             .begin_append(id, 0, OnInterrupt::Rollback)
             .await
             .expect("begin");
-        w.write(&vec![7u8; WRITE_BUFFER + 10])
-            .await
-            .expect("write");
+        w.write(&vec![7u8; WRITE_BUFFER + 10]).await.expect("write");
         drop(w);
         // The slot is freed only once the rollback ran.
         let mut next = loop {

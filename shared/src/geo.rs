@@ -84,6 +84,7 @@ pub fn locate(line: &geo::LineString<f64>, point: geo::Point<f64>) -> Option<(f6
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

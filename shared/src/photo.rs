@@ -116,6 +116,7 @@ pub struct PhotoRef {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -27,13 +27,22 @@ async fn main() -> Result<()> {
     let base = server.url();
     let token = login(&base, "zhangwei").await?;
     let http = reqwest::Client::new();
-    let segments: Value = http.get(format!("{base}/api/v1/segments")).bearer_auth(&token).send().await?.json().await?;
+    let segments: Value = http
+        .get(format!("{base}/api/v1/segments"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
     let qhl02 = segments["features"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["properties"]["code"] == "QHL-02"))
         .cloned()
         .unwrap_or_default();
-    let segment_id = qhl02["properties"]["id"].as_str().unwrap_or_default().to_owned();
+    let segment_id = qhl02["properties"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let line: Vec<[f64; 2]> = serde_json::from_value(qhl02["geometry"]["coordinates"].clone())?;
 
     // Push ingest: track points.
@@ -82,7 +91,9 @@ async fn main() -> Result<()> {
     .await??;
 
     // Photo uploads through tus, and the raw loopback copy.
-    let photos: Vec<Vec<u8>> = (0..PHOTOS).map(|i| fake_jpeg(PHOTO_LEN, 1000 + i as u64)).collect();
+    let photos: Vec<Vec<u8>> = (0..PHOTOS)
+        .map(|i| fake_jpeg(PHOTO_LEN, 1000 + i as u64))
+        .collect();
     let started = Instant::now();
     for p in &photos {
         upload(&http, &base, &token, p).await?;
@@ -94,13 +105,33 @@ async fn main() -> Result<()> {
     let mb = (PHOTOS * PHOTO_LEN) as f64 / 1e6;
     let points = (POINT_MUTATIONS * POINTS_EACH) as f64;
     let rows = [
-        ("track points", "points/s", points / push_points.as_secs_f64(), points / raw_points.as_secs_f64()),
-        ("issue reports", "mutations/s", REPORTS as f64 / push_reports.as_secs_f64(), REPORTS as f64 / raw_reports.as_secs_f64()),
-        ("photo upload", "MB/s", mb / upload_time.as_secs_f64(), mb / copy_time.as_secs_f64()),
+        (
+            "track points",
+            "points/s",
+            points / push_points.as_secs_f64(),
+            points / raw_points.as_secs_f64(),
+        ),
+        (
+            "issue reports",
+            "mutations/s",
+            REPORTS as f64 / push_reports.as_secs_f64(),
+            REPORTS as f64 / raw_reports.as_secs_f64(),
+        ),
+        (
+            "photo upload",
+            "MB/s",
+            mb / upload_time.as_secs_f64(),
+            mb / copy_time.as_secs_f64(),
+        ),
     ];
-    let mut out = String::from("| what | unit | riverchief | baseline | ratio |\n| --- | --- | ---: | ---: | ---: |\n");
+    let mut out = String::from(
+        "| what | unit | riverchief | baseline | ratio |\n| --- | --- | ---: | ---: | ---: |\n",
+    );
     for (what, unit, ours, base) in rows {
-        out.push_str(&format!("| {what} | {unit} | {ours:.0} | {base:.0} | {:.2} |\n", ours / base));
+        out.push_str(&format!(
+            "| {what} | {unit} | {ours:.0} | {base:.0} | {:.2} |\n",
+            ours / base
+        ));
     }
     out.push_str(&format!(
         "\n{} point mutations of {} points, {} reports in batches of 100, {} photos of {} MiB; baselines: raw rusqlite \
@@ -114,7 +145,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn push(http: &reqwest::Client, base: &str, token: &str, mutations: Vec<Value>) -> Result<()> {
+async fn push(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    mutations: Vec<Value>,
+) -> Result<()> {
     let r = http
         .post(format!("{base}/api/v1/sync/push"))
         .bearer_auth(token)
@@ -129,7 +165,10 @@ async fn push(http: &reqwest::Client, base: &str, token: &str, mutations: Vec<Va
     Ok(())
 }
 
-fn raw_inserts(path: &std::path::Path, track: &[riverchief_shared::domain::TrackPoint]) -> Result<(Duration, Duration)> {
+fn raw_inserts(
+    path: &std::path::Path,
+    track: &[riverchief_shared::domain::TrackPoint],
+) -> Result<(Duration, Duration)> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -144,9 +183,18 @@ fn raw_inserts(path: &std::path::Path, track: &[riverchief_shared::domain::Track
     for (seq, chunk) in track.chunks(POINTS_EACH).enumerate() {
         let tx = conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
             for (i, p) in chunk.iter().enumerate() {
-                stmt.execute(rusqlite::params![patrol, seq as i64, i as i64, p.t.to_rfc3339(), p.lon.get(), p.lat.get(), p.accuracy_m])?;
+                stmt.execute(rusqlite::params![
+                    patrol,
+                    seq as i64,
+                    i as i64,
+                    p.t.to_rfc3339(),
+                    p.lon.get(),
+                    p.lat.get(),
+                    p.accuracy_m
+                ])?;
             }
         }
         tx.commit()?;
@@ -157,7 +205,11 @@ fn raw_inserts(path: &std::path::Path, track: &[riverchief_shared::domain::Track
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO issues VALUES (?1, 'seg', 118.74, 32.05, 'litter', 1, ?2, ?3)",
-            rusqlite::params![IssueId::new().to_string(), format!("垃圾 {i}"), chrono::Utc::now().to_rfc3339()],
+            rusqlite::params![
+                IssueId::new().to_string(),
+                format!("垃圾 {i}"),
+                chrono::Utc::now().to_rfc3339()
+            ],
         )?;
         tx.commit()?;
     }
@@ -172,11 +224,23 @@ async fn upload(http: &reqwest::Client, base: &str, token: &str, bytes: &[u8]) -
         .bearer_auth(token)
         .header("Tus-Resumable", "1.0.0")
         .header("Upload-Length", bytes.len().to_string())
-        .header("Upload-Metadata", format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")))
+        .header(
+            "Upload-Metadata",
+            format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")),
+        )
         .send()
         .await?;
-    let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let url = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
     let r = http
         .patch(url)
         .bearer_auth(token)

@@ -16,7 +16,11 @@ struct Api {
 
 impl Api {
     async fn new(server: &TestServer, user: &str) -> Result<Api> {
-        Ok(Api { base: server.url(), token: login(&server.url(), user).await?, http: Client::new() })
+        Ok(Api {
+            base: server.url(),
+            token: login(&server.url(), user).await?,
+            http: Client::new(),
+        })
     }
 
     async fn push_raw(&self, body: impl Into<reqwest::Body>) -> Result<(StatusCode, Value)> {
@@ -35,7 +39,8 @@ impl Api {
     }
 
     async fn push(&self, mutations: Vec<Value>) -> Result<Vec<Value>> {
-        let body = json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": mutations});
+        let body =
+            json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": mutations});
         let (status, body) = self.push_raw(body.to_string()).await?;
         assert_eq!(status, StatusCode::OK, "{body}");
         Ok(body["results"].as_array().cloned().unwrap_or_default())
@@ -54,7 +59,10 @@ impl Api {
             .as_array()
             .and_then(|fs| fs.iter().find(|f| f["properties"]["code"] == code))
             .ok_or_else(|| anyhow::anyhow!("no segment {code}"))?;
-        Ok(f["properties"]["id"].as_str().unwrap_or_default().to_owned())
+        Ok(f["properties"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 }
 
@@ -63,7 +71,11 @@ fn mutation(seq: u64, kind: &str, data: Value) -> Value {
 }
 
 fn start(segment: &str, patrol: PatrolId) -> Value {
-    mutation(1, "patrol.start", json!({"patrol_id": patrol, "segment_ids": [segment], "started_at": chrono::Utc::now()}))
+    mutation(
+        1,
+        "patrol.start",
+        json!({"patrol_id": patrol, "segment_ids": [segment], "started_at": chrono::Utc::now()}),
+    )
 }
 
 fn points(patrol: PatrolId, lat: Value) -> Value {
@@ -83,13 +95,23 @@ fn assert_rejected(result: &Value, code: &str, field: Option<&str>) {
     if let Some(f) = field {
         assert_eq!(result["error"]["field"], f, "{result}");
     }
-    assert!(result["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{result}");
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{result}"
+    );
 }
 
 fn assert_envelope(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +143,12 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
     );
     let (s, b) = api.push_raw(nan).await?;
     assert_envelope(s, &b, StatusCode::BAD_REQUEST, "malformed_json");
-    let (s, b) = api.push_raw(json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": "lots"}).to_string()).await?;
+    let (s, b) = api
+        .push_raw(
+            json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": "lots"})
+                .to_string(),
+        )
+        .await?;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(b["error"]["field"], "mutations", "{b}");
 
@@ -143,9 +170,20 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
         ])
         .await?;
     assert_rejected(&results[0], "invalid", Some("data.points[1].lat"));
-    assert!(results[0]["error"]["message"].as_str().unwrap_or_default().contains("91"), "{}", results[0]);
+    assert!(
+        results[0]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("91"),
+        "{}",
+        results[0]
+    );
     assert_rejected(&results[1], "invalid", Some("data.points[1].lat"));
-    assert_rejected(&results[2], "unknown_reference", Some("data.segment_ids[0]"));
+    assert_rejected(
+        &results[2],
+        "unknown_reference",
+        Some("data.segment_ids[0]"),
+    );
     assert_rejected(&results[3], "forbidden", None);
     assert_rejected(&results[4], "conflict", None);
     assert_rejected(&results[5], "unknown_type", Some("type"));
@@ -153,14 +191,25 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
     assert_eq!(results[6]["id"], Value::Null);
 
     // Oversize batches: by count and by bytes.
-    let many: Vec<Value> = (0..201).map(|i| points(mine, json!(32.05 + i as f64 * 1e-6))).collect();
-    let (s, b) = api.push_raw(json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": many}).to_string()).await?;
+    let many: Vec<Value> = (0..201)
+        .map(|i| points(mine, json!(32.05 + i as f64 * 1e-6)))
+        .collect();
+    let (s, b) = api
+        .push_raw(
+            json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": many})
+                .to_string(),
+        )
+        .await?;
     assert_envelope(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_many");
     let huge = json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": [], "padding": "x".repeat(5 * 1024 * 1024)});
     let (s, b) = api.push_raw(huge.to_string()).await?;
     assert_envelope(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
 
-    assert_eq!(db_digest(&server.db_path())?, before, "a refused request wrote something");
+    assert_eq!(
+        db_digest(&server.db_path())?,
+        before,
+        "a refused request wrote something"
+    );
     Ok(())
 }
 
@@ -170,9 +219,22 @@ async fn requests_without_a_valid_token_are_refused() -> Result<()> {
     let before = db_digest(&server.db_path())?;
     let http = Client::new();
     let body = json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": []});
-    for auth in [None, Some("Bearer 0000"), Some("Basic emhhbmd3ZWk6eA=="), Some("Bearer ")] {
-        for (method, path) in [("POST", "/api/v1/sync/push"), ("GET", "/api/v1/sync/pull"), ("GET", "/api/v1/segments"), ("GET", "/api/v1/issues"), ("POST", "/api/v1/uploads")] {
-            let mut req = http.request(method.parse()?, format!("{}{path}", server.url())).json(&body);
+    for auth in [
+        None,
+        Some("Bearer 0000"),
+        Some("Basic emhhbmd3ZWk6eA=="),
+        Some("Bearer "),
+    ] {
+        for (method, path) in [
+            ("POST", "/api/v1/sync/push"),
+            ("GET", "/api/v1/sync/pull"),
+            ("GET", "/api/v1/segments"),
+            ("GET", "/api/v1/issues"),
+            ("POST", "/api/v1/uploads"),
+        ] {
+            let mut req = http
+                .request(method.parse()?, format!("{}{path}", server.url()))
+                .json(&body);
             if let Some(a) = auth {
                 req = req.header("authorization", a);
             }
@@ -188,7 +250,12 @@ async fn requests_without_a_valid_token_are_refused() -> Result<()> {
         .send()
         .await?;
     let status = r.status();
-    assert_envelope(status, &r.json().await?, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_envelope(
+        status,
+        &r.json().await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     assert_eq!(db_digest(&server.db_path())?, before);
     Ok(())
 }
@@ -206,8 +273,17 @@ async fn create_upload(api: &Api, len: usize, sha: &str) -> Result<String> {
         .send()
         .await?;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    Ok(if loc.starts_with("http") { loc } else { format!("{}{loc}", api.base) })
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{}{loc}", api.base)
+    })
 }
 
 fn b64(s: &str) -> String {
@@ -251,7 +327,12 @@ async fn bad_photos_are_refused_and_leave_nothing() -> Result<()> {
     let text = b"Dear duty lead, this is not a photo of a sand boil.".repeat(100);
     let url = create_upload(&api, text.len(), &Sha256::of(&text).hex()).await?;
     let (s, b) = patch(&api, &url, 0, text).await?;
-    assert_envelope(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_envelope(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
 
     // A malformed hash, and a photo over 25 MiB, are refused at creation.
     let r = api
@@ -270,23 +351,55 @@ async fn bad_photos_are_refused_and_leave_nothing() -> Result<()> {
         .bearer_auth(&api.token)
         .header("Tus-Resumable", "1.0.0")
         .header("Upload-Length", (26 * 1024 * 1024).to_string())
-        .header("Upload-Metadata", format!("sha256 {}", b64(&Sha256::of(b"x").hex())))
+        .header(
+            "Upload-Metadata",
+            format!("sha256 {}", b64(&Sha256::of(b"x").hex())),
+        )
         .send()
         .await?;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let r = api.http.head(format!("{}/api/v1/photos/{}", api.base, Sha256::of(&jpeg).hex())).bearer_auth(&api.token).send().await?;
+    let r = api
+        .http
+        .head(format!(
+            "{}/api/v1/photos/{}",
+            api.base,
+            Sha256::of(&jpeg).hex()
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(db_digest(&server.db_path())?, before, "a refused upload left rows behind");
-    assert_eq!(count_files(&photos_dir), files_before, "a refused upload left a photo behind");
-    assert_eq!(count_files(&server.data_dir.join("uploads")), 0, "a refused upload left a part file");
+    assert_eq!(
+        db_digest(&server.db_path())?,
+        before,
+        "a refused upload left rows behind"
+    );
+    assert_eq!(
+        count_files(&photos_dir),
+        files_before,
+        "a refused upload left a photo behind"
+    );
+    assert_eq!(
+        count_files(&server.data_dir.join("uploads")),
+        0,
+        "a refused upload left a part file"
+    );
     Ok(())
 }
 
 fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .filter_map(|e| e.ok())
-        .map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }

@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Result};
 use riverchief_client::{Client, ClientOptions, IssueDraft, RetryPolicy};
 use riverchief_shared::domain::{IssueCategory, Outflow, Segment, Severity};
 use riverchief_shared::geo::{Lat, Lon, Position};
-use riverchief_shared::id::{DeviceId, IssueId, MutationId, PatrolId};
+use riverchief_shared::id::{DeviceId, MutationId, PatrolId};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +13,11 @@ use std::time::Duration;
 pub fn open_client(dir: &Path, server: &str) -> Result<Client> {
     let options = ClientOptions {
         server_url: Some(server.to_owned()),
-        retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
         ..ClientOptions::default()
     };
     Ok(Client::open(dir, options)?)
@@ -49,7 +53,10 @@ pub fn draft(
     IssueDraft {
         segment_id: segment.properties.id,
         patrol_id,
-        location: Position { lon: Lon::parse(lon, "lon").unwrap_or_else(|_| unreachable!()), lat: Lat::parse(lat, "lat").unwrap_or_else(|_| unreachable!()) },
+        location: Position {
+            lon: Lon::parse(lon, "lon").unwrap_or_else(|_| unreachable!()),
+            lat: Lat::parse(lat, "lat").unwrap_or_else(|_| unreachable!()),
+        },
         category,
         severity,
         outflow,
@@ -59,7 +66,9 @@ pub fn draft(
 }
 
 pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub fn mutation(seq: u64, kind: &str, data: Value) -> Value {
@@ -75,11 +84,20 @@ pub struct Http {
 
 impl Http {
     pub fn new(base: &str, token: &str) -> Http {
-        Http { base: base.to_owned(), token: token.to_owned(), http: reqwest::Client::new() }
+        Http {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         if !r.status().is_success() {
             bail!("GET {path}: {} {}", r.status(), r.text().await?);
         }
@@ -87,7 +105,12 @@ impl Http {
     }
 
     pub async fn bytes(&self, path: &str) -> Result<Vec<u8>> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         if !r.status().is_success() {
             bail!("GET {path}: {}", r.status());
         }
@@ -118,15 +141,25 @@ pub async fn user_id(base: &str, username: &str) -> Result<String> {
         .send()
         .await?;
     let body: Value = r.json().await?;
-    body["user"]["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no user in {body}"))
+    body["user"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no user in {body}"))
 }
 
 /// Adds a user with the server's own CLI, on the live data directory.
 pub fn add_user(data_dir: &Path, username: &str, role: &str, segments: &[&str]) -> Result<()> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rc-server"));
-    cmd.args(["user", "add", "--data-dir"])
-        .arg(data_dir)
-        .args(["--username", username, "--display-name", username, "--role", role, "--password", riverchief_tests::DEMO_PASSWORD]);
+    cmd.args(["user", "add", "--data-dir"]).arg(data_dir).args([
+        "--username",
+        username,
+        "--display-name",
+        username,
+        "--role",
+        role,
+        "--password",
+        riverchief_tests::DEMO_PASSWORD,
+    ]);
     for s in segments {
         cmd.args(["--segment", s]);
     }
@@ -139,9 +172,11 @@ pub fn add_user(data_dir: &Path, username: &str, role: &str, segments: &[&str]) 
 
 /// The mutations a device has sent, exactly as frozen in its outbox, in device order.
 pub fn sent_mutations(client_dir: &Path) -> Result<Vec<Value>> {
-    let conn = rusqlite::Connection::open_with_flags(client_dir.join("client.sqlite3"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        client_dir.join("client.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
     let mut stmt = conn.prepare("SELECT body FROM outbox ORDER BY device_seq")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
 }
-

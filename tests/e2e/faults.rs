@@ -5,24 +5,55 @@ use anyhow::{bail, Result};
 use riverchief_client::Client;
 use riverchief_shared::domain::{IssueCategory, Severity};
 use riverchief_shared::photo::Sha256;
-use riverchief_tests::{free_port, photo_file, scalar, walk, NetMode, Proxy, ServerProcess, TestServer};
+use riverchief_tests::{
+    free_port, photo_file, scalar, walk, NetMode, Proxy, ServerProcess, TestServer,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Records, offline, one patrol of `points` points on QHL-02 and `issues` reports with `photos_each`
 /// photos of about `photo_len` bytes. Returns the number of mutations queued.
-async fn record_a_long_patrol(client: &Client, shots: &Path, points: usize, issues: usize, photos_each: usize, photo_len: usize) -> Result<usize> {
+async fn record_a_long_patrol(
+    client: &Client,
+    shots: &Path,
+    points: usize,
+    issues: usize,
+    photos_each: usize,
+    photo_len: usize,
+) -> Result<usize> {
     let qhl02 = segment(client, "QHL-02").await?;
-    let patrol = client.start_patrol(&[qhl02.properties.id], None, None).await?;
-    let track = walk(&qhl02.line, points, chrono::Utc::now() - chrono::Duration::hours(3));
+    let patrol = client
+        .start_patrol(&[qhl02.properties.id], None, None)
+        .await?;
+    let track = walk(
+        &qhl02.line,
+        points,
+        chrono::Utc::now() - chrono::Duration::hours(3),
+    );
     for chunk in track.chunks(1000) {
         client.add_points(patrol, chunk).await?;
     }
     for i in 0..issues {
         let photos = (0..photos_each)
-            .map(|j| photo_file(shots, &format!("p{i}-{j}.jpg"), photo_len + i * 1000 + j, (i * 100 + j) as u64))
+            .map(|j| {
+                photo_file(
+                    shots,
+                    &format!("p{i}-{j}.jpg"),
+                    photo_len + i * 1000 + j,
+                    (i * 100 + j) as u64,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
-        let d = draft(&qhl02, (i as f64 + 0.5) / issues as f64, IssueCategory::Seepage, Severity::Significant, None, &format!("背水坡渗水点 {i}"), Some(patrol), photos);
+        let d = draft(
+            &qhl02,
+            (i as f64 + 0.5) / issues as f64,
+            IssueCategory::Seepage,
+            Severity::Significant,
+            None,
+            &format!("背水坡渗水点 {i}"),
+            Some(patrol),
+            photos,
+        );
         client.report_issue(d).await?;
     }
     client.finish_patrol(patrol, None).await?;
@@ -55,16 +86,30 @@ async fn sync_until_done(client: &Client) -> Result<riverchief_client::SyncRepor
     bail!("sync never completed: {last:?}")
 }
 
-fn assert_exactly_once(db: &Path, points: i64, issues: i64, photos: i64, mutations: i64) -> Result<()> {
+fn assert_exactly_once(
+    db: &Path,
+    points: i64,
+    issues: i64,
+    photos: i64,
+    mutations: i64,
+) -> Result<()> {
     assert_eq!(scalar(db, "SELECT count(*) FROM track_points")?, points);
-    assert_eq!(scalar(db, "SELECT coalesce(sum(point_count), 0) FROM patrols")?, points, "point_count counted twice");
+    assert_eq!(
+        scalar(db, "SELECT coalesce(sum(point_count), 0) FROM patrols")?,
+        points,
+        "point_count counted twice"
+    );
     assert_eq!(scalar(db, "SELECT count(*) FROM patrols")?, 1);
     assert_eq!(scalar(db, "SELECT count(*) FROM issues")?, issues);
     assert_eq!(scalar(db, "SELECT count(*) FROM issue_events")?, issues);
     assert_eq!(scalar(db, "SELECT count(*) FROM photos")?, photos);
     assert_eq!(scalar(db, "SELECT count(*) FROM issue_photos")?, photos);
     assert_eq!(scalar(db, "SELECT count(*) FROM mutations")?, mutations);
-    assert_eq!(scalar(db, "SELECT count(*) FROM uploads")?, 0, "finished uploads left behind");
+    assert_eq!(
+        scalar(db, "SELECT count(*) FROM uploads")?,
+        0,
+        "finished uploads left behind"
+    );
     Ok(())
 }
 
@@ -78,8 +123,17 @@ fn assert_photo_files_verified(data_dir: &Path, expected: usize) -> Result<()> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-                assert_eq!(Sha256::of(&std::fs::read(&p)?).hex(), name, "{}", p.display());
+                let name = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                assert_eq!(
+                    Sha256::of(&std::fs::read(&p)?).hex(),
+                    name,
+                    "{}",
+                    p.display()
+                );
                 n += 1;
             }
         }
@@ -92,11 +146,19 @@ fn assert_photo_files_verified(data_dir: &Path, expected: usize) -> Result<()> {
 async fn a_server_killed_mid_sync_loses_and_doubles_nothing() -> Result<()> {
     let data = tempfile::tempdir()?;
     let port = free_port()?;
-    let mut server = Some(ServerProcess::start(data.path(), port).await?);
+    let mut server =
+        Some(ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), data.path(), port).await?);
     let proxy = Proxy::start(port, NetMode::Online).await?;
     let phone = tempfile::tempdir()?;
     let client = open_client(phone.path(), &proxy.url())?;
-    client.login(&proxy.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone").await?;
+    client
+        .login(
+            &proxy.url(),
+            "zhangwei",
+            riverchief_tests::DEMO_PASSWORD,
+            "phone",
+        )
+        .await?;
     client.sync(&|_| {}).await?;
     let shots = tempfile::tempdir()?;
     let queued = record_a_long_patrol(&client, shots.path(), 5000, 10, 2, 1_000_000).await?;
@@ -114,18 +176,28 @@ async fn a_server_killed_mid_sync_loses_and_doubles_nothing() -> Result<()> {
     };
     let (first, killed) = tokio::join!(client.sync(&|_| {}), killer);
     killed?;
-    assert!(first.is_err(), "the sync should have seen the server die: {first:?}");
+    assert!(
+        first.is_err(),
+        "the sync should have seen the server die: {first:?}"
+    );
     let photos_at_kill = scalar(&db, "SELECT count(*) FROM photos")?;
-    assert!(photos_at_kill < 20, "the kill came too late to test anything");
+    assert!(
+        photos_at_kill < 20,
+        "the kill came too late to test anything"
+    );
 
     // Restart on the same port; the phone syncs again.
-    let _server = ServerProcess::start(data.path(), port).await?;
+    let _server = ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), data.path(), port).await?;
     proxy.throttle(0);
     sync_until_done(&client).await?;
     assert_exactly_once(&db, 5000, 10, 20, 17)?;
     assert_photo_files_verified(data.path(), 20)?;
     let status = client.status().await?;
-    assert_eq!((status.pending, status.rejected.len()), (0, 0), "{status:?}");
+    assert_eq!(
+        (status.pending, status.rejected.len()),
+        (0, 0),
+        "{status:?}"
+    );
     Ok(())
 }
 
@@ -135,7 +207,14 @@ async fn a_cut_connection_resumes_from_the_server_offset() -> Result<()> {
     let proxy = Proxy::start(server.port, NetMode::Online).await?;
     let phone = tempfile::tempdir()?;
     let client = open_client(phone.path(), &proxy.url())?;
-    client.login(&proxy.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone").await?;
+    client
+        .login(
+            &proxy.url(),
+            "zhangwei",
+            riverchief_tests::DEMO_PASSWORD,
+            "phone",
+        )
+        .await?;
     client.sync(&|_| {}).await?;
     let qhl02 = segment(&client, "QHL-02").await?;
     let shots = tempfile::tempdir()?;
@@ -143,7 +222,16 @@ async fn a_cut_connection_resumes_from_the_server_offset() -> Result<()> {
     let photo = photo_file(shots.path(), "slide.jpg", LEN, 77)?;
     let sha = Sha256::of(&std::fs::read(&photo)?).hex();
     client
-        .report_issue(draft(&qhl02, 0.3, IssueCategory::SlopeSlide, Severity::Major, None, "临水坡局部滑坡", None, vec![photo]))
+        .report_issue(draft(
+            &qhl02,
+            0.3,
+            IssueCategory::SlopeSlide,
+            Severity::Major,
+            None,
+            "临水坡局部滑坡",
+            None,
+            vec![photo],
+        ))
         .await?;
 
     // The signal dies three quarters of the way through the photo.
@@ -151,14 +239,27 @@ async fn a_cut_connection_resumes_from_the_server_offset() -> Result<()> {
     proxy.cut_after(3 * 1024 * 1024);
     let _ = client.sync(&|_| {}).await;
     sync_until_done(&client).await?;
-    assert_eq!(proxy.counters.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection was never cut");
+    assert_eq!(
+        proxy
+            .counters
+            .cuts
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the connection was never cut"
+    );
     let sent = proxy.upstream_bytes() - before;
     assert!(
         (sent as f64) < 1.5 * LEN as f64,
         "sent {sent} bytes for a {LEN}-byte photo: the upload restarted instead of resuming"
     );
-    let lead = Http::new(&server.url(), &riverchief_tests::login(&server.url(), "chen").await?);
-    assert_eq!(Sha256::of(&lead.bytes(&format!("/api/v1/photos/{sha}")).await?).hex(), sha);
+    let lead = Http::new(
+        &server.url(),
+        &riverchief_tests::login(&server.url(), "chen").await?,
+    );
+    assert_eq!(
+        Sha256::of(&lead.bytes(&format!("/api/v1/photos/{sha}")).await?).hex(),
+        sha
+    );
     Ok(())
 }
 
@@ -170,7 +271,14 @@ async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result
     let shots = tempfile::tempdir()?;
     let queued = {
         let client = open_client(phone.path(), &proxy.url())?;
-        client.login(&proxy.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone").await?;
+        client
+            .login(
+                &proxy.url(),
+                "zhangwei",
+                riverchief_tests::DEMO_PASSWORD,
+                "phone",
+            )
+            .await?;
         client.sync(&|_| {}).await?;
         record_a_long_patrol(&client, shots.path(), 3000, 5, 2, 1_000_000).await?
     };
@@ -190,7 +298,10 @@ async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result
     child.kill()?;
     child.wait()?;
     proxy.throttle(0);
-    assert!(scalar(&server.db_path(), "SELECT count(*) FROM photos")? < 10, "the kill came too late");
+    assert!(
+        scalar(&server.db_path(), "SELECT count(*) FROM photos")? < 10,
+        "the kill came too late"
+    );
 
     // The local store is intact: nothing lost, nothing half-written.
     let conn = rusqlite::Connection::open(phone.path().join("client.sqlite3"))?;

@@ -16,14 +16,27 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
     let server = TestServer::start_on(data.path(), port).await?;
     let phone = tempfile::tempdir()?;
     let client = open_client(phone.path(), &server.url())?;
-    client.login(&server.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "zhangwei's phone").await?;
+    client
+        .login(
+            &server.url(),
+            "zhangwei",
+            riverchief_tests::DEMO_PASSWORD,
+            "zhangwei's phone",
+        )
+        .await?;
     client.sync(&|_| {}).await?;
     let qhl02 = segment(&client, "QHL-02").await?;
 
     // The server goes away (no signal on the bank). Everything below happens offline.
     server.stop().await;
     let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
-    let patrol = client.start_patrol(&[qhl02.properties.id], Some("汛期巡堤".into()), Some("小雨".into())).await?;
+    let patrol = client
+        .start_patrol(
+            &[qhl02.properties.id],
+            Some("汛期巡堤".into()),
+            Some("小雨".into()),
+        )
+        .await?;
     let points = walk(&qhl02.line, 500, t0);
     for chunk in points.chunks(50) {
         client.add_points(patrol, chunk).await?;
@@ -32,18 +45,41 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
     let p1 = photo_file(shots.path(), "boil-1.jpg", 1_300_000, 11)?;
     let p2 = photo_file(shots.path(), "boil-2.jpg", 1_100_000, 12)?;
     let p3 = photo_file(shots.path(), "litter.jpg", 1_050_000, 13)?;
-    let hashes: Vec<String> = [&p1, &p2, &p3].iter().map(|p| Ok(Sha256::of(&std::fs::read(p)?).hex())).collect::<Result<_>>()?;
+    let hashes: Vec<String> = [&p1, &p2, &p3]
+        .iter()
+        .map(|p| Ok(Sha256::of(&std::fs::read(p)?).hex()))
+        .collect::<Result<_>>()?;
     let boil = client
-        .report_issue(draft(&qhl02, 0.4, IssueCategory::Piping, Severity::Major, Some(Outflow::Muddy), "背水坡脚浑水管涌，直径约5厘米", Some(patrol), vec![p1.clone(), p2.clone()]))
+        .report_issue(draft(
+            &qhl02,
+            0.4,
+            IssueCategory::Piping,
+            Severity::Major,
+            Some(Outflow::Muddy),
+            "背水坡脚浑水管涌，直径约5厘米",
+            Some(patrol),
+            vec![p1.clone(), p2.clone()],
+        ))
         .await?;
     let litter = client
-        .report_issue(draft(&qhl02, 0.7, IssueCategory::Litter, Severity::Minor, None, "堤顶垃圾堆放", Some(patrol), vec![p3.clone()]))
+        .report_issue(draft(
+            &qhl02,
+            0.7,
+            IssueCategory::Litter,
+            Severity::Minor,
+            None,
+            "堤顶垃圾堆放",
+            Some(patrol),
+            vec![p3.clone()],
+        ))
         .await?;
     // The camera app may delete the originals: the client has its own copies.
     for p in [&p1, &p2, &p3] {
         std::fs::remove_file(p)?;
     }
-    client.finish_patrol(patrol, Some("全段巡查完毕".into())).await?;
+    client
+        .finish_patrol(patrol, Some("全段巡查完毕".into()))
+        .await?;
 
     // A sync with no server fails and keeps everything.
     assert!(client.sync(&|_| {}).await.is_err());
@@ -86,18 +122,24 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
         let bytes = lead.bytes(&format!("/api/v1/photos/{sha}")).await?;
         assert_eq!(&Sha256::of(&bytes).hex(), sha);
     }
-    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM track_points")?, 500);
+    assert_eq!(
+        scalar(&server.db_path(), "SELECT count(*) FROM track_points")?,
+        500
+    );
     assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM issues")?, 2);
     assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM photos")?, 3);
 
     // The same push replayed, byte for byte: every mutation a duplicate, not a row changed.
+    let token = login(&server.url(), "zhangwei").await?;
+    let zhang = Http::new(&server.url(), &token);
     let before = db_digest(&server.db_path())?;
     let sent = sent_mutations(phone.path())?;
     assert_eq!(sent.len(), 14);
-    let token = login(&server.url(), "zhangwei").await?;
-    let zhang = Http::new(&server.url(), &token);
     let results = zhang.push(client.device_id().await?, sent).await?;
-    assert!(results.iter().all(|r| r["status"] == "duplicate"), "{results:?}");
+    assert!(
+        results.iter().all(|r| r["status"] == "duplicate"),
+        "{results:?}"
+    );
     assert_eq!(db_digest(&server.db_path())?, before);
 
     // And a sync with nothing new changes nothing either.
@@ -111,22 +153,54 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
     let server = TestServer::start().await?;
     let a_dir = tempfile::tempdir()?;
     let a = open_client(a_dir.path(), &server.url())?;
-    a.login(&server.url(), "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone A").await?;
+    a.login(
+        &server.url(),
+        "zhangwei",
+        riverchief_tests::DEMO_PASSWORD,
+        "phone A",
+    )
+    .await?;
     a.sync(&|_| {}).await?;
     let qhl02 = segment(&a, "QHL-02").await?;
     let qhl01 = segment(&a, "QHL-01").await?;
     let shots = tempfile::tempdir()?;
     let photo = photo_file(shots.path(), "crack.jpg", 200_000, 5)?;
     let on_02 = a
-        .report_issue(draft(&qhl02, 0.5, IssueCategory::Crack, Severity::Significant, None, "堤顶纵向裂缝约3米", None, vec![photo]))
+        .report_issue(draft(
+            &qhl02,
+            0.5,
+            IssueCategory::Crack,
+            Severity::Significant,
+            None,
+            "堤顶纵向裂缝约3米",
+            None,
+            vec![photo],
+        ))
         .await?;
-    let on_01 = a.report_issue(draft(&qhl01, 0.5, IssueCategory::Litter, Severity::Minor, None, "垃圾", None, vec![])).await?;
+    let on_01 = a
+        .report_issue(draft(
+            &qhl01,
+            0.5,
+            IssueCategory::Litter,
+            Severity::Minor,
+            None,
+            "垃圾",
+            None,
+            vec![],
+        ))
+        .await?;
     a.sync(&|_| {}).await?;
 
     // lina watches QHL-01, 02, 03 and QHR-02; a device of a patroller assigned elsewhere is tested below.
     let b_dir = tempfile::tempdir()?;
     let b = open_client(b_dir.path(), &server.url())?;
-    b.login(&server.url(), "lina", riverchief_tests::DEMO_PASSWORD, "phone B").await?;
+    b.login(
+        &server.url(),
+        "lina",
+        riverchief_tests::DEMO_PASSWORD,
+        "phone B",
+    )
+    .await?;
     let first = b.sync(&|_| {}).await?;
     assert!(first.pulled >= 4 + 2, "{first:?}");
     let segments = b.segments().await?;
@@ -134,7 +208,10 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
     let issues = b.issues().await?;
     let ids: Vec<_> = issues.iter().map(|i| i.id).collect();
     assert!(ids.contains(&on_02) && ids.contains(&on_01), "{ids:?}");
-    let crack = issues.iter().find(|i| i.id == on_02).ok_or_else(|| anyhow::anyhow!("no crack"))?;
+    let crack = issues
+        .iter()
+        .find(|i| i.id == on_02)
+        .ok_or_else(|| anyhow::anyhow!("no crack"))?;
     assert_eq!((crack.photos_expected, crack.photos_arrived), (1, 1));
     let second = b.sync(&|_| {}).await?;
     assert_eq!(second.pulled, 0, "{second:?}");
@@ -144,7 +221,13 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
     add_user(&server.data_dir, "wangfang", "patroller", &["QHL-03"])?;
     let c_dir = tempfile::tempdir()?;
     let c = open_client(c_dir.path(), &server.url())?;
-    c.login(&server.url(), "wangfang", riverchief_tests::DEMO_PASSWORD, "phone C").await?;
+    c.login(
+        &server.url(),
+        "wangfang",
+        riverchief_tests::DEMO_PASSWORD,
+        "phone C",
+    )
+    .await?;
     c.sync(&|_| {}).await?;
     assert_eq!(c.segments().await?.len(), 4);
     assert!(c.issues().await?.is_empty());
@@ -153,15 +236,22 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
     let results = lead
         .push(
             riverchief_shared::id::DeviceId::new(),
-            vec![mutation(1, "issue.event", serde_json::json!({
-                "event_id": riverchief_shared::id::IssueEventId::new(), "issue_id": on_02,
-                "kind": "dispatched", "assignee": wang_id, "note": "请王芳前往处置"
-            }))],
+            vec![mutation(
+                1,
+                "issue.event",
+                serde_json::json!({
+                    "event_id": riverchief_shared::id::IssueEventId::new(), "issue_id": on_02,
+                    "kind": "dispatched", "assignee": wang_id, "note": "请王芳前往处置"
+                }),
+            )],
         )
         .await?;
     assert_eq!(results[0]["status"], "applied", "{results:?}");
     c.sync(&|_| {}).await?;
     let seen: Vec<_> = c.issues().await?.iter().map(|i| (i.id, i.status)).collect();
-    assert_eq!(seen, vec![(on_02, riverchief_shared::domain::IssueStatus::Dispatched)]);
+    assert_eq!(
+        seen,
+        vec![(on_02, riverchief_shared::domain::IssueStatus::Dispatched)]
+    );
     Ok(())
 }

@@ -49,7 +49,12 @@ impl TestServer {
         let port = app.port();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let s = TestServer { port, data_dir: data_dir.to_path_buf(), handle, _tmp: None };
+        let s = TestServer {
+            port,
+            data_dir: data_dir.to_path_buf(),
+            handle,
+            _tmp: None,
+        };
         s.wait_healthy().await?;
         Ok(s)
     }
@@ -94,9 +99,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `riverchief-server serve --demo` on `data_dir`; `port` 0 picks a free one.
-    pub async fn start(data_dir: &Path, port: u16) -> Result<ServerProcess> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rc-server"))
+    /// Starts `BINARY serve --demo` on `data_dir`; `port` 0 picks a free one. `binary` is the
+    /// server executable (`env!("CARGO_BIN_EXE_rc-server")` from a test).
+    pub async fn start(binary: &str, data_dir: &Path, port: u16) -> Result<ServerProcess> {
+        let mut child = Command::new(binary)
             .args(["serve", "--demo", "--workers", "2", "--bind"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -123,7 +129,11 @@ impl ServerProcess {
             bail!("the server exited before it listened")
         })
         .await??;
-        let p = ServerProcess { port, data_dir: data_dir.to_path_buf(), child };
+        let p = ServerProcess {
+            port,
+            data_dir: data_dir.to_path_buf(),
+            child,
+        };
         wait_healthy(&p.url()).await?;
         Ok(p)
     }
@@ -163,12 +173,16 @@ pub async fn login(base: &str, username: &str) -> Result<String> {
         bail!("login {username}: {} {}", r.status(), r.text().await?);
     }
     let body: serde_json::Value = r.json().await?;
-    body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no token in {body}"))
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no token in {body}"))
 }
 
 /// Row counts of every table of the server's database, read from the SQLite file itself.
 pub fn row_counts(db: &Path) -> Result<Vec<(String, i64)>> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%' ORDER BY name")?
         .query_map([], |r| r.get(0))?
@@ -176,7 +190,8 @@ pub fn row_counts(db: &Path) -> Result<Vec<(String, i64)>> {
     tables
         .into_iter()
         .map(|t| {
-            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+            let n: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
             Ok((t, n))
         })
         .collect()
@@ -184,13 +199,16 @@ pub fn row_counts(db: &Path) -> Result<Vec<(String, i64)>> {
 
 /// One number from the server's database.
 pub fn scalar(db: &Path, sql: &str) -> Result<i64> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     Ok(conn.query_row(sql, [], |r| r.get(0))?)
 }
 
 /// Bytes that sniff as a JPEG (SOI + JFIF APP0 marker), then `len` pseudo-random bytes from `seed`.
 pub fn fake_jpeg(len: usize, seed: u64) -> Vec<u8> {
-    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00];
+    let mut bytes = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00,
+    ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let body_len = len.saturating_sub(bytes.len() + 2);
     bytes.extend((0..body_len).map(|_| rng.random::<u8>()));
@@ -207,7 +225,11 @@ pub fn photo_file(dir: &Path, name: &str, len: usize, seed: u64) -> Result<PathB
 
 /// A straight walk along a segment line from `from` to `to` (fractions of its vertex path), `n`
 /// points one second apart, starting at `t0`.
-pub fn walk(line: &[[f64; 2]], n: usize, t0: chrono::DateTime<chrono::Utc>) -> Vec<riverchief_shared::domain::TrackPoint> {
+pub fn walk(
+    line: &[[f64; 2]],
+    n: usize,
+    t0: chrono::DateTime<chrono::Utc>,
+) -> Vec<riverchief_shared::domain::TrackPoint> {
     use riverchief_shared::geo::{Lat, Lon};
     let segs = line.len().saturating_sub(1).max(1);
     (0..n)
@@ -292,11 +314,19 @@ pub(crate) async fn splice(
     budget: Arc<AtomicU64>,
     rate: Arc<AtomicU64>,
 ) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+        return;
+    };
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let stop = Arc::new(AtomicBool::new(false));
-    let up = tokio::spawn(pump(cr, sw, Some((counters, budget)), stop.clone(), rate.clone()));
+    let up = tokio::spawn(pump(
+        cr,
+        sw,
+        Some((counters, budget)),
+        stop.clone(),
+        rate.clone(),
+    ));
     let down = tokio::spawn(pump(sr, cw, None, stop.clone(), rate));
     let _ = up.await;
     // Once the upstream is cut, the downstream goes too: the phone lost its signal.
@@ -319,7 +349,8 @@ pub fn tag() -> String {
 /// written (stronger than equal row counts).
 pub fn db_digest(db: &Path) -> Result<String> {
     use sha2::Digest;
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
         .query_map([], |r| r.get(0))?

@@ -33,7 +33,12 @@ impl Proxy {
         let mode_cell = Arc::new(AtomicU8::new(mode as u8));
         let cut_budget = Arc::new(AtomicU64::new(u64::MAX));
         let rate = Arc::new(AtomicU64::new(0));
-        let (c, m, b, r) = (counters.clone(), mode_cell.clone(), cut_budget.clone(), rate.clone());
+        let (c, m, b, r) = (
+            counters.clone(),
+            mode_cell.clone(),
+            cut_budget.clone(),
+            rate.clone(),
+        );
         let task = tokio::spawn(accept_loop(listener, move |stream| {
             c.connections.fetch_add(1, Ordering::SeqCst);
             let mode = m.load(Ordering::SeqCst);
@@ -43,7 +48,14 @@ impl Proxy {
             }
             tokio::spawn(splice(stream, target, c.clone(), b.clone(), r.clone()));
         }));
-        Ok(Proxy { port, counters, mode: mode_cell, cut_budget, rate, task })
+        Ok(Proxy {
+            port,
+            counters,
+            mode: mode_cell,
+            cut_budget,
+            rate,
+            task,
+        })
     }
 
     pub fn url(&self) -> String {

@@ -40,7 +40,10 @@ pub(crate) fn base_url(server_url: &str) -> Result<Url> {
 
 /// The server URL in the form it is stored and shown: no trailing slash.
 pub(crate) fn normalize_server_url(server_url: &str) -> Result<String> {
-    Ok(base_url(server_url)?.as_str().trim_end_matches('/').to_owned())
+    Ok(base_url(server_url)?
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned())
 }
 
 /// `Upload-Metadata` for a photo: comma-separated `key base64(value)` pairs (tus 1.0.0).
@@ -57,14 +60,22 @@ pub(crate) fn tus_metadata(sha: &Sha256, content_type: &str) -> String {
 #[derive(Clone)]
 pub(crate) struct Api {
     http: reqwest::Client,
+    /// Without a read timeout: see `Inner::upload_http`.
+    uploads: reqwest::Client,
     base: Url,
     token: Option<String>,
 }
 
 impl Api {
-    pub(crate) fn new(http: reqwest::Client, server_url: &str, token: Option<String>) -> Result<Self> {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        uploads: reqwest::Client,
+        server_url: &str,
+        token: Option<String>,
+    ) -> Result<Self> {
         Ok(Self {
             http,
+            uploads,
             base: base_url(server_url)?,
             token,
         })
@@ -121,8 +132,13 @@ impl Api {
         Ok(true)
     }
 
-    /// Creates a tus upload and returns its absolute URL.
-    pub(crate) async fn tus_create(&self, sha: &Sha256, size: u64, content_type: &str) -> Result<Url> {
+    /// Creates a tus upload and returns its `Location` as the server gave it (see [`Api::resolve`]).
+    pub(crate) async fn tus_create(
+        &self,
+        sha: &Sha256,
+        size: u64,
+        content_type: &str,
+    ) -> Result<String> {
         let builder = self
             .http
             .post(self.url("api/v1/uploads")?)
@@ -131,9 +147,17 @@ impl Api {
             .header("Upload-Metadata", tus_metadata(sha, content_type))
             .header(CONTENT_LENGTH, 0);
         let response = check(self.authed(builder)?.send().await?).await?;
-        let location = header_str(response.headers(), LOCATION.as_str())
-            .ok_or_else(|| ClientError::Protocol("tus creation answered without Location".into()))?;
-        // The server answers a path; a standard tus server may answer an absolute URL.
+        let location = header_str(response.headers(), LOCATION.as_str()).ok_or_else(|| {
+            ClientError::Protocol("tus creation answered without Location".into())
+        })?;
+        self.resolve(location)?;
+        Ok(location.to_owned())
+    }
+
+    /// An upload's URL from its stored `Location`. The server answers a path, which is resolved
+    /// against the server URL in use now, so that an upload begun through one address (a proxy)
+    /// resumes through another; an absolute URL (another tus server's habit) is kept as it is.
+    pub(crate) fn resolve(&self, location: &str) -> Result<Url> {
         self.base
             .join(location)
             .map_err(|e| ClientError::Protocol(format!("bad upload Location {location:?}: {e}")))
@@ -141,7 +165,10 @@ impl Api {
 
     /// The offset of an upload, or `None` when the server no longer knows it.
     pub(crate) async fn tus_offset(&self, upload: &Url) -> Result<Option<u64>> {
-        let builder = self.http.head(upload.clone()).header("Tus-Resumable", TUS_VERSION);
+        let builder = self
+            .http
+            .head(upload.clone())
+            .header("Tus-Resumable", TUS_VERSION);
         let response = self.authed(builder)?.send().await?;
         if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
             return Ok(None);
@@ -168,15 +195,17 @@ impl Api {
             .await
             .map_err(ClientError::file(path))?;
         let remaining = total.saturating_sub(offset);
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(remaining), UPLOAD_CHUNK)
-            .map(move |chunk| {
-                if let Ok(bytes) = &chunk {
-                    sent.send_modify(|n| *n += bytes.len() as u64);
-                }
-                chunk
-            });
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file.take(remaining), UPLOAD_CHUNK).map(
+                move |chunk| {
+                    if let Ok(bytes) = &chunk {
+                        sent.send_modify(|n| *n += bytes.len() as u64);
+                    }
+                    chunk
+                },
+            );
         let builder = self
-            .http
+            .uploads
             .patch(upload.clone())
             .header("Tus-Resumable", TUS_VERSION)
             .header(CONTENT_TYPE, "application/offset+octet-stream")

@@ -121,7 +121,10 @@ mod tests {
             let ceiling = p.ceiling(retry);
             for _ in 0..50 {
                 let d = p.delay(retry);
-                assert!(d >= ceiling / 2 && d <= ceiling, "{retry}: {d:?} vs {ceiling:?}");
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "{retry}: {d:?} vs {ceiling:?}"
+                );
             }
         }
     }
@@ -147,7 +150,10 @@ mod tests {
         })
         .await;
         assert_eq!(calls, 4);
-        assert!(matches!(result, Err(ClientError::GaveUp { attempts: 4, .. })));
+        assert!(matches!(
+            result,
+            Err(ClientError::GaveUp { attempts: 4, .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -322,7 +322,7 @@ type Row = (
     String,         // recorded_at
 );
 
-const COLUMNS: (
+type Columns = (
     issues::id,
     issues::segment_id,
     issues::patrol_id,
@@ -339,7 +339,9 @@ const COLUMNS: (
     issues::assignee_id,
     issues::reported_at,
     issues::recorded_at,
-) = (
+);
+
+const COLUMNS: Columns = (
     issues::id,
     issues::segment_id,
     issues::patrol_id,
@@ -393,11 +395,22 @@ pub struct Filter {
 }
 
 /// The issues matching `filter` that `viewer` may see, newest report first.
-pub fn list(conn: &mut Conn, filter: &Filter, viewer: UserId, role: Role) -> QueryResult<Vec<Issue>> {
+pub fn list(
+    conn: &mut Conn,
+    filter: &Filter,
+    viewer: UserId,
+    role: Role,
+) -> QueryResult<Vec<Issue>> {
     let mut query = issues::table.select(COLUMNS).into_boxed();
     if !filter.statuses.is_empty() {
         query = query.filter(
-            issues::status.eq_any(filter.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            issues::status.eq_any(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>(),
+            ),
         );
     }
     if let Some(seg) = filter.segment {
@@ -405,8 +418,13 @@ pub fn list(conn: &mut Conn, filter: &Filter, viewer: UserId, role: Role) -> Que
     }
     if !filter.categories.is_empty() {
         query = query.filter(
-            issues::category
-                .eq_any(filter.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>()),
+            issues::category.eq_any(
+                filter
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>(),
+            ),
         );
     }
     if !filter.severities.is_empty() {

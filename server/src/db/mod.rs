@@ -46,9 +46,10 @@ struct SqlitePragmas;
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         // WAL lets readers run beside the one writer; the busy timeout makes writers queue instead of
-        // failing with SQLITE_BUSY; foreign keys are off by default in SQLite.
+        // failing with SQLITE_BUSY (it comes first, because switching to WAL itself needs the lock
+        // while the pool opens several connections at once); foreign keys are off by default.
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -125,9 +126,10 @@ where
     conn.immediate_transaction(f)
 }
 
-/// Timestamps are stored as fixed-width RFC 3339 UTC text, so that text order is time order.
+/// Timestamps are stored as fixed-width RFC 3339 UTC text, so that text order is time order. All
+/// nine fractional digits are kept: a device time must come back exactly as the device sent it.
 pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
 /// Parses a stored timestamp; a malformed one is a corrupt row, reported as a deserialization error.

@@ -3,6 +3,7 @@
 //! and so that a field error names its path.
 
 use crate::error::{parse_json, AppError};
+use actix_web::dev::Decompress;
 use actix_web::{web, HttpMessage, HttpRequest};
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -21,9 +22,11 @@ pub fn require_json(req: &HttpRequest) -> Result<(), AppError> {
 }
 
 /// Reads the whole body, refusing it with 413 as soon as it is known to exceed `limit` bytes.
+/// A body sent with `Content-Encoding: gzip` (or deflate) is decompressed first, and the limit
+/// applies to what it decompresses to.
 pub async fn read_limited(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<BytesMut, AppError> {
     let too_large = || AppError::TooLarge(format!("the body is over {limit} bytes"));
@@ -35,6 +38,7 @@ pub async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    let mut payload = Decompress::from_headers(payload.into_inner(), req.headers());
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest(format!("reading the body: {e}")))?;

@@ -1,5 +1,67 @@
-//! TODO-S2
+//! Photo bytes by content address: `GET` and `HEAD /api/v1/photos/{sha256}`.
+//!
+//! A photo is served when its row is in the database (it has arrived) and the store holds its bytes.
+//! Its address is its digest, so the answer never changes: clients may cache it for good.
 
-use actix_web::web;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::error::AppError;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use riverchief_shared::photo::Sha256;
 
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+const CACHE_FOREVER: &str = "private, max-age=31536000, immutable";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/photos/{sha256}")
+            .route(web::get().to(photo))
+            .route(web::head().to(photo)),
+    );
+}
+
+/// The photo's bytes; for `HEAD`, the same headers without them (actix drops the body of a HEAD
+/// answer but keeps its length).
+async fn photo(
+    req: HttpRequest,
+    _user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let sha = Sha256::parse(&path, "sha256")?;
+    let not_found = || AppError::NotFound(format!("the server has no photo {sha}"));
+    let row = state
+        .db
+        .run(move |conn| db::photos::photo(conn, &sha).map_err(AppError::from))
+        .await?
+        .ok_or_else(not_found)?;
+    let etag = format!("\"{sha}\"");
+    if if_none_match(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
+            .finish());
+    }
+    let Some(reader) = state.photos.photo(&sha).await? else {
+        // The row says it arrived but the bytes are missing: answer as if it never came, so that a
+        // client uploads it again and the store heals.
+        tracing::warn!(photo = %sha, "a recorded photo is missing from the store");
+        return Err(not_found());
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(row.content_type)
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
+        .no_chunking(reader.len)
+        .streaming(reader.stream))
+}
+
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}

@@ -69,7 +69,8 @@ async fn login(
     state
         .db
         .run(move |conn| {
-            db::users::insert_token(conn, &token_hash, user_id, &device_name).map_err(AppError::from)
+            db::users::insert_token(conn, &token_hash, user_id, &device_name)
+                .map_err(AppError::from)
         })
         .await?;
     Ok(HttpResponse::Ok().json(LoginResponse { token, user }))

@@ -1,0 +1,209 @@
+//! The sync engine: push the outbox, upload the photos, pull the server's changes.
+//!
+//! # One sync at a time
+//!
+//! A sync holds an exclusive OS file lock on `<data_dir>/sync.lock` (`File::try_lock`) for its whole
+//! run; a second sync, from this process or another, gets [`ClientError::SyncInProgress`] at once
+//! rather than waiting. The OS drops the lock when the process dies, so a killed sync never leaves
+//! a stale lock behind. Recording actions do not take the lock: they only append to the outbox,
+//! and SQLite serializes their transactions with the sync's.
+//!
+//! # Three lanes, in order
+//!
+//! 1. **Records** (`push.rs`). Pending mutations go urgent first (critical hazard reports, each
+//!    with the patrol start it depends on), then in device order, in batches of at most
+//!    `push_batch` mutations and `max_push_bytes` bytes. The stored JSON is sent as it was frozen,
+//!    so a replay after a lost answer is a `duplicate`, never a second copy. Rows are marked only
+//!    from the server's answer, one local transaction per answered batch: `applied` and
+//!    `duplicate` are done; `rejected` keeps the server's error, is never retried and never holds
+//!    back the rows behind it. A 413 on a whole batch halves the batch; a lone mutation refused
+//!    as too large is marked rejected with the server's error.
+//! 2. **Photos** (`upload.rs`), after the records so that an issue reaches the duty lead before its
+//!    pictures, but in their own lane: a photo that fails never holds back a record, and a failed
+//!    push does not stop the photos. `HEAD /photos/{sha}` first (a photo the server has is never
+//!    sent again), then tus 1.0.0: the upload URL is stored before the first byte is sent, and an
+//!    interrupted upload resumes from the server's `Upload-Offset`. The body is streamed from the
+//!    stored copy, never held in memory. A photo the server refuses for its content (460, 415,
+//!    413) is marked failed with the reason; the others go on.
+//! 3. **Pull** (`pull.rs`): each page of changes is applied to the mirror tables together with the
+//!    new cursor, in one transaction, so a crash between pages repeats at most one page. On
+//!    `reset` the mirror is emptied in that same transaction; the outbox and everything captured
+//!    on the device are never part of the mirror.
+//!
+//! # Failures
+//!
+//! Network errors, timeouts and 5xx are retried per request with capped exponential backoff and
+//! jitter ([`RetryPolicy`]); when the attempts run out the sync returns an error and everything not
+//! confirmed stays pending for the next sync. A 4xx on a whole request is not retried. A lane that
+//! fails does not stop the next one, except when the server is unreachable or refuses the token:
+//! then every later request would fail the same way, and the sync stops at once. The first error
+//! is the sync's result; what the other lanes achieved is already recorded in the store.
+
+pub(crate) mod api;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod retry;
+pub(crate) mod upload;
+
+pub use retry::RetryPolicy;
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::store::{self, DeviceColumn};
+use chrono::Utc;
+use riverchief_shared::photo::Sha256;
+use serde::Serialize;
+use std::fs::{File, TryLockError};
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Mutations the server applied.
+    pub pushed: u64,
+    /// Mutations the server had applied before (replays after a lost answer).
+    pub duplicates: u64,
+    /// Mutations the server refused (kept, with the reason, in `status`).
+    pub rejected: u64,
+    pub photos_uploaded: u64,
+    /// Photos the server already had.
+    pub photos_skipped: u64,
+    /// Photos the server refused for their content.
+    pub photos_failed: u64,
+    /// Photo bytes sent, resumed uploads counting only what was sent this time.
+    pub bytes_uploaded: u64,
+    /// Server changes applied to the local mirror.
+    pub pulled: u64,
+    /// The server asked for a fresh pull; the mirror was rebuilt.
+    pub reset: bool,
+}
+
+/// Progress events of a sync, for drawing progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncProgress {
+    /// The push lane starts with this many pending mutations.
+    PushStarted {
+        pending: usize,
+    },
+    /// A batch of `n` mutations was answered.
+    Pushed {
+        n: usize,
+    },
+    /// The photo lane starts: `count` photos to check, `bytes` in all.
+    PhotosStarted {
+        count: usize,
+        bytes: u64,
+    },
+    /// Uploading a photo (the `index`-th of the lane, from 1) starts or resumes at `offset`.
+    PhotoStarted {
+        sha: Sha256,
+        index: usize,
+        total: u64,
+        offset: u64,
+    },
+    /// `sent` of the photo's `total` bytes are on their way (counting from the file's start).
+    PhotoBytes {
+        sha: Sha256,
+        sent: u64,
+        total: u64,
+    },
+    PhotoDone {
+        sha: Sha256,
+    },
+    /// The server already had it.
+    PhotoSkipped {
+        sha: Sha256,
+    },
+    PhotoFailed {
+        sha: Sha256,
+        reason: String,
+    },
+    /// A page of `n` changes was applied to the mirror.
+    Pulled {
+        n: usize,
+    },
+}
+
+/// The callback type of [`Client::sync`].
+pub type ProgressFn<'a> = &'a (dyn Fn(SyncProgress) + Send + Sync);
+
+/// The sync lock; released when dropped (or when the process dies).
+pub(crate) struct SyncLock {
+    _file: File,
+}
+
+impl Client {
+    /// Pushes the outbox, uploads photos, pulls changes. See the [module docs](self).
+    pub async fn sync(&self, progress: ProgressFn<'_>) -> Result<SyncReport> {
+        let _lock = self.lock_sync()?;
+        let api = self.session().await?;
+        let device_id = self.device_id().await?;
+        let mut report = SyncReport::default();
+
+        let mut first_error = push::push_all(self, &api, device_id, progress, &mut report)
+            .await
+            .err();
+        if !stops_sync(first_error.as_ref()) {
+            if let Err(e) = upload::upload_all(self, &api, progress, &mut report).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if !stops_sync(first_error.as_ref()) {
+            if let Err(e) = pull::pull_all(self, &api, progress, &mut report).await {
+                first_error.get_or_insert(e);
+            }
+        }
+
+        let outcome = first_error.as_ref().map(|e| e.to_string());
+        self.db(move |conn| {
+            match &outcome {
+                None => {
+                    store::set_device_text(
+                        conn,
+                        DeviceColumn::LastSyncAt,
+                        Some(&store::time(Utc::now())),
+                    )?;
+                    store::set_device_text(conn, DeviceColumn::LastSyncError, None)?;
+                }
+                Some(message) => {
+                    store::set_device_text(conn, DeviceColumn::LastSyncError, Some(message))?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Pulls the server's changes into the mirror (the last lane of [`Client::sync`] alone), and
+    /// returns how many were applied. Takes the sync lock like a sync.
+    pub async fn pull(&self, progress: ProgressFn<'_>) -> Result<SyncReport> {
+        let _lock = self.lock_sync()?;
+        let api = self.session().await?;
+        let mut report = SyncReport::default();
+        pull::pull_all(self, &api, progress, &mut report).await?;
+        Ok(report)
+    }
+
+    fn lock_sync(&self) -> Result<SyncLock> {
+        let path = self.sync_lock_path();
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(ClientError::file(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(SyncLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(ClientError::SyncInProgress),
+            Err(TryLockError::Error(e)) => Err(ClientError::File { path, source: e }),
+        }
+    }
+}
+
+/// Whether an error means every later request of this sync would fail the same way.
+fn stops_sync(error: Option<&ClientError>) -> bool {
+    error.is_some_and(|e| e.is_unauthorized() || e.is_unreachable())
+}
