@@ -53,7 +53,7 @@ struct ServeArgs {
     #[command(flatten)]
     data: DataDir,
     /// Seed the Qinhuai demo world (segments and demo users) if it is not there yet.
-    #[arg(long, env = "RIVERCHIEF_DEMO")]
+    #[arg(long, env = "RIVERCHIEF_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     demo: bool,
     /// One password for every demo user (drills, tests); otherwise each gets a random one, printed.
     #[arg(long, env = "RIVERCHIEF_DEMO_PASSWORD")]

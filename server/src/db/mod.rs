@@ -16,7 +16,7 @@ pub mod users;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::SqliteConnection;
+use diesel::{Connection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migrations: {0}")]
     Migration(String),
+    #[error("opening the database: {0}")]
+    Open(String),
     #[error("the database task failed: {0}")]
     Join(String),
 }
@@ -45,11 +47,10 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // WAL lets readers run beside the one writer; the busy timeout makes writers queue instead of
-        // failing with SQLITE_BUSY (it comes first, because switching to WAL itself needs the lock
-        // while the pool opens several connections at once); foreign keys are off by default.
+        // The busy timeout makes writers queue instead of failing with SQLITE_BUSY; foreign keys are
+        // off by default in SQLite. (WAL is set once, in `open_sqlite`: it is stored in the file.)
         conn.batch_execute(
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -64,6 +65,13 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the SQLite database at `path` and runs the pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Db, DbError> {
+        // WAL lets readers run beside the one writer. Switching to it takes an exclusive lock, so it
+        // is done here on one connection, before the pool opens several at once and they race for it.
+        {
+            let mut first = SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| DbError::Open(e.to_string()))?;
+            first.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")?;
+        }
         let manager = ConnectionManager::<Conn>::new(path.to_string_lossy());
         let pool = Pool::builder()
             .max_size(8)
