@@ -190,24 +190,5 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppE
         .map_err(|e| AppError::MalformedJson(e.to_string()))?;
     de.end()
         .map_err(|e| AppError::MalformedJson(e.to_string()))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let message = e.into_inner().to_string();
-        // serde reports a missing field at its parent; name the field itself.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        match missing {
-            Some(name) if path.is_empty() => {
-                AppError::Invalid(FieldError::new("required", name, "is required"))
-            }
-            Some(name) => AppError::Invalid(FieldError::new(
-                "required",
-                format!("{path}.{name}"),
-                "is required",
-            )),
-            None => AppError::Invalid(FieldError::new("invalid", path, message)),
-        }
-    })
+    riverchief_shared::validate::parse_value(value, "").map_err(AppError::Invalid)
 }

@@ -150,18 +150,8 @@ struct Envelope {
     data: Value,
 }
 
-/// Deserializes `value`, naming the path of whatever is wrong under `prefix`.
 fn parse_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { prefix.to_owned() } else { path };
-        let err = FieldError::new("invalid", field, e.into_inner().to_string());
-        if prefix.is_empty() || err.field == prefix {
-            err
-        } else {
-            err.within(prefix)
-        }
-    })
+    validate::parse_value(value, prefix)
 }
 
 /// The earliest device time we accept: nothing in this system happened before 2000.

@@ -95,8 +95,43 @@ impl Default for Limits {
     }
 }
 
+/// Deserializes `value`, naming the path of whatever is wrong, under `prefix` (`data` turns
+/// `points[17].lat` into `data.points[17].lat`). A missing field is named itself (serde reports it at
+/// its parent) with code `required`; every other mismatch is `invalid` with serde's message.
+pub fn parse_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let err = match missing {
+            Some(name) if path.is_empty() => FieldError::new("required", name, "is required"),
+            Some(name) => FieldError::new("required", format!("{path}.{name}"), "is required"),
+            None => FieldError::new("invalid", path, message),
+        };
+        if prefix.is_empty() {
+            err
+        } else {
+            err.within(prefix)
+        }
+    })
+}
+
 /// Refuses text longer than `max` characters (not bytes: Chinese text is three bytes a character).
 pub fn text(value: &str, max: usize, field: impl Into<String>) -> Result<(), FieldError> {
+    // NUL is never meant in a note, and some databases (PostgreSQL) refuse to store it.
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            "invalid",
+            field,
+            "contains a NUL character",
+        ));
+    }
     let n = value.chars().count();
     if n > max {
         return Err(FieldError::new(
@@ -114,4 +149,43 @@ pub fn non_empty(value: &str, field: impl Into<String>) -> Result<(), FieldError
         return Err(FieldError::new("required", field, "must not be empty"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Vec<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        lat: f64,
+    }
+
+    #[test]
+    fn names_missing_and_mistyped_fields_by_path() {
+        let missing =
+            parse_value::<Outer>(serde_json::json!({"inner": [{"lat": 1.0}, {}]}), "data");
+        let e = missing.unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.field.as_str()),
+            ("required", "data.inner[1].lat")
+        );
+        let typed = parse_value::<Outer>(serde_json::json!({"inner": [{"lat": "x"}]}), "");
+        assert_eq!(typed.unwrap_err().field, "inner[0].lat");
+        let top = parse_value::<Outer>(serde_json::json!({}), "");
+        assert_eq!(top.unwrap_err().field, "inner");
+    }
+
+    #[test]
+    fn text_refuses_nul_and_overlong() {
+        assert!(text("a\0b", 10, "note").is_err());
+        assert!(text("管涌", 2, "note").is_ok());
+        assert!(text("管涌!", 2, "note").is_err());
+    }
 }
