@@ -1,7 +1,7 @@
 //! Building and running the HTTP application: [`Application::build`] opens the data directory, migrates
 //! the database, binds the listener (port 0 picks a free port, which tests use) and reports the port.
 
-use crate::db::Db;
+use crate::db::{Db, Location};
 use crate::error::{json_config, path_config, query_config};
 use crate::photo_store::PhotoStore;
 use actix_web::{web, App, HttpServer};
@@ -14,8 +14,11 @@ use std::path::PathBuf;
 pub struct Config {
     /// Address to listen on, e.g. `127.0.0.1:8080`; port 0 picks a free one.
     pub bind: String,
-    /// Where the SQLite file, photos and partial uploads live.
+    /// Where photos and partial uploads live, and the SQLite file unless `database_url` says otherwise.
     pub data_dir: PathBuf,
+    /// The database: a `postgres://` URL or an SQLite file path (see [`Location::parse`]); `None` is
+    /// the SQLite file `<data_dir>/riverchief.sqlite3`.
+    pub database_url: Option<String>,
     /// Seed the Qinhuai demo world (idempotent).
     pub demo: bool,
     /// Fixed password for every demo user (for drills and tests); generated and printed when absent.
@@ -23,6 +26,9 @@ pub struct Config {
     pub limits: Limits,
     /// HTTP worker threads; `None` = one per core.
     pub workers: Option<usize>,
+    /// Where photos and upload chunks are kept: `s3://BUCKET/PREFIX` or `file:///PATH` (see
+    /// [`PhotoStore::open`]); `None` is the data directory.
+    pub photo_store: Option<String>,
 }
 
 impl Config {
@@ -30,15 +36,26 @@ impl Config {
         Config {
             bind: bind.into(),
             data_dir: data_dir.into(),
+            database_url: None,
             demo: false,
             demo_password: None,
             limits: Limits::DEFAULT,
             workers: None,
+            photo_store: None,
         }
     }
 
+    /// The default SQLite file, used when no database URL is given.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("riverchief.sqlite3")
+    }
+
+    /// Where the database is.
+    pub fn database(&self) -> anyhow::Result<Location> {
+        match &self.database_url {
+            Some(url) => Location::parse(url).map_err(|e| anyhow::anyhow!("--database-url: {e}")),
+            None => Ok(Location::Sqlite(self.database_path())),
+        }
     }
 }
 
@@ -61,15 +78,19 @@ pub struct Opened {
 /// Blocking: call it from start-up code or `spawn_blocking`.
 pub fn open(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let db = Db::open_sqlite(&config.database_path())?;
-    let photos = PhotoStore::open(&config.data_dir)?;
+    let location = config.database()?;
+    let db = Db::open_at(&location)?;
+    let photos = PhotoStore::open(&config.data_dir, config.photo_store.as_deref())?;
     let mut conn = db.conn()?;
-    crate::db::changes::epoch(&mut conn)?;
-    let demo_users = if config.demo {
-        crate::demo::seed(&mut conn, config.demo_password.as_deref())?
-    } else {
-        Vec::new()
-    };
+    // Instances starting together on one PostgreSQL make the epoch and seed the demo one at a time.
+    let demo_users = crate::db::with_setup_lock(&mut conn, |conn| -> anyhow::Result<_> {
+        crate::db::changes::epoch(conn)?;
+        if config.demo {
+            crate::demo::seed(conn, config.demo_password.as_deref())
+        } else {
+            Ok(Vec::new())
+        }
+    })?;
     drop(conn);
     Ok(Opened {
         db,

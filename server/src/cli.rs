@@ -6,7 +6,7 @@
 
 use crate::app::{Application, Config};
 use crate::auth;
-use crate::db::{self, Db};
+use crate::db::{self, Db, Location};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use riverchief_shared::api::UserInfo;
@@ -40,9 +40,21 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DataDir {
-    /// Where the SQLite file, photos and partial uploads live.
+    /// Where photos and partial uploads live (and the SQLite file, unless --database-url is given).
     #[arg(long, env = "RIVERCHIEF_DATA_DIR", default_value = "./riverchief-data")]
     data_dir: PathBuf,
+    /// The database: postgres://USER:PASSWORD@HOST:PORT/NAME, or an SQLite file path
+    /// [default: DATA_DIR/riverchief.sqlite3].
+    #[arg(long, env = "RIVERCHIEF_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl DataDir {
+    fn config(&self, bind: impl Into<String>) -> Config {
+        let mut config = Config::new(bind, &self.data_dir);
+        config.database_url = self.database_url.clone();
+        config
+    }
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +73,10 @@ struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RIVERCHIEF_WORKERS", value_parser = parse_workers)]
     workers: Option<usize>,
+    /// Where photos go: s3://BUCKET/PREFIX (configured by the AWS_* variables) or file:///PATH
+    /// [default: DATA_DIR].
+    #[arg(long, env = "RIVERCHIEF_PHOTO_STORE")]
+    photo_store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,10 +177,11 @@ fn say(line: &str) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    let mut config = Config::new(args.bind.clone(), args.data.data_dir);
+    let mut config = args.data.config(args.bind.clone());
     config.demo = args.demo;
     config.demo_password = args.demo_password;
     config.workers = args.workers;
+    config.photo_store = args.photo_store;
     let host = match args.bind.rsplit_once(':') {
         Some((host, _)) if !host.is_empty() => host.to_owned(),
         _ => bail!("--bind {:?} is not HOST:PORT", args.bind),
@@ -185,23 +202,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn open_db(data: &DataDir) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&data.data_dir)
-        .with_context(|| format!("creating {}", data.data_dir.display()))?;
-    let config = Config::new("127.0.0.1:0", &data.data_dir);
-    let db = Db::open_sqlite(&config.database_path())
-        .with_context(|| format!("opening {}", config.database_path().display()))?;
+fn open_db(data: &DataDir) -> anyhow::Result<(Db, Location)> {
+    let location = data.config("127.0.0.1:0").database()?;
+    let db = Db::open_at(&location)?;
     let mut conn = db.conn()?;
-    db::changes::epoch(&mut conn)?;
-    Ok(db)
+    db::with_setup_lock(&mut conn, db::changes::epoch)?;
+    drop(conn);
+    Ok((db, location))
 }
 
 fn migrate(args: DataDir) -> anyhow::Result<()> {
-    open_db(&args)?;
-    say(&format!(
-        "database in {} is up to date",
-        args.data_dir.display()
-    ))
+    let (_, location) = open_db(&args)?;
+    say(&format!("database {location} is up to date"))
 }
 
 /// The password to set, and whether it was generated (and so must be shown).
@@ -221,7 +233,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
     }
     let (password, generated) = choose_password(args.password)?;
     let hash = auth::hash_password(&password)?;
-    let db = open_db(&args.data)?;
+    let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let info = UserInfo {
         id: UserId::new(),
@@ -258,7 +270,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 fn user_passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
     let (password, generated) = choose_password(args.password)?;
     let hash = auth::hash_password(&password)?;
-    let db = open_db(&args.data)?;
+    let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let user = db::users::by_username(&mut conn, &args.username)?
         .ok_or_else(|| anyhow!("no user named {:?}", args.username))?;

@@ -19,6 +19,14 @@
 //! Invariant: nothing a device sends can make a write fail in the database. Every reference is
 //! checked before it is written, ids are checked for reuse, and repeated items are refused by the
 //! shared validation or removed here, so constraint violations cannot turn bad input into a 5xx.
+//!
+//! Concurrency (several instances on one PostgreSQL, which runs writers side by side): each
+//! mutation's transaction first takes the lock on its id, so the same mutation arriving at two
+//! instances is applied once and the other answers `duplicate`. Two different mutations can still
+//! race for one key (two reports with one issue id): the loser fails with a unique violation, or a
+//! serialization failure or deadlock; it is run once more, and judged afresh against what the winner
+//! committed. A unique violation is never a 5xx: if the second run hits one too, it is `conflict`.
+//! Each apply function below writes its change-log rows last (see `db::changes`).
 
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
@@ -41,13 +49,16 @@ use serde_json::Value;
 pub enum Failure {
     /// The mutation breaks a rule: answered `rejected`, nothing written.
     Reject(ErrorDetail),
+    /// The database refused or failed; [`push_one`] decides whether that is a lost race (run it
+    /// again) or a server failure.
+    Database(diesel::result::Error),
     /// The server failed: the whole push fails with a 5xx and is retried.
     Internal(AppError),
 }
 
 impl From<diesel::result::Error> for Failure {
     fn from(e: diesel::result::Error) -> Self {
-        Failure::Internal(AppError::from(e))
+        Failure::Database(e)
     }
 }
 
@@ -96,47 +107,86 @@ pub fn push_one(
         ));
     };
     let fingerprint = m.fingerprint().hex();
-    let outcome = db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
-        if let Some(prev) = db::mutations::find(conn, m.id)? {
-            if prev.fingerprint == fingerprint && prev.user == caller.id {
-                return Ok(PushResult {
-                    id: Some(m.id),
-                    status: PushStatus::Duplicate,
-                    error: None,
-                    result: Some(prev.result),
-                });
-            }
-            return Err(reject(
-                "conflict",
-                "id",
-                "this mutation id was applied before with a different payload",
-            ));
-        }
-        let result = apply(conn, caller, device_seq, &m)?;
-        db::mutations::insert(
-            conn,
-            &db::mutations::NewApplied {
-                id: m.id,
-                device_id,
-                user: caller.id,
-                device_seq,
-                kind: m.body.type_name(),
-                fingerprint: &fingerprint,
-                result: &result,
-            },
-        )?;
-        Ok(PushResult {
-            id: Some(m.id),
-            status: PushStatus::Applied,
-            error: None,
-            result: Some(result),
+    let attempt = |conn: &mut Conn| {
+        db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
+            apply_once(conn, caller, device_id, device_seq, &m, &fingerprint)
         })
-    });
+    };
+    let mut outcome = attempt(conn);
+    if matches!(&outcome, Err(Failure::Database(e)) if db::is_contention(e)) {
+        tracing::info!(mutation = %m.id, "a concurrent write won a race; applying the mutation again");
+        outcome = attempt(conn);
+    }
     match outcome {
         Ok(r) => Ok(r),
         Err(Failure::Reject(detail)) => Ok(rejected(Some(m.id), detail)),
+        Err(Failure::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ))) => {
+            tracing::warn!(mutation = %m.id, error = info.message(), "unique violation twice");
+            Ok(rejected(
+                Some(m.id),
+                ErrorDetail {
+                    code: "conflict".into(),
+                    message: "another change to the same record was written at the same time; \
+                              send this one again with a new id if it still applies"
+                        .into(),
+                    field: None,
+                },
+            ))
+        }
+        Err(Failure::Database(e)) => Err(AppError::from(e)),
         Err(Failure::Internal(e)) => Err(e),
     }
+}
+
+/// One try at a mutation, inside its write transaction: the journal, then the mutation itself.
+fn apply_once(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_id: DeviceId,
+    device_seq: i64,
+    m: &Mutation,
+    fingerprint: &str,
+) -> Result<PushResult, Failure> {
+    // The same mutation sent to two instances at once: the second waits here until the first
+    // commits, then finds its journal row.
+    db::lock(conn, db::Lock::Mutation(m.id))?;
+    if let Some(prev) = db::mutations::find(conn, m.id)? {
+        if prev.fingerprint == fingerprint && prev.user == caller.id {
+            return Ok(PushResult {
+                id: Some(m.id),
+                status: PushStatus::Duplicate,
+                error: None,
+                result: Some(prev.result),
+            });
+        }
+        return Err(reject(
+            "conflict",
+            "id",
+            "this mutation id was applied before with a different payload",
+        ));
+    }
+    let result = apply(conn, caller, device_seq, m)?;
+    db::mutations::insert(
+        conn,
+        &db::mutations::NewApplied {
+            id: m.id,
+            device_id,
+            user: caller.id,
+            device_seq,
+            kind: m.body.type_name(),
+            fingerprint,
+            result: &result,
+        },
+    )?;
+    Ok(PushResult {
+        id: Some(m.id),
+        status: PushStatus::Applied,
+        error: None,
+        result: Some(result),
+    })
 }
 
 fn apply(
@@ -330,13 +380,14 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
         },
     )?;
     db::issues::insert_photos(conn, d.issue_id, &d.issue_id.to_string(), &d.photos)?;
+    let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
     db::issues::record_issue_change(conn, d.issue_id)?;
     to_json(&IssueReportResult {
         issue_id: d.issue_id,
         chainage_m,
         chainage: Chainage(chainage_m).to_string(),
         critical,
-        photos_missing: db::issues::missing_photos(conn, &d.photos)?,
+        photos_missing,
     })
 }
 
@@ -353,6 +404,9 @@ fn issue_event(
             format!("no issue {}", d.issue_id),
         )
     };
+    // The lifecycle step is judged against the issue's status; no other step may change it until
+    // this transaction ends.
+    db::lock(conn, db::Lock::Issue(d.issue_id))?;
     let head = db::issues::head(conn, d.issue_id)?.ok_or_else(no_issue)?;
     // An issue the caller may not see is answered as if it did not exist.
     if !db::issues::visible_to(conn, &head, caller.id, caller.role)? {
@@ -417,12 +471,13 @@ fn issue_event(
         None
     };
     db::issues::set_status(conn, d.issue_id, status, assignee)?;
+    let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
     db::issues::record_issue_change(conn, d.issue_id)?;
     to_json(&IssueEventResult {
         issue_id: d.issue_id,
         event_id: d.event_id,
         status,
-        photos_missing: db::issues::missing_photos(conn, &d.photos)?,
+        photos_missing,
     })
 }
 

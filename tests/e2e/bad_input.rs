@@ -5,7 +5,7 @@ use anyhow::Result;
 use reqwest::{Client, StatusCode};
 use riverchief_shared::id::{MutationId, PatrolId, SegmentId};
 use riverchief_shared::photo::Sha256;
-use riverchief_tests::{db_digest, fake_jpeg, login, TestServer};
+use riverchief_tests::{fake_jpeg, login, TestServer};
 use serde_json::{json, Value};
 
 struct Api {
@@ -130,7 +130,7 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
     let r = api.push(vec![first.clone()]).await?;
     assert_eq!(r[0]["status"], "applied", "{r:?}");
 
-    let before = db_digest(&server.db_path())?;
+    let before = server.db.digest()?;
 
     // Malformed JSON, NaN (not JSON at all), wrong top-level types.
     let (s, b) = api.push_raw("{\"device_id\": ").await?;
@@ -206,7 +206,7 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
     assert_envelope(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
 
     assert_eq!(
-        db_digest(&server.db_path())?,
+        server.db.digest()?,
         before,
         "a refused request wrote something"
     );
@@ -216,7 +216,7 @@ async fn bad_pushes_are_refused_and_write_nothing() -> Result<()> {
 #[tokio::test]
 async fn requests_without_a_valid_token_are_refused() -> Result<()> {
     let server = TestServer::start().await?;
-    let before = db_digest(&server.db_path())?;
+    let before = server.db.digest()?;
     let http = Client::new();
     let body = json!({"device_id": riverchief_shared::id::DeviceId::new(), "mutations": []});
     for auth in [
@@ -256,7 +256,7 @@ async fn requests_without_a_valid_token_are_refused() -> Result<()> {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
-    assert_eq!(db_digest(&server.db_path())?, before);
+    assert_eq!(server.db.digest()?, before);
     Ok(())
 }
 
@@ -312,7 +312,7 @@ async fn patch(api: &Api, url: &str, offset: usize, bytes: Vec<u8>) -> Result<(S
 async fn bad_photos_are_refused_and_leave_nothing() -> Result<()> {
     let server = TestServer::start().await?;
     let api = Api::new(&server, "zhangwei").await?;
-    let before = db_digest(&server.db_path())?;
+    let before = server.db.digest()?;
     let photos_dir = server.data_dir.join("photos");
     let files_before = count_files(&photos_dir);
 
@@ -371,7 +371,7 @@ async fn bad_photos_are_refused_and_leave_nothing() -> Result<()> {
         .await?;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        db_digest(&server.db_path())?,
+        server.db.digest()?,
         before,
         "a refused upload left rows behind"
     );

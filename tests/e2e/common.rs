@@ -5,6 +5,7 @@ use riverchief_client::{Client, ClientOptions, IssueDraft, RetryPolicy};
 use riverchief_shared::domain::{IssueCategory, Outflow, Segment, Severity};
 use riverchief_shared::geo::{Lat, Lon, Position};
 use riverchief_shared::id::{DeviceId, MutationId, PatrolId};
+use riverchief_tests::TestServer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -148,9 +149,14 @@ pub async fn user_id(base: &str, username: &str) -> Result<String> {
 }
 
 /// Adds a user with the server's own CLI, on the live data directory.
-pub fn add_user(data_dir: &Path, username: &str, role: &str, segments: &[&str]) -> Result<()> {
+pub fn add_user(server: &TestServer, username: &str, role: &str, segments: &[&str]) -> Result<()> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rc-server"));
-    cmd.args(["user", "add", "--data-dir"]).arg(data_dir).args([
+    cmd.args(["user", "add", "--data-dir"])
+        .arg(&server.data_dir);
+    if let Some(url) = server.db.url() {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.args([
         "--username",
         username,
         "--display-name",

@@ -4,4 +4,5 @@
 mod bad_input;
 mod common;
 mod faults;
+mod instances;
 mod offline_loop;

@@ -5,7 +5,7 @@ use crate::common::*;
 use anyhow::Result;
 use riverchief_shared::domain::{IssueCategory, Outflow, Severity};
 use riverchief_shared::photo::Sha256;
-use riverchief_tests::{db_digest, free_port, login, photo_file, scalar, walk, TestServer};
+use riverchief_tests::{free_port, login, photo_file, walk, TestDb, TestServer};
 use serde_json::Value;
 
 #[tokio::test]
@@ -13,7 +13,8 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
     // The device logs in once while there is signal, and mirrors the segments.
     let port = free_port()?;
     let data = tempfile::tempdir()?;
-    let server = TestServer::start_on(data.path(), port).await?;
+    let db = TestDb::fresh(data.path())?;
+    let server = TestServer::start_on(data.path(), &db, port).await?;
     let phone = tempfile::tempdir()?;
     let client = open_client(phone.path(), &server.url())?;
     client
@@ -88,7 +89,7 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
     assert!(status.rejected.is_empty(), "{status:?}");
 
     // The server comes back; one sync brings everything.
-    let server = TestServer::start_on(data.path(), port).await?;
+    let server = TestServer::start_on(data.path(), &db, port).await?;
     let report = client.sync(&|_| {}).await?;
     assert_eq!(report.pushed, 14, "{report:?}");
     assert_eq!(report.rejected, 0, "{report:?}");
@@ -122,17 +123,14 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
         let bytes = lead.bytes(&format!("/api/v1/photos/{sha}")).await?;
         assert_eq!(&Sha256::of(&bytes).hex(), sha);
     }
-    assert_eq!(
-        scalar(&server.db_path(), "SELECT count(*) FROM track_points")?,
-        500
-    );
-    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM issues")?, 2);
-    assert_eq!(scalar(&server.db_path(), "SELECT count(*) FROM photos")?, 3);
+    assert_eq!(server.db.scalar("SELECT count(*) FROM track_points")?, 500);
+    assert_eq!(server.db.scalar("SELECT count(*) FROM issues")?, 2);
+    assert_eq!(server.db.scalar("SELECT count(*) FROM photos")?, 3);
 
     // The same push replayed, byte for byte: every mutation a duplicate, not a row changed.
     let token = login(&server.url(), "zhangwei").await?;
     let zhang = Http::new(&server.url(), &token);
-    let before = db_digest(&server.db_path())?;
+    let before = server.db.digest()?;
     let sent = sent_mutations(phone.path())?;
     assert_eq!(sent.len(), 14);
     let results = zhang.push(client.device_id().await?, sent).await?;
@@ -140,7 +138,7 @@ async fn a_patrol_recorded_offline_reaches_the_server_whole() -> Result<()> {
         results.iter().all(|r| r["status"] == "duplicate"),
         "{results:?}"
     );
-    assert_eq!(db_digest(&server.db_path())?, before);
+    assert_eq!(server.db.digest()?, before);
 
     // And a sync with nothing new changes nothing either.
     let again = client.sync(&|_| {}).await?;
@@ -218,7 +216,7 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
 
     // A patroller assigned only to QHL-03 (added with the server's own CLI) sees the segments but
     // neither issue, until a duty lead dispatches the crack to her.
-    add_user(&server.data_dir, "wangfang", "patroller", &["QHL-03"])?;
+    add_user(&server, "wangfang", "patroller", &["QHL-03"])?;
     let c_dir = tempfile::tempdir()?;
     let c = open_client(c_dir.path(), &server.url())?;
     c.login(

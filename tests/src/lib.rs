@@ -15,33 +15,40 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod db;
 pub mod proxy;
+pub use db::TestDb;
 pub use proxy::{NetMode, Proxy};
 
 /// The password every demo user gets in tests.
 pub const DEMO_PASSWORD: &str = "demo-password-for-tests";
 
-/// A server running inside the test process on its own actix system, on a fresh data directory.
+/// A server running inside the test process on its own actix system, on a fresh data directory and
+/// a fresh database (see [`TestDb`]).
 pub struct TestServer {
     pub port: u16,
     pub data_dir: PathBuf,
+    pub db: TestDb,
     handle: actix_web::dev::ServerHandle,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
-    /// A fresh server with the demo world on a new SQLite file.
+    /// A fresh server with the demo world.
     pub async fn start() -> Result<TestServer> {
         let tmp = tempfile::tempdir()?;
-        let dir = tmp.path().to_path_buf();
-        let mut s = Self::start_on(&dir, 0).await?;
+        let db = TestDb::fresh(tmp.path())?;
+        let mut s = Self::start_on(tmp.path(), &db, 0).await?;
         s._tmp = Some(tmp);
         Ok(s)
     }
 
-    /// A server on an existing data directory and a given port (0 = any free port).
-    pub async fn start_on(data_dir: &Path, port: u16) -> Result<TestServer> {
+    /// A server on an existing data directory and database, on a given port (0 = any free port).
+    /// Several may share one data directory and database: that is how instances behind a load
+    /// balancer run.
+    pub async fn start_on(data_dir: &Path, db: &TestDb, port: u16) -> Result<TestServer> {
         let mut config = Config::new(format!("127.0.0.1:{port}"), data_dir);
+        config.database_url = db.url();
         config.demo = true;
         config.demo_password = Some(DEMO_PASSWORD.to_owned());
         config.workers = Some(2);
@@ -52,23 +59,16 @@ impl TestServer {
         let s = TestServer {
             port,
             data_dir: data_dir.to_path_buf(),
+            db: db.clone(),
             handle,
             _tmp: None,
         };
-        s.wait_healthy().await?;
+        wait_healthy(&s.url()).await?;
         Ok(s)
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("riverchief.sqlite3")
-    }
-
-    async fn wait_healthy(&self) -> Result<()> {
-        wait_healthy(&self.url()).await
     }
 
     /// Stops accepting and finishes the requests in flight.
@@ -101,9 +101,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `BINARY serve --demo` on `data_dir`; `port` 0 picks a free one. `binary` is the
     /// server executable (`env!("CARGO_BIN_EXE_rc-server")` from a test).
-    pub async fn start(binary: &str, data_dir: &Path, port: u16) -> Result<ServerProcess> {
-        let mut child = Command::new(binary)
-            .args(["serve", "--demo", "--workers", "2", "--bind"])
+    pub async fn start(
+        binary: &str,
+        data_dir: &Path,
+        db: &TestDb,
+        port: u16,
+    ) -> Result<ServerProcess> {
+        let mut cmd = Command::new(binary);
+        cmd.args(["serve", "--demo", "--workers", "2"]);
+        if let Some(url) = db.url() {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd
+            .arg("--bind")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -177,31 +187,6 @@ pub async fn login(base: &str, username: &str) -> Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no token in {body}"))
-}
-
-/// Row counts of every table of the server's database, read from the SQLite file itself.
-pub fn row_counts(db: &Path) -> Result<Vec<(String, i64)>> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%' ORDER BY name")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    tables
-        .into_iter()
-        .map(|t| {
-            let n: i64 =
-                conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
-            Ok((t, n))
-        })
-        .collect()
-}
-
-/// One number from the server's database.
-pub fn scalar(db: &Path, sql: &str) -> Result<i64> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(conn.query_row(sql, [], |r| r.get(0))?)
 }
 
 /// Bytes that sniff as a JPEG (SOI + JFIF APP0 marker), then `len` pseudo-random bytes from `seed`.
@@ -343,31 +328,4 @@ pub(crate) async fn accept_loop(listener: TcpListener, f: impl Fn(TcpStream) + S
 /// A random id-like tag for test names.
 pub fn tag() -> String {
     format!("{:08x}", rand::rng().random::<u32>())
-}
-
-/// A digest of every row of every table of the server's database: equal digests mean nothing was
-/// written (stronger than equal row counts).
-pub fn db_digest(db: &Path) -> Result<String> {
-    use sha2::Digest;
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut h = sha2::Sha256::new();
-    for t in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))?;
-        let cols = stmt.column_count();
-        let mut rows = stmt.query([])?;
-        h.update(t.as_bytes());
-        while let Some(row) = rows.next()? {
-            for i in 0..cols {
-                let v: rusqlite::types::Value = row.get(i)?;
-                h.update(format!("{v:?}|").as_bytes());
-            }
-            h.update(b"\n");
-        }
-    }
-    Ok(hex::encode(h.finalize()))
 }

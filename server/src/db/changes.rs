@@ -1,12 +1,20 @@
 //! The change log: every write that a client may need to mirror appends one row here, in the same
 //! transaction as the write, holding the record as it now is and who may see it.
 //!
-//! Pull pages through the log by `seq`. On SQLite there is one writer at a time and a row's `seq` is
-//! taken inside the writer's transaction, so rows become visible in `seq` order and a cursor never
-//! skips a row that commits later.
+//! Pull pages through the log by `seq`, and a cursor must never pass a row that commits later. So
+//! rows must become visible in `seq` order: when a reader sees `seq = n`, every lower `seq` is already
+//! committed (or rolled back, never to appear). On SQLite one writer at a time gives that. On
+//! PostgreSQL every transaction takes the change-log lock ([`lock`]) before it takes its first `seq`
+//! and holds it until it commits, so change-writing transactions take their `seq`s and commit in one
+//! order. ARCHITECTURE.md ("Why the change log is correct") has the argument.
+//!
+//! Two rules for writers follow. Take the lock before reading the state you record (the snapshot
+//! functions `issues::record_issue_change` and `patrols::record_change` do), so that the record
+//! includes every change committed before yours. And record as late in the transaction as you can:
+//! the lock serializes change-writing transactions from their first record to their commit.
 
 use super::schema::{changes, meta, user_segments};
-use super::{ts, Conn, QueryResult};
+use super::{insert_or_ignore, ts, Conn, Lock, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::domain::Role;
 use riverchief_shared::id::{SegmentId, UserId};
@@ -23,7 +31,13 @@ pub struct Audience {
     pub assignee: Option<UserId>,
 }
 
-/// Appends a change. Call it inside the transaction that made the change.
+/// Takes the change-log lock until the transaction ends (a no-op on SQLite, and when already held).
+/// Call it inside a write transaction, before reading the state that you will [`record`].
+pub fn lock(conn: &mut Conn) -> QueryResult<()> {
+    super::lock(conn, Lock::ChangeLog)
+}
+
+/// Appends a change. Call it inside the transaction that made the change, as late as you can.
 pub fn record(
     conn: &mut Conn,
     entity: ChangeEntity,
@@ -36,6 +50,8 @@ pub fn record(
         ChangeOp::Upsert => "upsert",
         ChangeOp::Delete => "delete",
     };
+    // Before the insert takes its seq: see the module doc.
+    lock(conn)?;
     diesel::insert_into(changes::table)
         .values((
             changes::entity.eq(entity.as_str()),
@@ -64,9 +80,11 @@ pub fn epoch(conn: &mut Conn) -> QueryResult<String> {
         return Ok(e);
     }
     let fresh = uuid::Uuid::now_v7().simple().to_string();
-    diesel::insert_or_ignore_into(meta::table)
-        .values((meta::key.eq("epoch"), meta::value.eq(&fresh)))
-        .execute(conn)?;
+    insert_or_ignore!(
+        conn,
+        meta::table,
+        (meta::key.eq("epoch"), meta::value.eq(&fresh))
+    )?;
     meta::table
         .filter(meta::key.eq("epoch"))
         .select(meta::value)
@@ -97,8 +115,11 @@ pub fn page(
     after: i64,
     limit: usize,
 ) -> QueryResult<Page> {
-    // Read the head first: every row at or below it is committed (one writer at a time), so when the
-    // page comes back short the cursor may jump to the head past rows this viewer cannot see.
+    // Read the head first: every row at or below it is committed by then (see the module doc; on
+    // PostgreSQL each statement reads a fresh snapshot, which sees at least what this one saw), so the
+    // page below is final, and when it comes back short the cursor may jump to the head past rows this
+    // viewer cannot see. Rows above the head are left for the next pull: lower ones may still be in
+    // flight.
     let head = max_seq(conn)?;
     let mut query = changes::table
         .filter(changes::seq.gt(after))

@@ -141,9 +141,7 @@ pub fn insert_photos(
         })
         .collect();
     if !rows.is_empty() {
-        diesel::insert_into(issue_photos::table)
-            .values(&rows)
-            .execute(conn)?;
+        super::execute_batch(conn, diesel::insert_into(issue_photos::table).values(&rows))?;
     }
     Ok(())
 }
@@ -267,7 +265,12 @@ pub fn visible_to(
 }
 
 /// The issues that list this photo (by its hex digest) on their report or an event.
+///
+/// The caller records a change for each (a photo arrived), so this takes the change-log lock first:
+/// a report expecting the photo either committed before (and is listed here) or commits after this
+/// transaction, and then its own snapshot, taken under the same lock, sees the photo arrived.
 pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<IssueId>> {
+    changes::lock(conn)?;
     issue_photos::table
         .filter(issue_photos::sha256.eq(sha))
         .select(issue_photos::issue_id)
@@ -280,8 +283,11 @@ pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<Iss
 }
 
 /// Writes the issue as it now is to the change log, for its reporter, its segment's patrollers and
-/// its assignee. Call it inside the transaction that changed the issue (or a photo it expects).
+/// its assignee. Call it inside the transaction that changed the issue (or a photo it expects), as
+/// late as you can. It takes the change-log lock before reading the issue, so the snapshot includes
+/// everything that committed before it (a photo arriving meanwhile, say).
 pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<()> {
+    changes::lock(conn)?;
     let Some(issue) = view(conn, id)? else {
         return Ok(());
     };

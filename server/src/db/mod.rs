@@ -3,8 +3,10 @@
 //! Query functions take `&mut Conn` and return `QueryResult`, so they compose inside one transaction.
 //! Handlers never touch a connection on an async thread: they go through [`Db::run`] (one call, one
 //! pooled connection, run on the blocking pool) or [`Db::transaction`] (the same, inside one
-//! transaction). Backend-specific SQL stays in this module, each difference in one place.
+//! transaction). The backend (SQLite or PostgreSQL) is chosen by the database URL ([`Location`]);
+//! backend-specific SQL stays in [`backend`], each difference in one place.
 
+pub mod backend;
 pub mod changes;
 pub mod issues;
 pub mod mutations;
@@ -14,18 +16,31 @@ pub mod schema;
 pub mod segments;
 pub mod users;
 
+pub(crate) use backend::insert_or_ignore;
+pub use backend::{
+    execute_batch, is_contention, lock, with_setup_lock, write_transaction, Backend, Lock,
+};
+
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::{Connection, SqliteConnection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use std::path::Path;
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// The connection type every query function takes.
-pub type Conn = SqliteConnection;
+/// The connection every query function takes: SQLite or PostgreSQL, one code path for both. Queries
+/// written against it run on either; the few that cannot be written once are in [`backend`].
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
 pub type QueryResult<T> = diesel::QueryResult<T>;
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
 /// Why the database could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -42,57 +57,182 @@ pub enum DbError {
     Join(String),
 }
 
-#[derive(Debug)]
-struct SqlitePragmas;
+/// Where the database is: a PostgreSQL URL, or the path of an SQLite file. Chosen by the URL
+/// scheme, explicitly: SQLite would take any string as a file name.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // The busy timeout makes writers queue instead of failing with SQLITE_BUSY; foreign keys are
-        // off by default in SQLite. (WAL is set once, in `open_sqlite`: it is stored in the file.)
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+impl Location {
+    /// `postgres://...` and `postgresql://...` are PostgreSQL; `sqlite://PATH` and anything without
+    /// a scheme is an SQLite path; any other `scheme://` is refused rather than taken as a file name.
+    pub fn parse(url_or_path: &str) -> Result<Location, String> {
+        let s = url_or_path.trim();
+        if s.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        match s.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => Ok(Location::Postgres(s.to_owned())),
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Location::Sqlite(PathBuf::from(path))),
+            Some((scheme, _)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+                Err(format!(
+                    "unsupported database URL scheme {scheme:?}: use postgres://... or an SQLite file path"
+                ))
+            }
+            _ => Ok(Location::Sqlite(PathBuf::from(s))),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Shows the location with any password in a URL replaced by `***`, so it can be logged.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Makes the pool's connections, choosing the backend from the [`Location`] (diesel's own
+/// `ConnectionManager` would try each backend in turn and lose the real error), and sets each new
+/// connection up for its backend.
+#[derive(Debug)]
+pub struct Connector {
+    location: Location,
+}
+
+/// The busy timeout makes SQLite writers queue instead of failing with SQLITE_BUSY; foreign keys are
+/// off by default in SQLite. (WAL is set once, in [`Db::open_at`]: it is stored in the file.)
+const SQLITE_SESSION: &str =
+    "PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+/// Timestamps are text the server formats itself, so this only keeps `now()` in logs and ad-hoc
+/// queries in UTC.
+const POSTGRES_SESSION: &str = "SET TIME ZONE 'UTC'";
+
+impl Connector {
+    fn establish(&self) -> Result<Conn, DbError> {
+        let open = |e: diesel::ConnectionError| DbError::Open(format!("{}: {e}", self.location));
+        let conn = match &self.location {
+            Location::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy()).map_err(open)?;
+                c.batch_execute(SQLITE_SESSION)?;
+                Conn::Sqlite(c)
+            }
+            Location::Postgres(url) => {
+                let mut c = PgConnection::establish(url).map_err(open)?;
+                c.batch_execute(POSTGRES_SESSION)?;
+                Conn::Pg(c)
+            }
+        };
+        Ok(conn)
+    }
+}
+
+impl ManageConnection for Connector {
+    type Connection = Conn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<Conn, DbError> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), DbError> {
+        Ok(conn.ping()?)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
 /// A pool of database connections.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<Conn>>,
+    pool: Pool<Connector>,
+    backend: Backend,
 }
 
 impl Db {
-    /// Opens (creating if needed) the SQLite database at `path` and runs the pending migrations.
-    pub fn open_sqlite(path: &Path) -> Result<Db, DbError> {
-        // WAL lets readers run beside the one writer. Switching to it takes an exclusive lock, so it
-        // is done here on one connection, before the pool opens several at once and they race for it.
-        {
-            let mut first = SqliteConnection::establish(&path.to_string_lossy())
-                .map_err(|e| DbError::Open(e.to_string()))?;
-            first.batch_execute("PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL;")?;
+    /// Opens the database at `url_or_path` (see [`Location::parse`]), creating an SQLite file if
+    /// needed, and runs the pending migrations.
+    pub fn open(url_or_path: &str) -> Result<Db, DbError> {
+        Db::open_at(&Location::parse(url_or_path).map_err(DbError::Open)?)
+    }
+
+    /// Opens the database (an SQLite file and its folder are created if missing) and runs the pending
+    /// migrations.
+    pub fn open_at(location: &Location) -> Result<Db, DbError> {
+        if let Location::Sqlite(path) = location {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbError::Open(format!("creating {}: {e}", dir.display())))?;
+            }
         }
-        let manager = ConnectionManager::<Conn>::new(path.to_string_lossy());
+        let connector = Connector {
+            location: location.clone(),
+        };
+        // One connection first, so that a database that cannot be reached says why (the pool would
+        // only time out), and for what must happen once before the pool opens several.
+        let mut first = connector.establish()?;
+        if let Conn::Sqlite(c) = &mut first {
+            // WAL lets readers run beside the one writer. Switching to it takes an exclusive lock, so
+            // it is done here, before the pool opens several connections that would race for it.
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+        }
+        migrate(&mut first)?;
+        drop(first);
         let pool = Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(30))
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(manager)?;
-        let db = Db { pool };
-        db.migrate()?;
-        Ok(db)
+            .build(connector)?;
+        Ok(Db {
+            pool,
+            backend: location.backend(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Runs the pending migrations.
     pub fn migrate(&self) -> Result<(), DbError> {
-        let mut conn = self.pool.get()?;
-        conn.run_pending_migrations(MIGRATIONS)
-            .map_err(|e| DbError::Migration(e.to_string()))?;
-        Ok(())
+        migrate(&mut *self.pool.get()?)
     }
 
     /// A connection for synchronous code (start-up, CLI commands). Never call this on an async thread.
-    pub fn conn(&self) -> Result<PooledConnection<ConnectionManager<Conn>>, DbError> {
+    pub fn conn(&self) -> Result<PooledConnection<Connector>, DbError> {
         Ok(self.pool.get()?)
     }
 
@@ -112,8 +252,8 @@ impl Db {
         .map_err(|e| E::from(DbError::Join(e.to_string())))?
     }
 
-    /// Runs `f` inside one transaction on the blocking thread pool: everything `f` writes commits
-    /// together before this returns, or nothing does.
+    /// Runs `f` inside one write transaction on the blocking thread pool: everything `f` writes
+    /// commits together before this returns, or nothing does.
     pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
@@ -124,14 +264,16 @@ impl Db {
     }
 }
 
-/// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock up
-/// front so that two writers never deadlock upgrading from read to write.
-pub fn write_transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut Conn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    conn.immediate_transaction(f)
+/// Runs the pending migrations of the connection's backend, under the start-up lock so that instances
+/// starting together do not migrate twice.
+pub fn migrate(conn: &mut Conn) -> Result<(), DbError> {
+    with_setup_lock(conn, |conn| {
+        let outcome = match conn {
+            Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
+            Conn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop),
+        };
+        outcome.map_err(|e| DbError::Migration(e.to_string()))
+    })
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so that text order is time order. All

@@ -47,9 +47,10 @@ pub fn insert(conn: &mut Conn, patrol: &Patrol) -> QueryResult<()> {
             )
         })
         .collect();
-    diesel::insert_into(patrol_segments::table)
-        .values(&rows)
-        .execute(conn)?;
+    super::execute_batch(
+        conn,
+        diesel::insert_into(patrol_segments::table).values(&rows),
+    )?;
     Ok(())
 }
 
@@ -135,9 +136,7 @@ pub fn add_points(
         .collect();
     // A few hundred rows per statement keeps well under every backend's bind-parameter limit.
     for chunk in rows.chunks(500) {
-        diesel::insert_into(track_points::table)
-            .values(chunk)
-            .execute(conn)?;
+        super::execute_batch(conn, diesel::insert_into(track_points::table).values(chunk))?;
     }
     let added = i64::try_from(points.len()).unwrap_or(i64::MAX);
     diesel::update(patrols::table.filter(patrols::id.eq(&id_text)))
@@ -193,8 +192,10 @@ pub fn points(conn: &mut Conn, id: PatrolId) -> QueryResult<Vec<TrackPoint>> {
         .collect()
 }
 
-/// Re-snapshots the patrol into the change log (its owner sees it).
+/// Re-snapshots the patrol into the change log (its owner sees it). Like
+/// [`super::issues::record_issue_change`], it takes the change-log lock before reading.
 pub fn record_change(conn: &mut Conn, id: PatrolId) -> QueryResult<()> {
+    changes::lock(conn)?;
     let Some(patrol) = get(conn, id)? else {
         return Ok(());
     };

@@ -4,6 +4,11 @@
 //! ends its upload and tells every issue expecting it (a change per issue), after the bytes are in the
 //! store. So a row always has its bytes, and bytes without a row (a crash between the two) are simply
 //! uploaded again.
+//!
+//! An upload's row is also where instances agree about it: `upload_offset` is how many of its bytes
+//! are stored (as chunk objects, see `photo_store`), and `lease_owner` / `lease_until` name the one
+//! PATCH that may write to it now. The lease is taken, renewed and released by single conditional
+//! `UPDATE`s, so two instances can never both hold it (see [`take_lease`]).
 
 use super::schema::{photos, uploads};
 use super::{parse_id, ts, Conn, QueryResult};
@@ -21,6 +26,8 @@ pub struct Upload {
     /// The type the client declared, if any (the bytes decide in the end).
     pub content_type: Option<PhotoType>,
     pub created_by: UserId,
+    /// How many bytes are stored: where the next PATCH must start.
+    pub offset: u64,
 }
 
 /// A stored photo's size and type.
@@ -61,10 +68,11 @@ pub fn upload_of(conn: &mut Conn, id: UploadId, user: UserId) -> QueryResult<Opt
             uploads::length,
             uploads::content_type,
             uploads::created_by,
+            uploads::upload_offset,
         ))
-        .first::<(String, i64, Option<String>, String)>(conn)
+        .first::<(String, i64, Option<String>, String, i64)>(conn)
         .optional()?;
-    let Some((sha, length, content_type, created_by)) = row else {
+    let Some((sha, length, content_type, created_by, offset)) = row else {
         return Ok(None);
     };
     Ok(Some(Upload {
@@ -75,12 +83,120 @@ pub fn upload_of(conn: &mut Conn, id: UploadId, user: UserId) -> QueryResult<Opt
             .map_err(|_| corrupt(format!("upload {id}: length {length}")))?,
         content_type: content_type.as_deref().and_then(PhotoType::from_mime),
         created_by: parse_id(&created_by)?,
+        offset: u64::try_from(offset)
+            .map_err(|_| corrupt(format!("upload {id}: offset {offset}")))?,
     }))
+}
+
+fn stored_offset(offset: u64) -> QueryResult<i64> {
+    i64::try_from(offset)
+        .map_err(|_| diesel::result::Error::SerializationError("upload offset".into()))
+}
+
+/// Takes the upload's lease for a writer that starts at `offset`: only when the upload is at that
+/// offset and nobody holds a lease that is still running at `now`. One conditional `UPDATE`, so of
+/// two writers racing for it at most one gets it. `until` and `now` are stored timestamps
+/// ([`super::ts`]). Returns whether the lease was taken.
+pub fn take_lease(
+    conn: &mut Conn,
+    id: UploadId,
+    offset: u64,
+    owner: &str,
+    now: &str,
+    until: &str,
+) -> QueryResult<bool> {
+    let taken = diesel::update(
+        uploads::table
+            .filter(uploads::id.eq(id.to_string()))
+            .filter(uploads::upload_offset.eq(stored_offset(offset)?))
+            .filter(
+                uploads::lease_until
+                    .is_null()
+                    .or(uploads::lease_until.lt(now)),
+            ),
+    )
+    .set((
+        uploads::lease_until.eq(until),
+        uploads::lease_owner.eq(owner),
+    ))
+    .execute(conn)?;
+    Ok(taken > 0)
+}
+
+/// Extends a lease its owner still holds. Returns `false` when the lease is no longer `owner`'s.
+pub fn renew_lease(conn: &mut Conn, id: UploadId, owner: &str, until: &str) -> QueryResult<bool> {
+    let renewed = diesel::update(
+        uploads::table
+            .filter(uploads::id.eq(id.to_string()))
+            .filter(uploads::lease_owner.eq(owner)),
+    )
+    .set(uploads::lease_until.eq(until))
+    .execute(conn)?;
+    Ok(renewed > 0)
+}
+
+/// Ends `owner`'s lease and sets the upload's offset, in one statement. Returns `false` when the
+/// lease was no longer `owner`'s (nothing is changed then).
+pub fn release_lease(conn: &mut Conn, id: UploadId, owner: &str, offset: u64) -> QueryResult<bool> {
+    let released = diesel::update(
+        uploads::table
+            .filter(uploads::id.eq(id.to_string()))
+            .filter(uploads::lease_owner.eq(owner)),
+    )
+    .set((
+        uploads::upload_offset.eq(stored_offset(offset)?),
+        uploads::lease_until.eq(None::<String>),
+        uploads::lease_owner.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(released > 0)
+}
+
+/// Frees every lease whose owner matches the `LIKE` pattern, leaving offsets as they are: the
+/// leases of a server process known to be gone. Returns how many were freed.
+pub fn free_leases_like(conn: &mut Conn, owner_pattern: &str) -> QueryResult<usize> {
+    diesel::update(uploads::table.filter(uploads::lease_owner.like(owner_pattern)))
+        .set((
+            uploads::lease_until.eq(None::<String>),
+            uploads::lease_owner.eq(None::<String>),
+        ))
+        .execute(conn)
+}
+
+/// The upload's offset and lease expiry, whoever created it; `None` when there is no such upload.
+/// For telling why [`take_lease`] refused.
+pub fn upload_lease(conn: &mut Conn, id: UploadId) -> QueryResult<Option<(u64, Option<String>)>> {
+    let row = uploads::table
+        .filter(uploads::id.eq(id.to_string()))
+        .select((uploads::upload_offset, uploads::lease_until))
+        .first::<(i64, Option<String>)>(conn)
+        .optional()?;
+    row.map(|(offset, until)| {
+        let offset =
+            u64::try_from(offset).map_err(|_| corrupt(format!("upload {id}: offset {offset}")))?;
+        Ok((offset, until))
+    })
+    .transpose()
 }
 
 pub fn delete_upload(conn: &mut Conn, id: UploadId) -> QueryResult<()> {
     diesel::delete(uploads::table.filter(uploads::id.eq(id.to_string()))).execute(conn)?;
     Ok(())
+}
+
+/// Deletes an upload unless a lease on it is still running at `now`. Returns whether it was deleted.
+pub fn delete_idle_upload(conn: &mut Conn, id: UploadId, now: &str) -> QueryResult<bool> {
+    let deleted = diesel::delete(
+        uploads::table
+            .filter(uploads::id.eq(id.to_string()))
+            .filter(
+                uploads::lease_until
+                    .is_null()
+                    .or(uploads::lease_until.lt(now)),
+            ),
+    )
+    .execute(conn)?;
+    Ok(deleted > 0)
 }
 
 pub fn upload_exists(conn: &mut Conn, id: UploadId) -> QueryResult<bool> {
@@ -131,16 +247,17 @@ pub fn record_arrival(
     let size = i64::try_from(size)
         .map_err(|_| diesel::result::Error::SerializationError("photo size".into()))?;
     let hex = sha.hex();
-    // SQLite's INSERT OR IGNORE; PostgreSQL will need ON CONFLICT DO NOTHING here.
-    let inserted = diesel::insert_or_ignore_into(photos::table)
-        .values((
+    let inserted = super::insert_or_ignore!(
+        conn,
+        photos::table,
+        (
             photos::sha256.eq(&hex),
             photos::size_bytes.eq(size),
             photos::content_type.eq(photo_type.mime()),
             photos::uploaded_by.eq(uploaded_by.to_string()),
             photos::created_at.eq(ts(chrono::Utc::now())),
-        ))
-        .execute(conn)?;
+        )
+    )?;
     delete_upload(conn, upload)?;
     // Issues learnt of the photo when it first arrived; a second upload of it changes nothing.
     if inserted > 0 {

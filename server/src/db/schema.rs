@@ -149,6 +149,9 @@ diesel::table! {
         content_type -> Nullable<Text>,
         created_by -> Text,
         created_at -> Text,
+        upload_offset -> BigInt,
+        lease_until -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
     }
 }
 

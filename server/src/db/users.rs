@@ -1,7 +1,7 @@
 //! Users, segment assignments and device tokens.
 
 use super::schema::{device_tokens, user_segments, users};
-use super::{parse_id, ts, Conn, QueryResult};
+use super::{insert_or_ignore, parse_id, ts, Conn, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::api::UserInfo;
 use riverchief_shared::domain::Role;
@@ -89,12 +89,14 @@ pub fn set_password(conn: &mut Conn, id: UserId, password_hash: &str) -> QueryRe
 /// Assigns segments to a user (already assigned ones are kept).
 pub fn assign_segments(conn: &mut Conn, user: UserId, segments: &[SegmentId]) -> QueryResult<()> {
     for s in segments {
-        diesel::insert_or_ignore_into(user_segments::table)
-            .values((
+        insert_or_ignore!(
+            conn,
+            user_segments::table,
+            (
                 user_segments::user_id.eq(user.to_string()),
                 user_segments::segment_id.eq(s.to_string()),
-            ))
-            .execute(conn)?;
+            )
+        )?;
     }
     Ok(())
 }

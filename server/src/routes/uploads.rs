@@ -2,15 +2,17 @@
 //! `/api/v1/uploads` (see docs/http-api.md, "Photos").
 //!
 //! `POST` announces a photo by its length and SHA-256; `PATCH` appends a chunk at the offset the server
-//! reports with `HEAD`. The part file's length is the offset. When the last byte arrives the bytes are
-//! sniffed and hashed, and only a photo whose bytes match its announced digest enters the store; then
-//! one transaction records the photo, ends the upload and tells the issues that were waiting for it.
+//! reports with `HEAD`. The offset and the one-writer lease live in the database and the chunks in the
+//! shared photo store, so every request of an upload may reach a different server instance (see
+//! `photo_store`). When the last byte arrives the bytes are sniffed and hashed, and only a photo whose
+//! bytes match its announced digest enters the store; then one transaction records the photo, ends the
+//! upload and tells the issues that were waiting for it.
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, Db};
 use crate::error::AppError;
-use crate::photo_store::{AppendError, FinalizeError, OnInterrupt, PhotoStore, UploadId};
+use crate::photo_store::{OnInterrupt, PhotoStore, UploadError, UploadId};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
@@ -113,16 +115,13 @@ async fn create(
         length,
         content_type: metadata.content_type,
         created_by: user.id,
+        offset: 0,
     };
     let id = upload.id;
     state
         .db
         .run(move |conn| db::photos::insert_upload(conn, &upload).map_err(AppError::from))
         .await?;
-    if let Err(e) = state.photos.create_part(id).await {
-        forget_upload(&state.db, &state.photos, id).await;
-        return Err(e.into());
-    }
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/uploads/{id}")))
         .insert_header(("Upload-Offset", "0"))
@@ -139,13 +138,8 @@ async fn head(
         return Ok(refusal);
     }
     let upload = find_upload(&state, &path, &user).await?;
-    let offset = state
-        .photos
-        .part_len(upload.id)
-        .await?
-        .ok_or_else(upload_gone)?;
     Ok(HttpResponse::Ok()
-        .insert_header(("Upload-Offset", offset.to_string()))
+        .insert_header(("Upload-Offset", upload.offset.to_string()))
         .insert_header(("Upload-Length", upload.length.to_string()))
         .insert_header(("Upload-Metadata", echo_metadata(&upload)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -193,64 +187,57 @@ async fn patch(
         .transpose()?;
     let upload = find_upload(&state, &path, &user).await?;
     let on_interrupt = if checksum.is_some() {
-        OnInterrupt::Rollback
+        OnInterrupt::Discard
     } else {
         OnInterrupt::Keep
     };
-    let mut part = state
+    let mut chunk = state
         .photos
-        .begin_append(upload.id, offset, on_interrupt)
+        .begin_chunk(&state.db, &upload, offset, on_interrupt)
         .await
-        .map_err(|e| match e {
-            AppendError::Busy => AppError::Conflict(
-                "another PATCH to this upload is still in progress; wait for it to end, then HEAD \
-                 the upload and resume from its offset"
-                    .into(),
-            ),
-            AppendError::Missing => upload_gone(),
-            AppendError::OffsetMismatch { current } => AppError::Conflict(format!(
-                "Upload-Offset is {offset} but the upload is at {current}; HEAD it and resume from there"
-            )),
-            AppendError::Io(e) => e.into(),
-        })?;
+        .map_err(|e| refusal_of(e, offset))?;
     let remaining = upload.length - offset.min(upload.length);
     if let Some(declared) = number_header(headers, header::CONTENT_LENGTH.as_str())? {
         if declared > remaining {
+            chunk.discard().await.map_err(|e| refusal_of(e, offset))?;
             return Err(past_length(&upload, offset));
         }
     }
     let mut hasher = checksum.as_ref().map(ChunkChecksum::hasher);
-    while let Some(chunk) = body.next().await {
-        let bytes = match chunk {
+    while let Some(piece) = body.next().await {
+        let bytes = match piece {
             Ok(bytes) => bytes,
             Err(e) => {
                 // The client is gone (or sent a broken body): keep what arrived unless the chunk had a
                 // checksum, which can no longer be verified.
                 let kept = if checksum.is_some() {
-                    part.rollback().await?;
+                    chunk.discard().await.map_err(|e| refusal_of(e, offset))?;
                     0
                 } else {
-                    part.commit().await?;
-                    part.written()
+                    let new_offset = chunk.keep().await.map_err(|e| refusal_of(e, offset))?;
+                    new_offset - offset
                 };
                 return Err(AppError::BadRequest(format!(
                     "the request body broke off ({e}); {kept} bytes of it were kept"
                 )));
             }
         };
-        if part.written() + bytes.len() as u64 > remaining {
-            part.rollback().await?;
+        if chunk.written() + bytes.len() as u64 > remaining {
+            chunk.discard().await.map_err(|e| refusal_of(e, offset))?;
             return Err(past_length(&upload, offset));
         }
         if let Some(h) = hasher.as_mut() {
             h.update(&bytes);
         }
-        part.write(&bytes).await?;
+        chunk
+            .write(&bytes)
+            .await
+            .map_err(|e| refusal_of(e, offset))?;
     }
     if let (Some(expected), Some(h)) = (&checksum, hasher) {
         let actual = h.finish();
         if actual != expected.digest {
-            part.rollback().await?;
+            chunk.discard().await.map_err(|e| refusal_of(e, offset))?;
             let b64 = base64::engine::general_purpose::STANDARD;
             return Err(AppError::ChecksumMismatch(format!(
                 "the chunk's {} is {}, not {} as Upload-Checksum says; it was discarded",
@@ -260,46 +247,44 @@ async fn patch(
             )));
         }
     }
-    let new_offset = part.commit().await?;
-    if new_offset < upload.length {
+    if offset + chunk.written() < upload.length {
+        let new_offset = chunk.keep().await.map_err(|e| refusal_of(e, offset))?;
         return Ok(offset_response(new_offset));
     }
+    chunk
+        .finish(user.id)
+        .await
+        .map_err(|e| refusal_of(e, offset))?;
+    Ok(offset_response(upload.length))
+}
 
-    let finalized = match state.photos.finalize(part, upload.sha256).await {
-        Ok(f) => f,
-        Err(FinalizeError::NotAnImage) => {
-            forget_upload(&state.db, &state.photos, upload.id).await;
-            return Err(AppError::UnsupportedMediaType(
-                "the uploaded bytes are not a JPEG, PNG, WebP, HEIC or HEIF image; the upload was \
-                 deleted"
-                    .into(),
-            ));
-        }
-        Err(FinalizeError::Mismatch { expected, actual }) => {
-            forget_upload(&state.db, &state.photos, upload.id).await;
-            return Err(AppError::ChecksumMismatch(format!(
-                "the uploaded bytes hash to sha256 {actual}, but Upload-Metadata announced {expected}; \
-                 the upload was deleted"
-            )));
-        }
-        Err(FinalizeError::Io(e)) => return Err(e.into()),
-    };
-    let uploader = user.id;
-    state
-        .db
-        .transaction(move |conn| {
-            db::photos::record_arrival(
-                conn,
-                upload.id,
-                &finalized.sha256,
-                finalized.size,
-                finalized.photo_type,
-                uploader,
-            )
-            .map_err(AppError::from)
-        })
-        .await?;
-    Ok(offset_response(new_offset))
+/// The answer to a `PATCH` that could not begin or end (`offset` is where the client said it was).
+fn refusal_of(e: UploadError, offset: u64) -> AppError {
+    match e {
+        UploadError::Busy => AppError::Conflict(
+            "another PATCH to this upload is still in progress; wait for it to end, then HEAD the \
+             upload and resume from its offset"
+                .into(),
+        ),
+        UploadError::OffsetMismatch { current } => AppError::Conflict(format!(
+            "Upload-Offset is {offset} but the upload is at {current}; HEAD it and resume from there"
+        )),
+        UploadError::LeaseLost => AppError::Conflict(
+            "this PATCH stalled and another took the upload over; HEAD it and resume from its offset"
+                .into(),
+        ),
+        UploadError::Gone => upload_gone(),
+        UploadError::NotAnImage => AppError::UnsupportedMediaType(
+            "the uploaded bytes are not a JPEG, PNG, WebP, HEIC or HEIF image; the upload was deleted"
+                .into(),
+        ),
+        UploadError::Mismatch { expected, actual } => AppError::ChecksumMismatch(format!(
+            "the uploaded bytes hash to sha256 {actual}, but Upload-Metadata announced {expected}; \
+             the upload was deleted"
+        )),
+        UploadError::Db(e) => AppError::Db(e),
+        UploadError::Io(e) => AppError::Io(e),
+    }
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
@@ -313,47 +298,22 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     )
 }
 
-/// Deletes stale uploads: rows created longer than `max_age` ago whose part file was not written in
-/// that time either, with their part files, and part files that have no row and are as old. Called at
-/// start-up ([`crate::app::Application::build`]) so that abandoned partial uploads do not pile up.
-/// Returns how many uploads were removed.
+/// Deletes stale uploads (see [`PhotoStore::sweep_stale_uploads`]). Called at start-up
+/// ([`crate::app::Application::build`]) so that abandoned partial uploads do not pile up. Returns how
+/// many uploads were removed.
 pub async fn sweep_stale_uploads(
     db: &Db,
     store: &PhotoStore,
     max_age: Duration,
 ) -> Result<usize, AppError> {
-    let now = std::time::SystemTime::now();
-    let cutoff_time = now.checked_sub(max_age).unwrap_or(std::time::UNIX_EPOCH);
-    let cutoff = db::ts(chrono::DateTime::<chrono::Utc>::from(cutoff_time));
-    let old = db
-        .run(move |conn| db::photos::uploads_created_before(conn, &cutoff).map_err(AppError::from))
-        .await?;
-    let mut removed = 0;
-    for id in old {
-        let written_lately = store
-            .part_modified(id)
-            .await?
-            .is_some_and(|t| t > cutoff_time);
-        if !written_lately {
-            db.run(move |conn| db::photos::delete_upload(conn, id).map_err(AppError::from))
-                .await?;
-            store.remove_part(id).await?;
-            removed += 1;
-        }
-    }
-    for (id, modified) in store.parts().await? {
-        if modified > cutoff_time {
-            continue;
-        }
-        let has_row = db
-            .run(move |conn| db::photos::upload_exists(conn, id).map_err(AppError::from))
-            .await?;
-        if !has_row {
-            store.remove_part(id).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    store
+        .sweep_stale_uploads(db, max_age)
+        .await
+        .map_err(|e| match e {
+            UploadError::Db(e) => AppError::Db(e),
+            UploadError::Io(e) => AppError::Io(e),
+            other => AppError::Internal(other.to_string()),
+        })
 }
 
 /// The upload named in the path, if it is this user's.
@@ -370,20 +330,6 @@ async fn find_upload(
         .run(move |conn| db::photos::upload_of(conn, id, user_id).map_err(AppError::from))
         .await?
         .ok_or_else(not_found)
-}
-
-/// Removes an upload's row and part file, logging (not failing on) what goes wrong: used where the
-/// request fails anyway, and the stale-upload sweep cleans up whatever is left.
-async fn forget_upload(db: &Db, store: &PhotoStore, id: UploadId) {
-    if let Err(e) = db
-        .run(move |conn| db::photos::delete_upload(conn, id).map_err(AppError::from))
-        .await
-    {
-        tracing::warn!(upload = %id, error = %e, "deleting an upload row");
-    }
-    if let Err(e) = store.remove_part(id).await {
-        tracing::warn!(upload = %id, error = %e, "deleting an upload's part file");
-    }
 }
 
 fn upload_gone() -> AppError {

@@ -1,0 +1,15 @@
+DROP TABLE changes;
+DROP TABLE mutations;
+DROP TABLE uploads;
+DROP TABLE photos;
+DROP TABLE issue_photos;
+DROP TABLE issue_events;
+DROP TABLE issues;
+DROP TABLE track_points;
+DROP TABLE patrol_segments;
+DROP TABLE patrols;
+DROP TABLE user_segments;
+DROP TABLE segments;
+DROP TABLE device_tokens;
+DROP TABLE users;
+DROP TABLE meta;

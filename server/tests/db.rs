@@ -1,0 +1,747 @@
+//! The database layer on both backends: schema parity, migrations that revert, a change log whose
+//! cursor never skips a row under concurrent writers, and idempotent push across instances.
+//!
+//! Every test runs on a fresh SQLite file, and on a fresh PostgreSQL database when
+//! `RIVERCHIEF_TEST_PG_URL` names a server (`postgres://postgres@127.0.0.1:PORT/postgres`): each test
+//! creates its own `rc_test_<random>` database there and drops it at the end. Without the variable
+//! the PostgreSQL half is skipped, and says so.
+
+#![allow(clippy::unwrap_used)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_migrations::MigrationHarness;
+use rand::Rng;
+use riverchief_server::auth::AuthUser;
+use riverchief_server::db::{self, changes, Backend, Conn, Db, Location};
+use riverchief_shared::domain::Role;
+use riverchief_shared::id::{DeviceId, MutationId, PatrolId, UserId};
+use riverchief_shared::sync::{ChangeEntity, ChangeOp, PushResult, PushStatus};
+use riverchief_shared::Limits;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+const PG_URL_VAR: &str = "RIVERCHIEF_TEST_PG_URL";
+
+// ---------------------------------------------------------------------------------------------
+// Test databases
+
+/// A fresh, empty database: an SQLite file in a temp folder, or a PostgreSQL database made for this
+/// test (dropped when this is dropped).
+struct TestDb {
+    location: Location,
+    _dir: Option<tempfile::TempDir>,
+    /// The server's admin URL and this test's database name, to drop it.
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        TestDb {
+            location: Location::Sqlite(dir.path().join("test.sqlite3")),
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    fn postgres(admin_url: &str) -> TestDb {
+        let name = format!("rc_test_{:016x}", rand::rng().random::<u64>());
+        let mut admin = PgConnection::establish(admin_url)
+            .unwrap_or_else(|e| panic!("{PG_URL_VAR}: cannot connect: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        TestDb {
+            location: Location::Postgres(with_database(admin_url, &name)),
+            _dir: None,
+            pg: Some((admin_url.to_owned(), name)),
+        }
+    }
+
+    /// The database opened as the server opens it: migrated, pooled.
+    fn open(&self) -> Db {
+        Db::open_at(&self.location).unwrap()
+    }
+
+    /// A bare connection to the (possibly unmigrated) database.
+    fn connect(&self) -> Conn {
+        match &self.location {
+            Location::Sqlite(path) => {
+                Conn::Sqlite(SqliteConnection::establish(&path.to_string_lossy()).unwrap())
+            }
+            Location::Postgres(url) => Conn::Pg(PgConnection::establish(url).unwrap()),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.pg {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    format!("{scheme}://{authority}/{name}{query}")
+}
+
+fn pg_url() -> Option<String> {
+    std::env::var(PG_URL_VAR)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Says that the PostgreSQL half of a test was skipped, past the test harness's output capture (so
+/// that it shows in a CI log even when the test passes).
+fn say_skipped(name: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{name}: PostgreSQL skipped ({PG_URL_VAR} is not set); ran on SQLite only"
+    );
+}
+
+/// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL one if the server is given.
+fn on_each_backend(name: &str, test: impl Fn(&TestDb)) {
+    test(&TestDb::sqlite());
+    match pg_url() {
+        Some(url) => test(&TestDb::postgres(&url)),
+        None => say_skipped(name),
+    }
+}
+
+#[test]
+fn with_database_swaps_only_the_name() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema and migrations
+
+#[derive(QueryableByName)]
+struct SqliteColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+    #[diesel(sql_type = BigInt)]
+    not_null: i64,
+    #[diesel(sql_type = BigInt)]
+    pk: i64,
+}
+
+#[derive(QueryableByName)]
+struct PgColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+    #[diesel(sql_type = Text)]
+    is_nullable: String,
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// (table, column, portable type, nullable) of every column, without diesel's bookkeeping table.
+type Columns = BTreeSet<(String, String, String, bool)>;
+
+/// The portable name of a column type, so the two backends' spellings compare.
+fn portable_type(declared: &str) -> String {
+    match declared.to_ascii_lowercase().as_str() {
+        // SQLite integers are 64-bit; `INTEGER PRIMARY KEY` is the rowid.
+        "integer" | "bigint" => "bigint".into(),
+        "real" | "double precision" => "double precision".into(),
+        other => other.into(),
+    }
+}
+
+fn columns(conn: &mut Conn) -> Columns {
+    match conn {
+        Conn::Sqlite(c) => diesel::sql_query(
+            "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+                    p.\"notnull\" AS not_null, p.pk AS pk \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+               AND m.name <> '__diesel_schema_migrations'",
+        )
+        .load::<SqliteColumn>(c)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            // An INTEGER PRIMARY KEY is the rowid, which cannot be NULL whatever it declares;
+            // any other SQLite primary key can, unless it says NOT NULL (SQLite's old quirk).
+            let rowid = r.pk > 0 && r.data_type.eq_ignore_ascii_case("integer");
+            let nullable = r.not_null == 0 && !rowid;
+            (
+                r.table_name,
+                r.column_name,
+                portable_type(&r.data_type),
+                nullable,
+            )
+        })
+        .collect(),
+        Conn::Pg(c) => diesel::sql_query(
+            "SELECT table_name::TEXT AS table_name, column_name::TEXT AS column_name, \
+                    data_type::TEXT AS data_type, is_nullable::TEXT AS is_nullable \
+             FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'",
+        )
+        .load::<PgColumn>(c)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let nullable = r.is_nullable == "YES";
+            (
+                r.table_name,
+                r.column_name,
+                portable_type(&r.data_type),
+                nullable,
+            )
+        })
+        .collect(),
+    }
+}
+
+/// Every table (SQLite) or table and sequence (PostgreSQL) but diesel's bookkeeping table.
+fn relations(conn: &mut Conn) -> BTreeSet<String> {
+    let names: Vec<Name> = match conn {
+        Conn::Sqlite(c) => diesel::sql_query(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+               AND name NOT LIKE 'sqlite_%' AND name <> '__diesel_schema_migrations'",
+        )
+        .load(c)
+        .unwrap(),
+        Conn::Pg(c) => diesel::sql_query(
+            "SELECT c.relname::TEXT AS name FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S', 'p') \
+               AND c.relname <> '__diesel_schema_migrations'",
+        )
+        .load(c)
+        .unwrap(),
+    };
+    names.into_iter().map(|n| n.name).collect()
+}
+
+fn migrate_up(conn: &mut Conn) -> usize {
+    match conn {
+        Conn::Sqlite(c) => c
+            .run_pending_migrations(db::SQLITE_MIGRATIONS)
+            .unwrap()
+            .len(),
+        Conn::Pg(c) => c
+            .run_pending_migrations(db::POSTGRES_MIGRATIONS)
+            .unwrap()
+            .len(),
+    }
+}
+
+fn migrate_down(conn: &mut Conn) -> usize {
+    match conn {
+        Conn::Sqlite(c) => c
+            .revert_all_migrations(db::SQLITE_MIGRATIONS)
+            .unwrap()
+            .len(),
+        Conn::Pg(c) => c
+            .revert_all_migrations(db::POSTGRES_MIGRATIONS)
+            .unwrap()
+            .len(),
+    }
+}
+
+#[test]
+fn both_backends_have_the_same_tables_and_columns() {
+    let sqlite = TestDb::sqlite();
+    let mut conn = sqlite.connect();
+    migrate_up(&mut conn);
+    let sqlite_columns = columns(&mut conn);
+    assert!(
+        sqlite_columns
+            .iter()
+            .any(|c| c.0 == "changes" && c.1 == "seq"),
+        "{sqlite_columns:?}"
+    );
+    let Some(url) = pg_url() else {
+        say_skipped("schema parity");
+        return;
+    };
+    let pg = TestDb::postgres(&url);
+    let mut conn = pg.connect();
+    migrate_up(&mut conn);
+    let pg_columns = columns(&mut conn);
+    let only_sqlite: Vec<_> = sqlite_columns.difference(&pg_columns).collect();
+    let only_pg: Vec<_> = pg_columns.difference(&sqlite_columns).collect();
+    assert!(
+        only_sqlite.is_empty() && only_pg.is_empty(),
+        "the schemas differ:\n  only on SQLite: {only_sqlite:#?}\n  only on PostgreSQL: {only_pg:#?}"
+    );
+}
+
+#[test]
+fn every_migration_reverts_cleanly() {
+    on_each_backend("migrations revert", |t| {
+        let mut conn = t.connect();
+        let applied = migrate_up(&mut conn);
+        assert!(applied > 0);
+        let after_up = relations(&mut conn);
+        assert!(after_up.contains("changes"), "{after_up:?}");
+        let columns_up = columns(&mut conn);
+
+        assert_eq!(migrate_down(&mut conn), applied);
+        let left = relations(&mut conn);
+        assert!(
+            left.is_empty(),
+            "{:?}: after reverting every migration these remain: {left:?}",
+            t.location.backend()
+        );
+
+        assert_eq!(migrate_up(&mut conn), applied);
+        assert_eq!(relations(&mut conn), after_up);
+        assert_eq!(columns(&mut conn), columns_up);
+    });
+}
+
+#[test]
+fn opening_migrates_once_and_a_second_instance_finds_it_done() {
+    on_each_backend("open twice", |t| {
+        let first = t.open();
+        let second = t.open();
+        let epoch_1 = changes::epoch(&mut first.conn().unwrap()).unwrap();
+        let epoch_2 = changes::epoch(&mut second.conn().unwrap()).unwrap();
+        assert_eq!(epoch_1, epoch_2);
+        assert_eq!(first.backend(), t.location.backend());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The change log under concurrent writers
+
+fn record_one(conn: &mut Conn, label: &str) -> i64 {
+    changes::record(
+        conn,
+        ChangeEntity::Segment,
+        label,
+        ChangeOp::Upsert,
+        &serde_json::json!({ "label": label }),
+        &changes::Audience {
+            public: true,
+            ..changes::Audience::default()
+        },
+    )
+    .unwrap()
+}
+
+fn all_seqs(db: &Db) -> Vec<i64> {
+    let mut conn = db.conn().unwrap();
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    // Read straight from the table (not through `page`): the truth to compare the reader with.
+    loop {
+        let batch: Vec<i64> = riverchief_server::db::schema::changes::table
+            .select(riverchief_server::db::schema::changes::seq)
+            .filter(riverchief_server::db::schema::changes::seq.gt(after))
+            .order(riverchief_server::db::schema::changes::seq.asc())
+            .limit(1000)
+            .load(&mut *conn)
+            .unwrap();
+        match batch.last() {
+            Some(&last) => after = last,
+            None => return seqs,
+        }
+        seqs.extend(batch);
+    }
+}
+
+/// A client pulling the change log in a loop, as `GET /sync/pull` does, until told to stop; then it
+/// drains what is left. Returns every seq it was handed, in order. A row it skipped would be missing:
+/// `page` only ever returns rows above the cursor, so a row that commits below it is lost for good.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Vec<i64>>,
+}
+
+impl Reader {
+    fn start(db: &Db, limit: usize) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let db = db.clone();
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            let mut conn = db.conn().unwrap();
+            let viewer = UserId::new();
+            let mut cursor = 0;
+            let mut seen = Vec::new();
+            let mut pull = |cursor: &mut i64, seen: &mut Vec<i64>| {
+                let page = changes::page(&mut conn, viewer, Role::Admin, *cursor, limit).unwrap();
+                for c in &page.changes {
+                    assert!(
+                        c.seq > *cursor,
+                        "seq {} handed out below cursor {cursor}",
+                        c.seq
+                    );
+                    seen.push(c.seq);
+                }
+                assert!(page.next >= *cursor, "the cursor went back");
+                *cursor = page.next;
+                page.more
+            };
+            while !flag.load(Ordering::SeqCst) {
+                pull(&mut cursor, &mut seen);
+                thread::sleep(Duration::from_micros(rand::rng().random_range(0..1500)));
+            }
+            while pull(&mut cursor, &mut seen) {}
+            seen
+        });
+        Reader { stop, handle }
+    }
+
+    fn finish(self) -> Vec<i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Transaction A takes a seq and holds it uncommitted; transaction B, on another connection, then
+/// records a change and is told to commit at once, ahead of A. With seqs taken at insert and commits
+/// in any order, B's higher seq would commit first, a reader would move its cursor past it, and A's
+/// lower seq would commit behind the cursor, never to be pulled. B must instead wait: it may not
+/// record (so not commit) while A is open.
+#[test]
+fn a_change_committed_out_of_order_is_never_skipped() {
+    on_each_backend("out-of-order commits", |t| {
+        let db = t.open();
+        let reader = Reader::start(&db, 100);
+
+        let (a_recorded, a_recorded_rx) = mpsc::channel();
+        let (a_commit, a_commit_rx) = mpsc::channel::<()>();
+        let a = {
+            let db = db.clone();
+            thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                db::write_transaction(&mut conn, |conn| -> QueryResult<i64> {
+                    let seq = record_one(conn, "A");
+                    a_recorded.send(seq).unwrap();
+                    a_commit_rx.recv().unwrap();
+                    Ok(seq)
+                })
+                .unwrap()
+            })
+        };
+        let seq_a = a_recorded_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+
+        let (b_recorded, b_recorded_rx) = mpsc::channel();
+        let (b_commit, b_commit_rx) = mpsc::channel::<()>();
+        let b = {
+            let db = db.clone();
+            thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                db::write_transaction(&mut conn, |conn| -> QueryResult<i64> {
+                    let seq = record_one(conn, "B");
+                    b_recorded.send(seq).unwrap();
+                    b_commit_rx.recv().unwrap();
+                    Ok(seq)
+                })
+                .unwrap()
+            })
+        };
+        // B is told to commit now, ahead of A.
+        b_commit.send(()).unwrap();
+        assert!(
+            b_recorded_rx
+                .recv_timeout(Duration::from_millis(700))
+                .is_err(),
+            "{:?}: B recorded a change while A held seq {seq_a} uncommitted",
+            t.location.backend()
+        );
+        assert!(!b.is_finished(), "B committed while A was open");
+
+        a_commit.send(()).unwrap();
+        assert_eq!(a.join().unwrap(), seq_a);
+        let seq_b = b_recorded_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(b.join().unwrap(), seq_b);
+        assert!(seq_b > seq_a);
+
+        let seen = reader.finish();
+        assert_eq!(seen, vec![seq_a, seq_b]);
+        assert_eq!(all_seqs(&db), seen);
+    });
+}
+
+/// Eight writers, each recording changes in fifty transactions of its own with pauses inside (some
+/// rolled back), and a reader paging in small pages meanwhile: the reader is handed every committed
+/// seq exactly once, in order.
+#[test]
+fn a_paging_reader_sees_every_change_of_concurrent_writers_once() {
+    on_each_backend("concurrent writers", |t| {
+        const WRITERS: usize = 8;
+        const TRANSACTIONS: usize = 50;
+        let db = t.open();
+        // The reader is another instance, with a pool of its own (the writers use all of this one's).
+        let reader = Reader::start(&t.open(), 7);
+        let start = Arc::new(Barrier::new(WRITERS));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let db = db.clone();
+                let start = start.clone();
+                thread::spawn(move || {
+                    let mut conn = db.conn().unwrap();
+                    start.wait();
+                    let mut committed = Vec::new();
+                    for i in 0..TRANSACTIONS {
+                        let pause = |max_us| {
+                            thread::sleep(Duration::from_micros(
+                                rand::rng().random_range(0..max_us),
+                            ))
+                        };
+                        let roll_back = i % 10 == 9;
+                        let outcome = db::write_transaction(&mut conn, |conn| {
+                            pause(2000);
+                            let mut seqs = vec![record_one(conn, &format!("w{w}-{i}"))];
+                            if i % 3 == 0 {
+                                seqs.push(record_one(conn, &format!("w{w}-{i}b")));
+                            }
+                            pause(2000);
+                            if roll_back {
+                                Err(diesel::result::Error::RollbackTransaction)
+                            } else {
+                                Ok(seqs)
+                            }
+                        });
+                        match outcome {
+                            Ok(seqs) => committed.extend(seqs),
+                            Err(diesel::result::Error::RollbackTransaction) if roll_back => {}
+                            Err(e) => panic!("writer {w}: {e}"),
+                        }
+                    }
+                    committed
+                })
+            })
+            .collect();
+        let mut committed: Vec<i64> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        committed.sort_unstable();
+        let seen = reader.finish();
+
+        let expected = WRITERS * (TRANSACTIONS - TRANSACTIONS / 10)
+            + WRITERS
+                * (0..TRANSACTIONS)
+                    .filter(|i| i % 3 == 0 && i % 10 != 9)
+                    .count();
+        assert_eq!(committed.len(), expected);
+        assert_eq!(
+            all_seqs(&db),
+            committed,
+            "the table holds exactly the committed rows"
+        );
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            seen.len(),
+            "the reader was handed a seq twice"
+        );
+        assert_eq!(seen, sorted, "the reader was handed seqs out of order");
+        assert_eq!(
+            seen,
+            committed,
+            "{:?}: the reader missed {:?}",
+            t.location.backend(),
+            committed
+                .iter()
+                .filter(|s| !seen.contains(s))
+                .collect::<Vec<_>>()
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push across instances
+
+/// The demo world seeded, and the patroller zhangwei with the segment he walks.
+fn seeded(db: &Db) -> (AuthUser, String) {
+    let mut conn = db.conn().unwrap();
+    riverchief_server::demo::seed(&mut conn, Some("pw")).unwrap();
+    let user = db::users::by_username(&mut conn, "zhangwei")
+        .unwrap()
+        .unwrap()
+        .info;
+    let segment = db::segments::by_code(&mut conn, "QHL-02").unwrap().unwrap();
+    (
+        AuthUser {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+        },
+        segment.properties.id.to_string(),
+    )
+}
+
+fn patrol_start(id: MutationId, seq: u64, patrol: PatrolId, segment: &str) -> serde_json::Value {
+    let now = chrono::Utc::now() - chrono::Duration::minutes(1);
+    serde_json::json!({
+        "id": id,
+        "device_seq": seq,
+        "at": now,
+        "type": "patrol.start",
+        "data": { "patrol_id": patrol, "segment_ids": [segment], "started_at": now },
+    })
+}
+
+/// Pushes `mutations[i]` through instance `i` (its own pool), all at once.
+fn push_together(
+    instances: &[Db],
+    user: &AuthUser,
+    device: DeviceId,
+    mutations: Vec<serde_json::Value>,
+) -> Vec<PushResult> {
+    let start = Arc::new(Barrier::new(mutations.len()));
+    let threads: Vec<_> = mutations
+        .into_iter()
+        .zip(instances.iter().cycle())
+        .map(|(raw, db)| {
+            let db = db.clone();
+            let user = AuthUser {
+                id: user.id,
+                username: user.username.clone(),
+                role: user.role,
+            };
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                start.wait();
+                riverchief_server::sync::push_one(&mut conn, &user, device, raw, &Limits::DEFAULT)
+                    .unwrap_or_else(|e| panic!("a push failed with a server error: {e}"))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn statuses(results: &[PushResult]) -> Vec<PushStatus> {
+    let mut s: Vec<_> = results.iter().map(|r| r.status).collect();
+    s.sort_by_key(|s| format!("{s:?}"));
+    s
+}
+
+#[test]
+fn the_same_mutation_at_two_instances_is_applied_once() {
+    on_each_backend("same mutation twice", |t| {
+        let instances = [t.open(), t.open()];
+        let (user, segment) = seeded(&instances[0]);
+        let device = DeviceId::new();
+        for round in 0..20 {
+            let raw = patrol_start(MutationId::new(), round, PatrolId::new(), &segment);
+            let results = push_together(&instances, &user, device, vec![raw.clone(), raw]);
+            assert_eq!(
+                statuses(&results),
+                vec![PushStatus::Applied, PushStatus::Duplicate],
+                "{:?}, round {round}: {results:?}",
+                t.location.backend()
+            );
+            assert_eq!(results[0].result, results[1].result);
+        }
+    });
+}
+
+#[test]
+fn two_mutations_racing_for_one_record_are_one_applied_and_one_refused() {
+    on_each_backend("one record, two mutations", |t| {
+        let instances = [t.open(), t.open()];
+        let (user, segment) = seeded(&instances[0]);
+        let device = DeviceId::new();
+        for round in 0..20 {
+            let patrol = PatrolId::new();
+            let results = push_together(
+                &instances,
+                &user,
+                device,
+                vec![
+                    patrol_start(MutationId::new(), 2 * round, patrol, &segment),
+                    patrol_start(MutationId::new(), 2 * round + 1, patrol, &segment),
+                ],
+            );
+            assert_eq!(
+                statuses(&results),
+                vec![PushStatus::Applied, PushStatus::Rejected],
+                "{:?}, round {round}: {results:?}",
+                t.location.backend()
+            );
+            let refused = results
+                .iter()
+                .find(|r| r.status == PushStatus::Rejected)
+                .unwrap();
+            assert_eq!(refused.error.as_ref().unwrap().code, "conflict");
+        }
+        // Each patrol is in the change log once.
+        let mut conn = instances[1].conn().unwrap();
+        let page = changes::page(&mut conn, user.id, Role::Admin, 0, 1000).unwrap();
+        let patrols = page
+            .changes
+            .iter()
+            .filter(|c| c.entity == ChangeEntity::Patrol)
+            .count();
+        assert_eq!(patrols, 20);
+    });
+}
+
+#[test]
+fn the_backend_follows_the_url_scheme() {
+    assert_eq!(
+        Location::parse("postgres://u@h/db").unwrap().backend(),
+        Backend::Postgres
+    );
+    assert_eq!(
+        Location::parse("postgresql://u@h/db").unwrap().backend(),
+        Backend::Postgres
+    );
+    assert_eq!(
+        Location::parse("/var/lib/rc/riverchief.sqlite3").unwrap(),
+        Location::Sqlite("/var/lib/rc/riverchief.sqlite3".into())
+    );
+    assert_eq!(
+        Location::parse("sqlite:///var/lib/rc/x.sqlite3").unwrap(),
+        Location::Sqlite("/var/lib/rc/x.sqlite3".into())
+    );
+    assert!(Location::parse("mysql://u@h/db").is_err());
+    assert!(Location::parse("").is_err());
+    assert_eq!(
+        Location::parse("postgres://rc:secret@db:5432/rc")
+            .unwrap()
+            .to_string(),
+        "postgres://rc:***@db:5432/rc"
+    );
+}

@@ -1,0 +1,132 @@
+//! The server's database as the tests see it: a fresh one per test, on SQLite (a file in the test's
+//! data directory) or, when `RIVERCHIEF_TEST_DATABASE_URL` names a PostgreSQL server, a new database
+//! created on that server for the test. The same suite thus runs on both backends.
+//!
+//! Tests read the database directly, the way an auditor would: row counts, and a digest of every row
+//! of every table (equal digests before and after a refused request mean nothing was written).
+
+use anyhow::{Context, Result};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the PostgreSQL server for the PostgreSQL pass
+/// (e.g. `postgres://postgres@127.0.0.1:5433/postgres`).
+pub const PG_ENV: &str = "RIVERCHIEF_TEST_DATABASE_URL";
+
+#[derive(Debug, Clone)]
+pub enum TestDb {
+    Sqlite(PathBuf),
+    Pg(String),
+}
+
+#[derive(QueryableByName)]
+struct Num {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+impl TestDb {
+    /// A fresh database for a server whose data directory is `data_dir`: the SQLite default there,
+    /// or a new PostgreSQL database when the PostgreSQL pass is on.
+    pub fn fresh(data_dir: &Path) -> Result<TestDb> {
+        match std::env::var(PG_ENV) {
+            Ok(admin) if !admin.is_empty() => {
+                let name = format!("rc_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = PgConnection::establish(&admin)
+                    .with_context(|| format!("connecting to {admin}"))?;
+                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                Ok(TestDb::Pg(format!("{base}/{name}")))
+            }
+            _ => Ok(TestDb::Sqlite(data_dir.join("riverchief.sqlite3"))),
+        }
+    }
+
+    /// The `--database-url` to give the server (`None` = its SQLite default).
+    pub fn url(&self) -> Option<String> {
+        match self {
+            TestDb::Sqlite(_) => None,
+            TestDb::Pg(url) => Some(url.clone()),
+        }
+    }
+
+    pub fn is_pg(&self) -> bool {
+        matches!(self, TestDb::Pg(_))
+    }
+
+    /// One number: `sql` is a query returning one numeric value.
+    pub fn scalar(&self, sql: &str) -> Result<i64> {
+        match self {
+            TestDb::Sqlite(path) => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )?;
+                Ok(conn.query_row(sql, [], |r| r.get(0))?)
+            }
+            TestDb::Pg(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                let row: Num = diesel::sql_query(format!("SELECT ({sql})::BIGINT AS n"))
+                    .get_result(&mut conn)?;
+                Ok(row.n)
+            }
+        }
+    }
+
+    /// A digest of every row of every table.
+    pub fn digest(&self) -> Result<String> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match self {
+            TestDb::Sqlite(path) => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )?;
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for t in tables {
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))?;
+                    let cols = stmt.column_count();
+                    let mut rows = stmt.query([])?;
+                    h.update(t.as_bytes());
+                    while let Some(row) = rows.next()? {
+                        for i in 0..cols {
+                            let v: rusqlite::types::Value = row.get(i)?;
+                            h.update(format!("{v:?}|").as_bytes());
+                        }
+                        h.update(b"\n");
+                    }
+                }
+            }
+            TestDb::Pg(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                let tables: Vec<Name> = diesel::sql_query(
+                    "SELECT table_name::TEXT AS name FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+                )
+                .load(&mut conn)?;
+                for t in tables {
+                    // Each row as its text form, sorted: order-independent and complete.
+                    let row: Name = diesel::sql_query(format!(
+                        "SELECT coalesce(md5(string_agg(t::TEXT, E'\\n' ORDER BY t::TEXT)), '') AS name FROM \"{}\" t",
+                        t.name
+                    ))
+                    .get_result(&mut conn)?;
+                    h.update(t.name.as_bytes());
+                    h.update(row.name.as_bytes());
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+}
