@@ -3,8 +3,12 @@
 //!   into a table of the same shape (one transaction per mutation, as the server does);
 //! - photo upload MB/s through tus, beside a raw loopback TCP copy of the same bytes into a file.
 //!
-//! Run: `cargo bench -p riverchief-tests --bench ingest` (release build). Figures go to stdout and to
-//! `target/bench-ingest.md`; the latest are kept in `docs/benchmarks.md`.
+//! The server runs on SQLite and, when `RIVERCHIEF_TEST_DATABASE_URL` names a PostgreSQL server, on
+//! PostgreSQL too, in the same run.
+//!
+//! Run: `scripts/with-postgres cargo bench -p riverchief-tests --bench ingest` (release build; without
+//! the wrapper, SQLite only). Figures go to stdout and to `target/bench-ingest.md`; the latest are kept
+//! in `docs/benchmarks.md`.
 
 use anyhow::{bail, Result};
 use base64::Engine;
@@ -21,9 +25,91 @@ const REPORTS: usize = 2000;
 const PHOTOS: usize = 12;
 const PHOTO_LEN: usize = 4 * 1024 * 1024;
 
+/// What one server did.
+struct Measured {
+    backend: &'static str,
+    push_points: Duration,
+    push_reports: Duration,
+    upload: Duration,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let server = TestServer::start().await?;
+    let photos: Vec<Vec<u8>> = (0..PHOTOS)
+        .map(|i| fake_jpeg(PHOTO_LEN, 1000 + i as u64))
+        .collect();
+    let mut runs = vec![measure(TestServer::start_fresh(true).await?, "SQLite", &photos).await?];
+    if std::env::var(riverchief_tests::db::PG_ENV).is_ok_and(|v| !v.is_empty()) {
+        runs.push(measure(TestServer::start_fresh(false).await?, "PostgreSQL", &photos).await?);
+    }
+
+    // Baselines: the same rows straight into SQLite with rusqlite, and a raw loopback copy.
+    let raw_dir = tempfile::tempdir()?;
+    let track = walk(
+        &[[118.74485, 32.05], [118.74355, 32.0557]],
+        POINT_MUTATIONS * POINTS_EACH,
+        chrono::Utc::now(),
+    );
+    let (raw_points, raw_reports) = tokio::task::spawn_blocking({
+        let path = raw_dir.path().join("raw.sqlite3");
+        move || raw_inserts(&path, &track)
+    })
+    .await??;
+    let copy_dir = tempfile::tempdir()?;
+    let copy_time = loopback_copy(&photos, copy_dir.path()).await?;
+
+    let mb = (PHOTOS * PHOTO_LEN) as f64 / 1e6;
+    let points = (POINT_MUTATIONS * POINTS_EACH) as f64;
+    let mut out = String::from(
+        "| what | backend | unit | riverchief | baseline | ratio |\n| --- | --- | --- | ---: | ---: | ---: |\n",
+    );
+    for m in &runs {
+        let rows = [
+            (
+                "push: track points",
+                "points/s",
+                points / m.push_points.as_secs_f64(),
+                points / raw_points.as_secs_f64(),
+            ),
+            (
+                "push: issue reports",
+                "mutations/s",
+                REPORTS as f64 / m.push_reports.as_secs_f64(),
+                REPORTS as f64 / raw_reports.as_secs_f64(),
+            ),
+            (
+                "photo upload (tus)",
+                "MB/s",
+                mb / m.upload.as_secs_f64(),
+                mb / copy_time.as_secs_f64(),
+            ),
+        ];
+        for (what, unit, ours, base) in rows {
+            out.push_str(&format!(
+                "| {what} | {} | {unit} | {ours:.0} | {base:.0} | {:.2} |\n",
+                m.backend,
+                ours / base
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\n{} point mutations of {} points pushed 20 to a batch, {} reports pushed 100 to a batch, {} photos of {} MiB \
+         uploaded one PATCH each; baselines measured in the same run: raw rusqlite inserts of the same rows into a \
+         table of the same shape (one transaction per mutation, WAL, synchronous=NORMAL) and a raw loopback TCP copy \
+         of the same bytes into a file (fsync'd).\n",
+        POINT_MUTATIONS, POINTS_EACH, REPORTS, PHOTOS, PHOTO_LEN >> 20
+    ));
+    println!("{out}");
+    std::fs::create_dir_all("../target").ok();
+    std::fs::write("../target/bench-ingest.md", &out).ok();
+    Ok(())
+}
+
+async fn measure(
+    server: TestServer,
+    backend: &'static str,
+    photos: &[Vec<u8>],
+) -> Result<Measured> {
     let base = server.url();
     let token = login(&base, "zhangwei").await?;
     let http = reqwest::Client::new();
@@ -81,68 +167,18 @@ async fn main() -> Result<()> {
     }
     let push_reports = started.elapsed();
 
-    // Baselines: the same rows straight into SQLite with rusqlite.
-    let raw_dir = tempfile::tempdir()?;
-    let (raw_points, raw_reports) = tokio::task::spawn_blocking({
-        let path = raw_dir.path().join("raw.sqlite3");
-        let track = track.clone();
-        move || raw_inserts(&path, &track)
-    })
-    .await??;
-
-    // Photo uploads through tus, and the raw loopback copy.
-    let photos: Vec<Vec<u8>> = (0..PHOTOS)
-        .map(|i| fake_jpeg(PHOTO_LEN, 1000 + i as u64))
-        .collect();
     let started = Instant::now();
-    for p in &photos {
+    for p in photos {
         upload(&http, &base, &token, p).await?;
     }
-    let upload_time = started.elapsed();
-    let copy_dir = tempfile::tempdir()?;
-    let copy_time = loopback_copy(&photos, copy_dir.path()).await?;
-
-    let mb = (PHOTOS * PHOTO_LEN) as f64 / 1e6;
-    let points = (POINT_MUTATIONS * POINTS_EACH) as f64;
-    let rows = [
-        (
-            "track points",
-            "points/s",
-            points / push_points.as_secs_f64(),
-            points / raw_points.as_secs_f64(),
-        ),
-        (
-            "issue reports",
-            "mutations/s",
-            REPORTS as f64 / push_reports.as_secs_f64(),
-            REPORTS as f64 / raw_reports.as_secs_f64(),
-        ),
-        (
-            "photo upload",
-            "MB/s",
-            mb / upload_time.as_secs_f64(),
-            mb / copy_time.as_secs_f64(),
-        ),
-    ];
-    let mut out = String::from(
-        "| what | unit | riverchief | baseline | ratio |\n| --- | --- | ---: | ---: | ---: |\n",
-    );
-    for (what, unit, ours, base) in rows {
-        out.push_str(&format!(
-            "| {what} | {unit} | {ours:.0} | {base:.0} | {:.2} |\n",
-            ours / base
-        ));
-    }
-    out.push_str(&format!(
-        "\n{} point mutations of {} points, {} reports in batches of 100, {} photos of {} MiB; baselines: raw rusqlite \
-         inserts (one transaction per mutation) and a raw loopback TCP copy into a file.\n",
-        POINT_MUTATIONS, POINTS_EACH, REPORTS, PHOTOS, PHOTO_LEN >> 20
-    ));
-    println!("{out}");
-    std::fs::create_dir_all("../target").ok();
-    std::fs::write("../target/bench-ingest.md", &out).ok();
+    let upload = started.elapsed();
     server.stop().await;
-    Ok(())
+    Ok(Measured {
+        backend,
+        push_points,
+        push_reports,
+        upload,
+    })
 }
 
 async fn push(

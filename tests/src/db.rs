@@ -49,6 +49,11 @@ impl TestDb {
         }
     }
 
+    /// The SQLite default inside `data_dir`, whatever the environment says.
+    pub fn sqlite_in(data_dir: &Path) -> TestDb {
+        TestDb::Sqlite(data_dir.join("riverchief.sqlite3"))
+    }
+
     /// The `--database-url` to give the server (`None` = its SQLite default).
     pub fn url(&self) -> Option<String> {
         match self {

@@ -36,8 +36,17 @@ pub struct TestServer {
 impl TestServer {
     /// A fresh server with the demo world.
     pub async fn start() -> Result<TestServer> {
+        Self::start_fresh(false).await
+    }
+
+    /// A fresh server; on SQLite when `force_sqlite`, whatever the PostgreSQL pass says.
+    pub async fn start_fresh(force_sqlite: bool) -> Result<TestServer> {
         let tmp = tempfile::tempdir()?;
-        let db = TestDb::fresh(tmp.path())?;
+        let db = if force_sqlite {
+            TestDb::sqlite_in(tmp.path())
+        } else {
+            TestDb::fresh(tmp.path())?
+        };
         let mut s = Self::start_on(tmp.path(), &db, 0).await?;
         s._tmp = Some(tmp);
         Ok(s)
@@ -229,6 +238,7 @@ pub fn walk(
                 lon: Lon::parse(a[0] + (b[0] - a[0]) * r, "lon").ok()?,
                 lat: Lat::parse(a[1] + (b[1] - a[1]) * r, "lat").ok()?,
                 accuracy_m: Some(5.0),
+                crs: None,
             })
         })
         .collect()
