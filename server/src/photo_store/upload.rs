@@ -48,6 +48,13 @@ const SNIFF_BYTES: usize = 8 * 1024;
 /// Bytes buffered in memory before one write to the spool file.
 const SPOOL_BUFFER: usize = 256 * 1024;
 
+/// How long a `HEAD` or a `PATCH` waits for a running lease to end before answering. A `PATCH` whose
+/// connection was cut a moment ago is still storing what it received; the offset it leaves is the one
+/// the resuming client needs. Without the wait the client would read the old offset, send its body
+/// into a 409, and pay for the bytes twice on a metered phone connection.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+const SETTLE_POLL: Duration = Duration::from_millis(25);
+
 /// What becomes of the bytes a `PATCH` brought when its body breaks off or its request is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInterrupt {
@@ -124,6 +131,26 @@ fn lease_times(length: Duration) -> (String, String) {
 }
 
 impl PhotoStore {
+    /// The upload's offset once no lease is running on it (waiting at most [`SETTLE_WAIT`]; after that,
+    /// the offset as it stands). `None` when the upload is gone.
+    pub async fn settled_offset(&self, db: &Db, id: UploadId) -> Result<Option<u64>, UploadError> {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let now = db::ts(Utc::now());
+            let state = db
+                .run(move |conn| db::photos::upload_lease(conn, id).map_err(UploadError::from))
+                .await?;
+            match state {
+                Some((_, Some(until)))
+                    if until >= now && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(SETTLE_POLL).await;
+                }
+                other => return Ok(other.map(|(offset, _)| offset)),
+            }
+        }
+    }
+
     /// Begins a `PATCH` of `upload` whose client believes it is at `offset`: takes the upload's lease,
     /// or says why not ([`UploadError::Busy`], [`UploadError::OffsetMismatch`], [`UploadError::Gone`]).
     pub async fn begin_chunk(
@@ -133,6 +160,9 @@ impl PhotoStore {
         offset: u64,
         on_interrupt: OnInterrupt,
     ) -> Result<ChunkWriter, UploadError> {
+        if self.settled_offset(db, upload.id).await?.is_none() {
+            return Err(UploadError::Gone);
+        }
         // Anonymous (unlinked) on Linux: a crash leaves nothing behind.
         let spool_dir = self.spool_dir.clone();
         let spool = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&*spool_dir))

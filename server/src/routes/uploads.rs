@@ -138,8 +138,15 @@ async fn head(
         return Ok(refusal);
     }
     let upload = find_upload(&state, &path, &user).await?;
+    // A PATCH cut a moment ago may still be storing its bytes: report the offset it leaves.
+    let offset = state
+        .photos
+        .settled_offset(&state.db, upload.id)
+        .await
+        .map_err(|e| refusal_of(e, upload.offset))?
+        .ok_or_else(upload_gone)?;
     Ok(HttpResponse::Ok()
-        .insert_header(("Upload-Offset", upload.offset.to_string()))
+        .insert_header(("Upload-Offset", offset.to_string()))
         .insert_header(("Upload-Length", upload.length.to_string()))
         .insert_header(("Upload-Metadata", echo_metadata(&upload)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
