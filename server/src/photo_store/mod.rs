@@ -99,6 +99,8 @@ pub struct PhotoStore {
     spool_dir: Arc<Path>,
     instance: Arc<Instance>,
     lease: Duration,
+    /// How long a `HEAD` or `PATCH` waits for a running lease to end (see `upload::SETTLE_WAIT`).
+    settle_wait: Duration,
 }
 
 /// Which server process this is, among those sharing the database: the id in a file
@@ -205,6 +207,7 @@ impl PhotoStore {
             spool_dir: spool_dir.into(),
             instance: Arc::new(instance),
             lease: LEASE,
+            settle_wait: upload::SETTLE_WAIT,
         })
     }
 
@@ -212,6 +215,13 @@ impl PhotoStore {
     #[cfg(test)]
     fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// The same store answering at once when a lease is running, for tests of lease contention.
+    #[cfg(test)]
+    fn with_settle_wait(mut self, wait: Duration) -> Self {
+        self.settle_wait = wait;
         self
     }
 

@@ -52,7 +52,7 @@ const SPOOL_BUFFER: usize = 256 * 1024;
 /// connection was cut a moment ago is still storing what it received; the offset it leaves is the one
 /// the resuming client needs. Without the wait the client would read the old offset, send its body
 /// into a 409, and pay for the bytes twice on a metered phone connection.
-const SETTLE_WAIT: Duration = Duration::from_secs(5);
+pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(5);
 const SETTLE_POLL: Duration = Duration::from_millis(25);
 
 /// What becomes of the bytes a `PATCH` brought when its body breaks off or its request is dropped.
@@ -134,7 +134,7 @@ impl PhotoStore {
     /// The upload's offset once no lease is running on it (waiting at most [`SETTLE_WAIT`]; after that,
     /// the offset as it stands). `None` when the upload is gone.
     pub async fn settled_offset(&self, db: &Db, id: UploadId) -> Result<Option<u64>, UploadError> {
-        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        let deadline = tokio::time::Instant::now() + self.settle_wait;
         loop {
             let now = db::ts(Utc::now());
             let state = db
@@ -922,7 +922,9 @@ mod tests {
 
     fn open_store(data_dir: &Path, objects: &Path) -> PhotoStore {
         // A file URL: the object_store code path that S3 takes too.
-        PhotoStore::open(data_dir, Some(&format!("file://{}", objects.display()))).expect("store")
+        PhotoStore::open(data_dir, Some(&format!("file://{}", objects.display())))
+            .expect("store")
+            .with_settle_wait(Duration::ZERO)
     }
 
     fn files_under(dir: &Path) -> usize {
@@ -1138,6 +1140,32 @@ mod tests {
             a.begin(&upload, 400_000).await,
             Err(UploadError::Gone)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_head_right_after_a_cut_reports_the_offset_the_cut_request_leaves() {
+        let a = Server::new();
+        let b = a.sibling();
+        let bytes = jpeg_bytes(10_000, 9);
+        let upload = a.create(&bytes, Sha256::of(&bytes)).await;
+        let mut chunk = a
+            .store
+            .begin_chunk(&a.db, &upload, 0, OnInterrupt::Keep)
+            .await
+            .expect("begin");
+        chunk.write(&bytes[..4000]).await.expect("write");
+        // The cut request is still storing its bytes when the client asks where to resume.
+        let settle = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            chunk.keep().await.expect("keep")
+        });
+        let waiting = b.store.clone().with_settle_wait(SETTLE_WAIT);
+        let offset = waiting
+            .settled_offset(&b.db, upload.id)
+            .await
+            .expect("head");
+        assert_eq!(offset, Some(4000));
+        assert_eq!(settle.await.expect("settled"), 4000);
     }
 
     #[tokio::test]
