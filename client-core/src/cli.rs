@@ -10,7 +10,9 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use riverchief_shared::domain::{IssueCategory, IssueEventKind, Outflow, Severity, TrackPoint};
+use riverchief_shared::domain::{
+    Crs, IssueCategory, IssueEventKind, Outflow, Severity, TrackPoint,
+};
 use riverchief_shared::geo::{Lat, Lon, Position};
 use riverchief_shared::id::{IssueId, PatrolId, UserId};
 use serde::Serialize;
@@ -106,6 +108,19 @@ enum PatrolCommand {
         /// When the fix was taken (RFC 3339; default now).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
+    },
+    /// Record a GPX track (trk/trkseg/trkpt with times) as one finished patrol; prints its id.
+    Import {
+        /// The .gpx file.
+        file: std::path::PathBuf,
+        /// Segment code or id (repeat for several); default: every segment the track passes along.
+        #[arg(long = "segment")]
+        segments: Vec<String>,
+        /// The datum of the file's coordinates: wgs84 (GPX's own) or gcj02 (Chinese map apps).
+        #[arg(long, default_value = "wgs84", value_parser = parse_crs)]
+        crs: Crs,
+        #[arg(long)]
+        notes: Option<String>,
     },
     /// Finish a patrol.
     Finish {
@@ -363,6 +378,14 @@ async fn segments(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_crs(s: &str) -> Result<Crs, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "wgs84" => Ok(Crs::Wgs84),
+        "gcj02" => Ok(Crs::Gcj02),
+        _ => Err(format!("{s:?}: expected wgs84 or gcj02")),
+    }
+}
+
 async fn patrol(client: &Client, command: PatrolCommand, json: bool) -> anyhow::Result<()> {
     match command {
         PatrolCommand::Start {
@@ -389,8 +412,25 @@ async fn patrol(client: &Client, command: PatrolCommand, json: bool) -> anyhow::
                 lon: Lon::parse(lon, "lon")?,
                 lat: Lat::parse(lat, "lat")?,
                 accuracy_m: accuracy,
+                crs: None,
             };
             client.add_points(patrol, &[point]).await?;
+        }
+        PatrolCommand::Import {
+            file,
+            segments,
+            crs,
+            notes,
+        } => {
+            let mut ids = Vec::with_capacity(segments.len());
+            for s in &segments {
+                ids.push(client.resolve_segment(s).await?);
+            }
+            let imported = client.import_gpx(&file, Some(crs), &ids, notes).await?;
+            if json {
+                return print_json(&imported);
+            }
+            say!("{}", imported.patrol_id);
         }
         PatrolCommand::Finish { patrol, notes } => client.finish_patrol(patrol, notes).await?,
         PatrolCommand::List => {

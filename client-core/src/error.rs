@@ -75,6 +75,10 @@ pub enum ClientError {
     #[error("patrol {id} was refused by the server: {message}")]
     PatrolRejected { id: PatrolId, message: String },
 
+    /// A GPX file that cannot be read, or a track point in it that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    BadGpx { path: PathBuf, reason: String },
+
     #[error("no segment {0:?} in the local copy (sync to fetch segments)")]
     UnknownSegment(String),
 

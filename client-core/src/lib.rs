@@ -44,6 +44,7 @@ mod capture;
 pub mod cli;
 mod client;
 mod error;
+mod gpx_import;
 mod outbox;
 mod query;
 mod record;
@@ -52,6 +53,7 @@ pub mod sync;
 
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, Result};
+pub use gpx_import::Imported;
 pub use outbox::OutboxState;
 pub use query::{FailedPhoto, IssueSummary, LocalState, PatrolSummary, RejectedMutation, Status};
 pub use record::IssueDraft;

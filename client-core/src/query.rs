@@ -114,6 +114,23 @@ impl Client {
         .await
     }
 
+    /// The coverage summaries pulled from the server: per segment, when it was last covered and when
+    /// it falls due at the stage in force. Segments never covered come first, then by due time.
+    pub async fn coverage(&self) -> Result<Vec<riverchief_shared::coverage::CoverageSummary>> {
+        self.db(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT data FROM mirror_coverage ORDER BY due_at IS NOT NULL, due_at, id",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// A segment named by its id, or by its code as in the mirrored data.
     pub async fn resolve_segment(&self, code_or_id: &str) -> Result<SegmentId> {
         if let Ok(id) = SegmentId::parse(code_or_id) {

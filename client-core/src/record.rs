@@ -42,6 +42,18 @@ impl Client {
         notes: Option<String>,
         weather: Option<String>,
     ) -> Result<PatrolId> {
+        self.start_patrol_at(segment_ids, notes, weather, Utc::now())
+            .await
+    }
+
+    /// Starts a patrol that began at `started_at` (an imported track).
+    pub async fn start_patrol_at(
+        &self,
+        segment_ids: &[SegmentId],
+        notes: Option<String>,
+        weather: Option<String>,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<PatrolId> {
         let segment_ids = segment_ids.to_vec();
         let limits = self.limits();
         self.db(move |conn| {
@@ -53,7 +65,7 @@ impl Client {
                 MutationBody::PatrolStart(PatrolStart {
                     patrol_id,
                     segment_ids: segment_ids.clone(),
-                    started_at: now,
+                    started_at,
                     notes: notes.clone(),
                     weather: weather.clone(),
                 }),
@@ -68,7 +80,7 @@ impl Client {
                     patrol_id.to_string(),
                     mutation.id.to_string(),
                     serde_json::to_string(&segment_ids)?,
-                    store::time(now),
+                    store::time(started_at),
                     notes,
                     weather
                 ],
@@ -131,6 +143,16 @@ impl Client {
 
     /// Finishes a patrol started on this device.
     pub async fn finish_patrol(&self, patrol_id: PatrolId, notes: Option<String>) -> Result<()> {
+        self.finish_patrol_at(patrol_id, notes, Utc::now()).await
+    }
+
+    /// Finishes a patrol that ended at `ended_at` (an imported track).
+    pub async fn finish_patrol_at(
+        &self,
+        patrol_id: PatrolId,
+        notes: Option<String>,
+        ended_at: chrono::DateTime<Utc>,
+    ) -> Result<()> {
         let limits = self.limits();
         self.db(move |conn| {
             let now = Utc::now();
@@ -140,7 +162,7 @@ impl Client {
                 &tx,
                 MutationBody::PatrolFinish(PatrolFinish {
                     patrol_id,
-                    ended_at: now,
+                    ended_at,
                     notes: notes.clone(),
                 }),
                 None,
@@ -149,7 +171,7 @@ impl Client {
             )?;
             tx.execute(
                 "UPDATE local_patrols SET ended_at = ?2, finish_notes = ?3 WHERE id = ?1",
-                params![patrol_id.to_string(), store::time(now), notes],
+                params![patrol_id.to_string(), store::time(ended_at), notes],
             )?;
             tx.commit()?;
             Ok(())
@@ -399,6 +421,7 @@ mod tests {
             lon: Lon::parse(118.744, "lon").expect("lon"),
             lat: Lat::parse(32.05 + i as f64 * 1e-5, "lat").expect("lat"),
             accuracy_m: Some(5.0),
+            crs: None,
         }
     }
 

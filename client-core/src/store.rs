@@ -19,7 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied. Append, never edit.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE device (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     device_id       TEXT NOT NULL,
@@ -142,7 +143,18 @@ CREATE TABLE mirror_issues (
     seq         INTEGER NOT NULL,
     data        TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Coverage summaries per segment (pull entity `coverage`): which segments need walking.
+CREATE TABLE mirror_coverage (
+    id           TEXT PRIMARY KEY,
+    last_covered TEXT,
+    due_at       TEXT,
+    seq          INTEGER NOT NULL,
+    data         TEXT NOT NULL
+);
+"#,
+];
 
 /// Opens (creating if needed) and migrates the store at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection> {

@@ -29,6 +29,8 @@ pub struct Config {
     /// Where photos and upload chunks are kept: `s3://BUCKET/PREFIX` or `file:///PATH` (see
     /// [`PhotoStore::open`]); `None` is the data directory.
     pub photo_store: Option<String>,
+    /// What counts as covered, and how often segments must be covered per flood stage.
+    pub coverage: crate::coverage::Policy,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             limits: Limits::DEFAULT,
             workers: None,
             photo_store: None,
+            coverage: crate::coverage::Policy::default(),
         }
     }
 
@@ -64,6 +67,7 @@ pub struct AppState {
     pub db: Db,
     pub photos: PhotoStore,
     pub limits: Limits,
+    pub coverage: crate::coverage::Policy,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -128,6 +132,7 @@ impl Application {
             db: opened.db,
             photos: opened.photos,
             limits: config.limits,
+            coverage: config.coverage,
         });
         let limits = config.limits;
         let mut server = HttpServer::new(move || {

@@ -77,6 +77,40 @@ struct ServeArgs {
     /// [default: DATA_DIR].
     #[arg(long, env = "RIVERCHIEF_PHOTO_STORE")]
     photo_store: Option<String>,
+    /// How often each segment must be covered per flood stage, in minutes:
+    /// `normal=10080,watch=60,warning=30,guarantee=15` (any subset; the rest keep their defaults,
+    /// which are the demo file's when --demo is given).
+    #[arg(long, env = "RIVERCHIEF_PATROL_INTERVALS", value_parser = parse_intervals)]
+    patrol_intervals: Option<Intervals>,
+}
+
+/// `--patrol-intervals`, parsed: (stage, minutes) pairs.
+#[derive(Debug, Clone)]
+struct Intervals(Vec<(String, i64)>);
+
+fn parse_intervals(s: &str) -> Result<Intervals, String> {
+    s.split(',')
+        .map(|pair| {
+            let (stage, minutes) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: expected STAGE=MINUTES"))?;
+            let stage = stage.trim();
+            if riverchief_shared::coverage::FloodStage::parse(stage).is_none() {
+                return Err(format!(
+                    "{stage:?}: not a flood stage (normal, watch, warning, guarantee)"
+                ));
+            }
+            let minutes: i64 = minutes
+                .trim()
+                .parse()
+                .map_err(|_| format!("{pair:?}: minutes must be a whole number"))?;
+            if !(1..=525_600).contains(&minutes) {
+                return Err(format!("{pair:?}: minutes must be 1..=525600"));
+            }
+            Ok((stage.to_string(), minutes))
+        })
+        .collect::<Result<_, _>>()
+        .map(Intervals)
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +216,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.demo_password = args.demo_password;
     config.workers = args.workers;
     config.photo_store = args.photo_store;
+    if config.demo {
+        config.coverage.requirement = crate::demo::requirement()?;
+    }
+    for (stage, minutes) in args.patrol_intervals.map(|i| i.0).unwrap_or_default() {
+        let r = &mut config.coverage.requirement;
+        match stage.as_str() {
+            "normal" => r.normal = minutes,
+            "watch" => r.watch = minutes,
+            "warning" => r.warning = minutes,
+            _ => r.guarantee = minutes,
+        }
+    }
     let host = match args.bind.rsplit_once(':') {
         Some((host, _)) if !host.is_empty() => host.to_owned(),
         _ => bail!("--bind {:?} is not HOST:PORT", args.bind),

@@ -31,6 +31,13 @@ const MARKER_SEGMENT: &str = "QHL-01";
 struct DemoFile {
     segments: Features,
     users: Vec<DemoUser>,
+    patrol_intervals_minutes: riverchief_shared::coverage::Requirement,
+}
+
+/// The patrol requirement of the demo world (`patrol_intervals_minutes`).
+pub fn requirement() -> anyhow::Result<riverchief_shared::coverage::Requirement> {
+    let file: DemoFile = serde_json::from_str(DEMO_JSON).context("reading the demo file")?;
+    Ok(file.patrol_intervals_minutes)
 }
 
 #[derive(Deserialize)]

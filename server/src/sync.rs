@@ -29,11 +29,12 @@
 //! Each apply function below writes its change-log rows last (see `db::changes`).
 
 use crate::auth::AuthUser;
+use crate::coverage::Policy;
 use crate::db::{self, Conn};
 use crate::error::AppError;
 use chrono::Utc;
 use riverchief_shared::api::ErrorDetail;
-use riverchief_shared::domain::{self, Chainage, IssueEventKind, Patrol, Segment};
+use riverchief_shared::domain::{self, Chainage, IssueEventKind, Patrol, Segment, TrackPoint};
 use riverchief_shared::geo::{self as rgeo, Position};
 use riverchief_shared::id::{DeviceId, MutationId};
 use riverchief_shared::sync::{
@@ -88,6 +89,18 @@ pub fn push_one(
     raw: Value,
     limits: &Limits,
 ) -> Result<PushResult, AppError> {
+    push_one_with(conn, caller, device_id, raw, limits, &Policy::default())
+}
+
+/// [`push_one`] under a coverage policy other than the default.
+pub fn push_one_with(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_id: DeviceId,
+    raw: Value,
+    limits: &Limits,
+    policy: &Policy,
+) -> Result<PushResult, AppError> {
     let raw_id = raw
         .get("id")
         .and_then(Value::as_str)
@@ -109,7 +122,15 @@ pub fn push_one(
     let fingerprint = m.fingerprint().hex();
     let attempt = |conn: &mut Conn| {
         db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
-            apply_once(conn, caller, device_id, device_seq, &m, &fingerprint)
+            apply_once(
+                conn,
+                caller,
+                device_id,
+                device_seq,
+                &m,
+                &fingerprint,
+                policy,
+            )
         })
     };
     let mut outcome = attempt(conn);
@@ -149,6 +170,7 @@ fn apply_once(
     device_seq: i64,
     m: &Mutation,
     fingerprint: &str,
+    policy: &Policy,
 ) -> Result<PushResult, Failure> {
     // The same mutation sent to two instances at once: the second waits here until the first
     // commits, then finds its journal row.
@@ -168,7 +190,7 @@ fn apply_once(
             "this mutation id was applied before with a different payload",
         ));
     }
-    let result = apply(conn, caller, device_seq, m)?;
+    let result = apply(conn, caller, device_seq, m, policy)?;
     db::mutations::insert(
         conn,
         &db::mutations::NewApplied {
@@ -194,10 +216,11 @@ fn apply(
     caller: &AuthUser,
     device_seq: i64,
     m: &Mutation,
+    policy: &Policy,
 ) -> Result<Value, Failure> {
     match &m.body {
         MutationBody::PatrolStart(d) => patrol_start(conn, caller, d),
-        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d),
+        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d, policy),
         MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d),
         MutationBody::IssueReport(d) => issue_report(conn, caller, d),
         MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d),
@@ -271,11 +294,17 @@ fn patrol_points(
     caller: &AuthUser,
     device_seq: i64,
     d: &PatrolPoints,
+    policy: &Policy,
 ) -> Result<Value, Failure> {
     // Points after the finish are accepted: a phone may flush its last fixes late.
     let patrol = own_patrol(conn, caller, d.patrol_id)?;
-    let point_count = db::patrols::add_points(conn, patrol.id, device_seq, &d.points)?;
+    // Stored in WGS-84 only: GCJ-02 fixes are converted here, once.
+    let points: Vec<TrackPoint> = d.points.iter().map(|p| p.to_wgs84()).collect();
+    let point_count = db::patrols::add_points(conn, patrol.id, device_seq, &points)?;
+    let moved =
+        crate::coverage::apply_points(conn, &policy.rules, patrol.id, patrol.patroller, &points)?;
     db::patrols::record_change(conn, patrol.id)?;
+    crate::coverage::record_summaries(conn, policy, &moved)?;
     to_json(&PatrolPointsResult {
         patrol_id: patrol.id,
         accepted: u64::try_from(d.points.len()).unwrap_or(u64::MAX),

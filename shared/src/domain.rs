@@ -101,6 +101,41 @@ pub struct TrackPoint {
     /// Horizontal accuracy in metres, as the phone reports it.
     #[serde(default)]
     pub accuracy_m: Option<f64>,
+    /// The datum the phone reported in; absent means WGS-84. The server converts GCJ-02 on the way
+    /// in and stores WGS-84 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crs: Option<Crs>,
+}
+
+/// A coordinate reference system a device may report positions in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Crs {
+    /// WGS-84 (GPS), what the server stores.
+    Wgs84,
+    /// GCJ-02, the offset datum of Chinese map apps (see [`crate::gcj02`]).
+    Gcj02,
+}
+
+impl TrackPoint {
+    /// The point in WGS-84: GCJ-02 converted, the datum mark dropped.
+    pub fn to_wgs84(self) -> TrackPoint {
+        match self.crs {
+            Some(Crs::Gcj02) => {
+                let (lon, lat) = crate::gcj02::to_wgs84(self.lon.get(), self.lat.get());
+                match (Lon::parse(lon, "lon"), Lat::parse(lat, "lat")) {
+                    (Ok(lon), Ok(lat)) => TrackPoint {
+                        lon,
+                        lat,
+                        crs: None,
+                        ..self
+                    },
+                    _ => TrackPoint { crs: None, ..self },
+                }
+            }
+            _ => TrackPoint { crs: None, ..self },
+        }
+    }
 }
 
 /// A patrol as the server reports it.

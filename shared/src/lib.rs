@@ -7,13 +7,17 @@
 //! - [`id`]: UUIDv7 id newtypes.
 //! - [`domain`]: segments, chainage, patrols, issues, categories, roles.
 //! - [`geo`]: coordinates parsed at the edge ([`geo::Lon`], [`geo::Lat`]) and segment geometry arithmetic.
+//! - [`coverage`]: which stretches of a segment a track covers; requirements per flood stage.
+//! - [`gcj02`]: GCJ-02 ↔ WGS-84.
 //! - [`photo`]: content addresses ([`photo::Sha256`]) and photo-type sniffing rules.
 //! - [`sync`]: the sync protocol wire types (push, pull, mutations) and their validation.
 //! - [`api`]: the other request and response bodies, and the error envelope.
 //! - [`validate`]: field-path errors and limits.
 
 pub mod api;
+pub mod coverage;
 pub mod domain;
+pub mod gcj02;
 pub mod geo;
 pub mod id;
 pub mod photo;

@@ -450,6 +450,8 @@ pub enum ChangeEntity {
     Segment,
     Patrol,
     Issue,
+    /// A segment's [`crate::coverage::CoverageSummary`] (id: the segment id), public.
+    Coverage,
 }
 
 impl ChangeEntity {
@@ -458,10 +460,11 @@ impl ChangeEntity {
             Self::Segment => "segment",
             Self::Patrol => "patrol",
             Self::Issue => "issue",
+            Self::Coverage => "coverage",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Segment, Self::Patrol, Self::Issue]
+        [Self::Segment, Self::Patrol, Self::Issue, Self::Coverage]
             .into_iter()
             .find(|e| e.as_str() == s)
     }

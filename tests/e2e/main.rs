@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod coverage;
 mod faults;
 mod instances;
 mod offline_loop;

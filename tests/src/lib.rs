@@ -238,6 +238,7 @@ pub fn walk(
                 lon: Lon::parse(a[0] + (b[0] - a[0]) * r, "lon").ok()?,
                 lat: Lat::parse(a[1] + (b[1] - a[1]) * r, "lat").ok()?,
                 accuracy_m: Some(5.0),
+                crs: None,
             })
         })
         .collect()

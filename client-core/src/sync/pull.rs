@@ -6,6 +6,7 @@ use super::{ProgressFn, SyncProgress, SyncReport};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::store::{self, DeviceColumn};
+use riverchief_shared::coverage::CoverageSummary;
 use riverchief_shared::domain::{Issue, Patrol, Segment};
 use riverchief_shared::sync::{Change, ChangeEntity, ChangeOp, PullResponse};
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
@@ -66,7 +67,7 @@ pub(crate) fn apply_page(conn: &mut Connection, page: &PullResponse) -> Result<(
 /// mirrored data and stay.
 pub(crate) fn forget_mirror(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
-        "DELETE FROM mirror_segments; DELETE FROM mirror_patrols; DELETE FROM mirror_issues;",
+        "DELETE FROM mirror_segments; DELETE FROM mirror_patrols; DELETE FROM mirror_issues;\n         DELETE FROM mirror_coverage;",
     )?;
     Ok(())
 }
@@ -76,6 +77,7 @@ fn apply_change(tx: &Transaction<'_>, change: &Change) -> Result<()> {
         ChangeEntity::Segment => "mirror_segments",
         ChangeEntity::Patrol => "mirror_patrols",
         ChangeEntity::Issue => "mirror_issues",
+        ChangeEntity::Coverage => "mirror_coverage",
     };
     if change.op == ChangeOp::Delete {
         tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [&change.id])?;
@@ -140,6 +142,23 @@ fn apply_change(tx: &Transaction<'_>, change: &Change) -> Result<()> {
                     i.reporter.to_string(),
                     i.status.as_str(),
                     store::time(i.reported_at),
+                    change.seq,
+                    data
+                ],
+            )?;
+        }
+        ChangeEntity::Coverage => {
+            let c: CoverageSummary = serde_json::from_value(change.data.clone()).map_err(bad)?;
+            tx.execute(
+                "INSERT INTO mirror_coverage (id, last_covered, due_at, seq, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET last_covered = excluded.last_covered,
+                     due_at = excluded.due_at, seq = excluded.seq, data = excluded.data
+                 WHERE excluded.seq >= mirror_coverage.seq",
+                params![
+                    c.segment_id.to_string(),
+                    c.last_covered.map(store::time),
+                    c.due_at.map(store::time),
                     change.seq,
                     data
                 ],

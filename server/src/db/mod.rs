@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod changes;
+pub mod coverage;
 pub mod issues;
 pub mod mutations;
 pub mod patrols;

@@ -187,6 +187,7 @@ pub fn points(conn: &mut Conn, id: PatrolId) -> QueryResult<Vec<TrackPoint>> {
                 lon: Lon::parse(lon, "lon").map_err(|e| corrupt(format!("patrol {id}: {e}")))?,
                 lat: Lat::parse(lat, "lat").map_err(|e| corrupt(format!("patrol {id}: {e}")))?,
                 accuracy_m,
+                crs: None,
             })
         })
         .collect()

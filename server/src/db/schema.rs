@@ -183,7 +183,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    patrol_coverage (patrol_id, segment_id) {
+        patrol_id -> Text,
+        segment_id -> Text,
+        patroller_id -> Text,
+        intervals_json -> Text,
+        covered_m -> Double,
+        ratio -> Double,
+        first_at -> Text,
+        last_at -> Text,
+        mark_json -> Nullable<Text>,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    flood_stage_settings (id) {
+        id -> Text,
+        stage -> Text,
+        set_by -> Text,
+        set_at -> Text,
+        note -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    patrol_coverage,
+    flood_stage_settings,
     meta,
     users,
     device_tokens,

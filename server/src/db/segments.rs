@@ -224,3 +224,10 @@ pub fn exists(conn: &mut Conn, id: SegmentId) -> QueryResult<bool> {
     ))
     .get_result(conn)
 }
+
+/// Changes whenever a segment is added: the number of segments and the newest id (UUIDv7).
+pub fn version(conn: &mut Conn) -> QueryResult<(i64, Option<String>)> {
+    segments::table
+        .select((diesel::dsl::count_star(), diesel::dsl::max(segments::id)))
+        .first(conn)
+}

@@ -50,7 +50,10 @@ fn parse_list<T>(
         .collect()
 }
 
-fn parse_time(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+pub(crate) fn parse_time(
+    value: Option<&str>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
     value
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -1,6 +1,7 @@
 //! The HTTP API, one module per area. Each module's `configure` registers its routes.
 
 pub mod body;
+pub mod coverage;
 pub mod health;
 pub mod issues;
 pub mod patrols;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .configure(session::configure)
             .configure(segments::configure)
+            .configure(coverage::configure)
             .configure(sync::configure)
             .configure(patrols::configure)
             .configure(issues::configure)

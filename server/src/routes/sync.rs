@@ -39,12 +39,15 @@ async fn push(
         )));
     }
     let device_id = body.device_id;
+    let policy = state.coverage;
     let results = state
         .db
         .run(move |conn| {
             body.mutations
                 .into_iter()
-                .map(|raw| crate::sync::push_one(conn, &user, device_id, raw, &limits))
+                .map(|raw| {
+                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy)
+                })
                 .collect::<Result<Vec<_>, AppError>>()
         })
         .await?;

@@ -1,0 +1,177 @@
+//! Coverage and the flood stage:
+//!
+//! - `GET /coverage?from=&to=`: a GeoJSON FeatureCollection, one Feature per segment whose geometry is
+//!   the uncovered MultiLineString and whose properties are the shared `SegmentCoverage`.
+//! - `GET /segments/{id or code}/coverage?from=&to=`: one segment's coverage and the patrols that
+//!   touched it (`SegmentTimeline`).
+//! - `GET /flood-stage`, `POST /flood-stage` (admin): the stage in force and the requirement.
+//!
+//! The window defaults to the last 24 hours. "Overdue" is judged against the server's clock now.
+
+use super::body::json_body;
+use super::issues::parse_time;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::coverage as cov;
+use crate::db;
+use crate::error::AppError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use riverchief_shared::coverage::{FloodStageState, SegmentTimeline, SetFloodStage};
+use riverchief_shared::domain::Segment;
+use riverchief_shared::id::SegmentId;
+use riverchief_shared::{validate, FieldError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const MAX_STAGE_BODY_BYTES: usize = 4096;
+const MAX_NOTE_CHARS: usize = 2000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/coverage", web::get().to(all))
+        .route("/segments/{segment}/coverage", web::get().to(one))
+        .route("/flood-stage", web::get().to(get_stage))
+        .route("/flood-stage", web::post().to(set_stage));
+}
+
+#[derive(Debug, Deserialize)]
+struct Window {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl Window {
+    fn parse(&self, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+        let to = parse_time(self.to.as_deref(), "to")?.unwrap_or(now);
+        let from = parse_time(self.from.as_deref(), "from")?.unwrap_or(to - Duration::hours(24));
+        if from > to {
+            return Err(AppError::Invalid(FieldError::new(
+                "invalid",
+                "from",
+                "`from` must not be later than `to`",
+            )));
+        }
+        Ok((from, to))
+    }
+}
+
+fn feature(c: &riverchief_shared::coverage::SegmentCoverage, lines: Vec<Vec<[f64; 2]>>) -> Value {
+    json!({
+        "type": "Feature",
+        "id": c.segment_id,
+        "geometry": {"type": "MultiLineString", "coordinates": lines},
+        "properties": c,
+    })
+}
+
+async fn all(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    q: web::Query<Window>,
+) -> Result<HttpResponse, AppError> {
+    let now = Utc::now();
+    let (from, to) = q.parse(now)?;
+    let policy = state.coverage;
+    let features = state
+        .db
+        .run(move |conn| -> Result<Vec<Value>, AppError> {
+            let mut out = Vec::new();
+            for s in db::segments::all(conn)? {
+                let r = cov::segment_coverage(conn, &policy, &s, from, to, now)?;
+                out.push(feature(&r.coverage, r.uncovered_lines));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+}
+
+/// A segment named by id or by code.
+fn find_segment(conn: &mut db::Conn, key: &str) -> Result<Segment, AppError> {
+    let found = match key.parse::<SegmentId>() {
+        Ok(id) => db::segments::by_id(conn, id)?,
+        Err(_) => db::segments::by_code(conn, key)?,
+    };
+    found.ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
+}
+
+async fn one(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    path: web::Path<String>,
+    q: web::Query<Window>,
+) -> Result<HttpResponse, AppError> {
+    let now = Utc::now();
+    let (from, to) = q.parse(now)?;
+    let policy = state.coverage;
+    let key = path.into_inner();
+    let timeline = state
+        .db
+        .run(move |conn| -> Result<SegmentTimeline, AppError> {
+            let s = find_segment(conn, &key)?;
+            let r = cov::segment_coverage(conn, &policy, &s, from, to, now)?;
+            Ok(SegmentTimeline {
+                coverage: r.coverage,
+                patrols: r.patrols,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(timeline))
+}
+
+fn stage_state(conn: &mut db::Conn, policy: &cov::Policy) -> Result<FloodStageState, AppError> {
+    let setting = db::coverage::stage_setting(conn)?;
+    let stage = setting
+        .as_ref()
+        .map_or(riverchief_shared::coverage::FloodStage::Normal, |s| s.stage);
+    Ok(FloodStageState {
+        stage,
+        set_by: setting.as_ref().map(|s| s.by),
+        set_at: setting.as_ref().map(|s| s.at),
+        note: setting.and_then(|s| s.note),
+        interval_minutes: policy.requirement.interval(stage).num_minutes(),
+        requirement: policy.requirement,
+    })
+}
+
+async fn get_stage(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let policy = state.coverage;
+    let s = state.db.run(move |conn| stage_state(conn, &policy)).await?;
+    Ok(HttpResponse::Ok().json(s))
+}
+
+async fn set_stage(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let body: SetFloodStage = json_body(&req, payload, MAX_STAGE_BODY_BYTES).await?;
+    if let Some(note) = &body.note {
+        validate::text(note, MAX_NOTE_CHARS, "note")?;
+    }
+    let policy = state.coverage;
+    let s = state
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<FloodStageState, AppError> {
+                db::coverage::set_stage(
+                    conn,
+                    body.stage,
+                    user.id,
+                    Utc::now(),
+                    body.note.as_deref(),
+                )?;
+                // Every segment's interval in force changed: phones learn it through pull.
+                let ids: Vec<SegmentId> = db::segments::all(conn)?
+                    .iter()
+                    .map(|s| s.properties.id)
+                    .collect();
+                cov::record_summaries(conn, &policy, &ids)?;
+                stage_state(conn, &policy)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(s))
+}
