@@ -172,7 +172,12 @@ impl Segment {
 
     /// The ratio of the segment's length the intervals cover, in [0, 1].
     pub fn ratio(&self, merged: &[Interval]) -> f64 {
-        (merged.iter().map(Interval::length_m).sum::<f64>() / self.length_m).clamp(0.0, 1.0)
+        // A fold from +0.0, not `sum()`: the sum of no floats is -0.0, which reaches the JSON as `-0`.
+        let covered = merged
+            .iter()
+            .map(Interval::length_m)
+            .fold(0.0, |a, b| a + b);
+        (covered / self.length_m).clamp(0.0, 1.0)
     }
 
     /// The pieces of the segment the (merged) intervals leave uncovered, ignoring slivers shorter
@@ -548,7 +553,11 @@ mod tests {
         // 0.0021 degrees of longitude at 32°N is about 198 m; the line runs nearly north-south.
         let covered = cover(&walk(0.0, 1.0, (-0.0021, 0.0)));
         assert!(covered.is_empty(), "{covered:?}");
-        assert_eq!(qhl02().ratio(&covered), 0.0);
+        let ratio = qhl02().ratio(&covered);
+        assert_eq!(ratio, 0.0);
+        // Not -0.0, which serializes as `-0` on the duty lead's map.
+        assert!(ratio.is_sign_positive());
+        assert_eq!(serde_json::to_string(&ratio).unwrap_or_default(), "0.0");
     }
 
     #[test]
