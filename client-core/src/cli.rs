@@ -74,6 +74,24 @@ enum Command {
     /// Report and follow up issues.
     #[command(subcommand)]
     Issue(IssueCommand),
+    /// Record a dispatch of supplies to a segment, sent with the next sync. The server judges it
+    /// against the stock when it arrives; a refusal (with the quantity available) shows in `status`.
+    Dispatch {
+        /// The depot's code (or id).
+        #[arg(long)]
+        depot: String,
+        /// The item's code (or id).
+        #[arg(long)]
+        item: String,
+        /// A whole number in the item's unit.
+        #[arg(long)]
+        quantity: i64,
+        /// The segment's code (or id).
+        #[arg(long)]
+        segment: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Push recorded work, upload photos, pull changes.
     Sync,
     /// What waits to be sent, what the server refused.
@@ -344,6 +362,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segments => segments(&client, json).await?,
         Command::Patrol(command) => patrol(&client, command, json).await?,
         Command::Issue(command) => issue(&client, command, json).await?,
+        Command::Dispatch {
+            depot,
+            item,
+            quantity,
+            segment,
+            note,
+        } => {
+            let id = client
+                .move_stock(&depot, &item, "dispatch", quantity, Some(&segment), note)
+                .await?;
+            if json {
+                print_json(&serde_json::json!({ "mutation_id": id }))?;
+            } else {
+                say!("dispatch of {quantity} {item} from {depot} to {segment} recorded ({id}); it is sent with the next sync");
+            }
+        }
         Command::Sync => sync(&client, json).await?,
         Command::Status => status(&client, json).await?,
     }

@@ -13,6 +13,7 @@ use riverchief_shared::geo::Position;
 use riverchief_shared::id::{IssueEventId, IssueId, MutationId, PatrolId, SegmentId, UserId};
 use riverchief_shared::sync::{
     IssueEventData, IssueReport, Mutation, MutationBody, PatrolFinish, PatrolPoints, PatrolStart,
+    StockMove,
 };
 use riverchief_shared::{FieldError, Limits};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -334,6 +335,40 @@ impl Client {
 }
 
 /// Validates a mutation body without its photos, and the number of photos.
+impl Client {
+    /// Records a stock movement (a patroller: a dispatch to a segment) for the next sync. `depot`,
+    /// `item` and `segment` are ids or codes. The server judges it against the stock when it arrives:
+    /// more than is on the shelf is rejected with the quantity available, shown in [`Client::status`].
+    pub async fn move_stock(
+        &self,
+        depot: &str,
+        item: &str,
+        kind: &str,
+        quantity: i64,
+        segment: Option<&str>,
+        note: Option<String>,
+    ) -> Result<MutationId> {
+        let limits = self.limits();
+        let body = MutationBody::StockMove(StockMove {
+            movement_id: uuid::Uuid::now_v7(),
+            depot: depot.to_owned(),
+            item: item.to_owned(),
+            kind: kind.to_owned(),
+            quantity,
+            segment: segment.map(str::to_owned),
+            note,
+        });
+        prevalidate(body.clone(), 0, &limits)?;
+        self.db(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mutation = outbox::enqueue(&tx, body, None, Utc::now(), &limits)?;
+            tx.commit()?;
+            Ok(mutation.id)
+        })
+        .await
+    }
+}
+
 fn prevalidate(body: MutationBody, photo_count: usize, limits: &Limits) -> Result<()> {
     let now = Utc::now();
     if photo_count > limits.max_photos_per_record {

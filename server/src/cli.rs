@@ -36,6 +36,15 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Flood supplies.
+    #[command(subcommand)]
+    Stock(StockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StockCommand {
+    /// Prove that every balance equals the sum of its ledger; exits non-zero when one does not.
+    Check(DataDir),
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +190,7 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => migrate(args),
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::User(UserCommand::Passwd(args)) => user_passwd(args),
+        Command::Stock(StockCommand::Check(args)) => stock_check(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,6 +270,27 @@ fn open_db(data: &DataDir) -> anyhow::Result<(Db, Location)> {
 fn migrate(args: DataDir) -> anyhow::Result<()> {
     let (_, location) = open_db(&args)?;
     say(&format!("database {location} is up to date"))
+}
+
+fn stock_check(args: DataDir) -> anyhow::Result<()> {
+    let (db, location) = open_db(&args)?;
+    let mut conn = db.conn()?;
+    let mismatches = db::stock::ledger_check(&mut conn)?;
+    if mismatches.is_empty() {
+        return say(&format!(
+            "database {location}: every stock balance equals the sum of its ledger"
+        ));
+    }
+    for m in &mismatches {
+        say(&format!(
+            "depot {} item {}: balance {} but the ledger sums to {}",
+            m.depot_id, m.item_id, m.on_hand, m.ledger
+        ))?;
+    }
+    bail!(
+        "{} stock balance(s) disagree with the ledger",
+        mismatches.len()
+    )
 }
 
 /// The password to set, and whether it was generated (and so must be shown).

@@ -3,8 +3,9 @@
 //! day during the 2024 surge; the people who walk it; and who is assigned which stretch.
 //!
 //! Seeding is idempotent: once segment `QHL-01` exists, only missing demo users are created again.
-//! The file also describes the gauge station, depots and stock; those belong to later work (flood
-//! watch and supplies) and are not seeded here yet.
+//! The depots, items, quotas and opening stock are seeded once (when depot `FHXA-C` is missing), the
+//! opening stock as `receive` movements through the ledger, with a lot for each item that ages. The
+//! gauge station belongs to later work (flood watch) and is not seeded here yet.
 
 use crate::auth;
 use crate::db::{self, Conn};
@@ -32,6 +33,115 @@ struct DemoFile {
     segments: Features,
     users: Vec<DemoUser>,
     patrol_intervals_minutes: riverchief_shared::coverage::Requirement,
+    #[serde(default)]
+    depots: Vec<DemoDepot>,
+    #[serde(default)]
+    items: Vec<DemoItem>,
+    #[serde(default)]
+    stock: Vec<DemoStock>,
+}
+
+#[derive(Deserialize)]
+struct DemoDepot {
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    owner: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct DemoItem {
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    unit: String,
+    category: String,
+    #[serde(default)]
+    ages: bool,
+}
+
+#[derive(Deserialize)]
+struct DemoStock {
+    depot: String,
+    item: String,
+    quota: i64,
+    on_hand: i64,
+    expires: Option<String>,
+}
+
+/// The depot whose presence means the supplies were seeded.
+const MARKER_DEPOT: &str = "FHXA-C";
+
+/// Seeds the depots, items, quotas and opening stock (as `receive` movements), in the caller's write
+/// transaction. `by` is who the opening movements are recorded as.
+fn seed_supplies(conn: &mut Conn, file: &DemoFile, by: &str) -> anyhow::Result<()> {
+    use db::stock;
+    for d in &file.depots {
+        stock::insert_depot(
+            conn,
+            &stock::NewDepot {
+                id: uuid::Uuid::now_v7().to_string(),
+                code: &d.code,
+                name: &d.name,
+                name_en: d.name_en.as_deref(),
+                owner: &d.owner,
+                lon: d.lon,
+                lat: d.lat,
+            },
+        )?;
+    }
+    for i in &file.items {
+        stock::insert_item(
+            conn,
+            &stock::NewItem {
+                id: uuid::Uuid::now_v7().to_string(),
+                code: &i.code,
+                name: &i.name,
+                name_en: i.name_en.as_deref(),
+                unit: &i.unit,
+                category: &i.category,
+                ages: i.ages,
+            },
+        )?;
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for s in &file.stock {
+        let depot = stock::depot_id(conn, &s.depot)?
+            .with_context(|| format!("demo stock: no depot {}", s.depot))?;
+        let item = stock::item_id(conn, &s.item)?
+            .with_context(|| format!("demo stock: no item {}", s.item))?;
+        stock::set_quota(conn, &depot, &item, s.quota)?;
+        if s.on_hand <= 0 {
+            continue;
+        }
+        let lot = match &s.expires {
+            Some(expires) => {
+                let id = uuid::Uuid::now_v7().to_string();
+                stock::insert_lot(conn, &id, &depot, &item, s.on_hand, &today, Some(expires))?;
+                Some(id)
+            }
+            None => None,
+        };
+        stock::move_stock(
+            conn,
+            &stock::NewMovement {
+                id: uuid::Uuid::now_v7().to_string(),
+                depot_id: &depot,
+                item_id: &item,
+                lot_id: lot.as_deref(),
+                kind: stock::MovementKind::Receive,
+                delta: s.on_hand,
+                segment_id: None,
+                by_user: by,
+                device_at: None,
+                note: Some("opening stock (demo)"),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("demo stock {}/{}: {e}", s.depot, s.item))?;
+    }
+    Ok(())
 }
 
 /// The patrol requirement of the demo world (`patrol_intervals_minutes`).
@@ -128,7 +238,8 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
         let hash = auth::hash_password(&plain)?;
         new_users.push((u, plain, hash));
     }
-    if segments.is_empty() && new_users.is_empty() {
+    let supplies = db::stock::depot_id(conn, MARKER_DEPOT)?.is_none() && !file.depots.is_empty();
+    if segments.is_empty() && new_users.is_empty() && !supplies {
         return Ok(Vec::new());
     }
 
@@ -156,6 +267,15 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
                 }
             }
             db::users::assign_segments(conn, user.info.id, &ids)?;
+        }
+        if supplies {
+            let admin = file.users.iter().find(|u| u.role == Role::Admin);
+            let by = match admin {
+                Some(a) => db::users::by_username(conn, &a.username)?
+                    .map_or_else(|| "demo".to_owned(), |u| u.info.id.to_string()),
+                None => "demo".to_owned(),
+            };
+            seed_supplies(conn, &file, &by)?;
         }
         Ok(())
     })?;

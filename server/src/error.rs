@@ -29,6 +29,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A movement would take stock below zero (409); the message says how much is available.
+    #[error("{0}")]
+    InsufficientStock(String),
     #[error("{0}")]
     TooLarge(String),
     /// A list in the request has more items than allowed (413, the field error's code).
@@ -72,6 +75,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
+            AppError::InsufficientStock(_) => "insufficient_stock",
             AppError::TooLarge(_) => "too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::ChecksumMismatch(_) => "checksum_mismatch",
@@ -118,7 +122,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::InsufficientStock(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) | AppError::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::UnknownReference(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -40,7 +40,7 @@ use riverchief_shared::id::{DeviceId, MutationId};
 use riverchief_shared::sync::{
     IssueEventData, IssueEventResult, IssueReport, IssueReportResult, Mutation, MutationBody,
     PatrolFinish, PatrolPoints, PatrolPointsResult, PatrolResult, PatrolStart, PushResult,
-    PushStatus,
+    PushStatus, StockMove, StockMoveResult,
 };
 use riverchief_shared::{FieldError, Limits};
 use serde_json::Value;
@@ -224,6 +224,7 @@ fn apply(
         MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d),
         MutationBody::IssueReport(d) => issue_report(conn, caller, d),
         MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d),
+        MutationBody::StockMove(d) => stock_move(conn, caller, m, d),
     }
 }
 
@@ -508,6 +509,96 @@ fn issue_event(
         status,
         photos_missing,
     })
+}
+
+/// A stock movement from a device, through the same [`db::stock::move_stock`] as the API. A patroller
+/// may only dispatch, and only to a segment; a duty lead or admin may record any kind.
+fn stock_move(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    m: &Mutation,
+    d: &StockMove,
+) -> Result<Value, Failure> {
+    let kind = db::stock::MovementKind::parse(&d.kind)
+        .ok_or_else(|| reject("invalid", "data.kind", "unknown movement kind"))?;
+    if !caller.role.sees_everything()
+        && (kind != db::stock::MovementKind::Dispatch || d.segment.is_none())
+    {
+        return Err(reject(
+            "forbidden",
+            "data.kind",
+            "a patroller may only dispatch supplies to a segment",
+        ));
+    }
+    let depot = db::stock::depot_id(conn, &d.depot)?.ok_or_else(|| {
+        reject(
+            "unknown_reference",
+            "data.depot",
+            format!("no depot {}", d.depot),
+        )
+    })?;
+    let item = db::stock::item_id(conn, &d.item)?.ok_or_else(|| {
+        reject(
+            "unknown_reference",
+            "data.item",
+            format!("no item {}", d.item),
+        )
+    })?;
+    let segment = match &d.segment {
+        None => None,
+        Some(s) => Some(stock_segment(conn, s)?.ok_or_else(|| {
+            reject(
+                "unknown_reference",
+                "data.segment",
+                format!("no segment {s}"),
+            )
+        })?),
+    };
+    if db::stock::movement_exists(conn, &d.movement_id.to_string())? {
+        return Err(reject(
+            "conflict",
+            "data.movement_id",
+            format!("movement {} already exists", d.movement_id),
+        ));
+    }
+    let by = caller.id.to_string();
+    let moved = db::stock::move_stock(
+        conn,
+        &db::stock::NewMovement {
+            id: d.movement_id.to_string(),
+            depot_id: &depot,
+            item_id: &item,
+            lot_id: None,
+            kind,
+            delta: kind.signed(d.quantity),
+            segment_id: segment.as_deref(),
+            by_user: &by,
+            device_at: Some(db::ts(m.at)),
+            note: d.note.as_deref(),
+        },
+    );
+    match moved {
+        Ok(b) => to_json(&StockMoveResult {
+            movement_id: d.movement_id,
+            on_hand: b.on_hand,
+        }),
+        Err(db::stock::StockError::Insufficient { available }) => Err(reject(
+            "insufficient_stock",
+            "data.quantity",
+            format!("only {available} available; {} asked", d.quantity),
+        )),
+        Err(db::stock::StockError::Db(e)) => Err(Failure::Database(e)),
+    }
+}
+
+/// A segment by id or code: its id.
+pub fn stock_segment(conn: &mut Conn, id_or_code: &str) -> diesel::QueryResult<Option<String>> {
+    if let Ok(id) = id_or_code.parse::<riverchief_shared::id::SegmentId>() {
+        if db::segments::exists(conn, id)? {
+            return Ok(Some(id.to_string()));
+        }
+    }
+    Ok(db::segments::by_code(conn, id_or_code)?.map(|s| s.properties.id.to_string()))
 }
 
 #[cfg(test)]

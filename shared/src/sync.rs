@@ -53,6 +53,8 @@ pub enum MutationBody {
     IssueReport(IssueReport),
     #[serde(rename = "issue.event")]
     IssueEvent(IssueEventData),
+    #[serde(rename = "stock.move")]
+    StockMove(StockMove),
 }
 
 impl MutationBody {
@@ -63,6 +65,7 @@ impl MutationBody {
             Self::PatrolFinish(_) => "patrol.finish",
             Self::IssueReport(_) => "issue.report",
             Self::IssueEvent(_) => "issue.event",
+            Self::StockMove(_) => "stock.move",
         }
     }
 
@@ -118,6 +121,30 @@ pub struct IssueReport {
     /// The photos this report expects; their bytes travel separately (tus uploads).
     #[serde(default)]
     pub photos: Vec<Sha256>,
+}
+
+/// A stock movement recorded on a device: a patroller dispatches to a segment, a duty lead anything.
+/// `depot` and `item` are ids or codes; `quantity` is a positive whole number in the item's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockMove {
+    pub movement_id: uuid::Uuid,
+    pub depot: String,
+    pub item: String,
+    /// `receive`, `dispatch`, `return`, `write_off` or `adjust`.
+    pub kind: String,
+    pub quantity: i64,
+    #[serde(default)]
+    pub segment: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The result of an applied `stock.move`: the balance after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockMoveResult {
+    pub movement_id: uuid::Uuid,
+    pub on_hand: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +235,9 @@ fn photos(list: &[Sha256], limits: &Limits, field: &str) -> Result<(), FieldErro
     Ok(())
 }
 
+/// The kinds of stock movement.
+pub const STOCK_KINDS: [&str; 5] = ["receive", "dispatch", "return", "write_off", "adjust"];
+
 impl Mutation {
     /// Parses and validates one raw mutation. `now` is the server's (or device's) clock, used to
     /// refuse implausible device times.
@@ -220,6 +250,7 @@ impl Mutation {
             "patrol.finish" => MutationBody::PatrolFinish(parse_at(env.data, "data")?),
             "issue.report" => MutationBody::IssueReport(parse_at(env.data, "data")?),
             "issue.event" => MutationBody::IssueEvent(parse_at(env.data, "data")?),
+            "stock.move" => MutationBody::StockMove(parse_at(env.data, "data")?),
             other => {
                 return Err(FieldError::new(
                     "unknown_type",
@@ -322,6 +353,23 @@ impl Mutation {
                         ))
                     }
                     _ => {}
+                }
+            }
+            MutationBody::StockMove(d) => {
+                optional_text(&d.note, limits, "data.note")?;
+                if d.quantity <= 0 {
+                    return Err(FieldError::new(
+                        "out_of_range",
+                        "data.quantity",
+                        "a quantity is a whole number, 1 or more",
+                    ));
+                }
+                if !STOCK_KINDS.contains(&d.kind.as_str()) {
+                    return Err(FieldError::new(
+                        "invalid",
+                        "data.kind",
+                        format!("the kind is one of {}", STOCK_KINDS.join(", ")),
+                    ));
                 }
             }
             MutationBody::IssueEvent(d) => {

@@ -7,3 +7,4 @@ mod coverage;
 mod faults;
 mod instances;
 mod offline_loop;
+mod supplies;

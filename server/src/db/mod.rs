@@ -15,6 +15,7 @@ pub mod patrols;
 pub mod photos;
 pub mod schema;
 pub mod segments;
+pub mod stock;
 pub mod users;
 
 pub(crate) use backend::insert_or_ignore;

@@ -208,7 +208,82 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    depots (id) {
+        id -> Text,
+        code -> Text,
+        name -> Text,
+        name_en -> Nullable<Text>,
+        owner -> Text,
+        lon -> Nullable<Double>,
+        lat -> Nullable<Double>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    items (id) {
+        id -> Text,
+        code -> Text,
+        name -> Text,
+        name_en -> Nullable<Text>,
+        unit -> Text,
+        category -> Text,
+        ages -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    quotas (depot_id, item_id) {
+        depot_id -> Text,
+        item_id -> Text,
+        quantity -> BigInt,
+    }
+}
+
+diesel::table! {
+    lots (id) {
+        id -> Text,
+        depot_id -> Text,
+        item_id -> Text,
+        quantity -> BigInt,
+        received_on -> Text,
+        expires_on -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stock_movements (id) {
+        id -> Text,
+        depot_id -> Text,
+        item_id -> Text,
+        lot_id -> Nullable<Text>,
+        kind -> Text,
+        quantity -> BigInt,
+        segment_id -> Nullable<Text>,
+        by_user -> Text,
+        device_at -> Nullable<Text>,
+        note -> Nullable<Text>,
+        recorded_at -> Text,
+    }
+}
+
+diesel::table! {
+    stock_balances (depot_id, item_id) {
+        depot_id -> Text,
+        item_id -> Text,
+        on_hand -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    depots,
+    items,
+    quotas,
+    lots,
+    stock_movements,
+    stock_balances,
     patrol_coverage,
     flood_stage_settings,
     meta,

@@ -8,6 +8,7 @@ pub mod patrols;
 pub mod photos;
 pub mod segments;
 pub mod session;
+pub mod stock;
 pub mod sync;
 pub mod uploads;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(issues::configure)
             .configure(uploads::configure)
             .configure(photos::configure)
+            .configure(stock::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -1,0 +1,494 @@
+//! Flood supplies: depots, items, quotas, lots and the append-only stock ledger.
+//!
+//! Stock is never edited directly. [`move_stock`] appends a movement to `stock_movements` and moves the
+//! balance in `stock_balances` in the caller's write transaction. The balance moves with one
+//! conditional `UPDATE ... WHERE on_hand + q >= 0`: on SQLite writers run one at a time; on PostgreSQL
+//! (READ COMMITTED) a concurrent `UPDATE` of the same row waits for the other's commit and re-checks
+//! the condition against the committed balance, so no dispatch can take stock below zero and no
+//! extra lock is needed. [`ledger_check`] proves balance = sum of the ledger for every depot and item.
+
+use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements};
+use super::{insert_or_ignore, ts, Conn, QueryResult};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+/// What a movement does to stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovementKind {
+    Receive,
+    Dispatch,
+    Return,
+    WriteOff,
+    Adjust,
+}
+
+impl MovementKind {
+    pub const ALL: [MovementKind; 5] = [
+        MovementKind::Receive,
+        MovementKind::Dispatch,
+        MovementKind::Return,
+        MovementKind::WriteOff,
+        MovementKind::Adjust,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Receive => "receive",
+            MovementKind::Dispatch => "dispatch",
+            MovementKind::Return => "return",
+            MovementKind::WriteOff => "write_off",
+            MovementKind::Adjust => "adjust",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MovementKind> {
+        MovementKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The signed change a movement of `quantity` (positive) makes; an adjustment carries its sign.
+    pub fn signed(self, quantity: i64) -> i64 {
+        match self {
+            MovementKind::Receive | MovementKind::Return | MovementKind::Adjust => quantity,
+            MovementKind::Dispatch | MovementKind::WriteOff => -quantity,
+        }
+    }
+}
+
+/// A movement to append. `delta` is signed: what it adds to the balance.
+#[derive(Debug, Clone)]
+pub struct NewMovement<'a> {
+    pub id: String,
+    pub depot_id: &'a str,
+    pub item_id: &'a str,
+    pub lot_id: Option<&'a str>,
+    pub kind: MovementKind,
+    pub delta: i64,
+    pub segment_id: Option<&'a str>,
+    pub by_user: &'a str,
+    pub device_at: Option<String>,
+    pub note: Option<&'a str>,
+}
+
+/// The balance of one item at one depot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Balance {
+    pub on_hand: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StockError {
+    #[error("only {available} available")]
+    Insufficient { available: i64 },
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// Moves stock: appends `m` to the ledger and moves the balance, in the caller's write transaction.
+/// A movement that would take the balance below zero writes nothing and answers how much is there.
+pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, StockError> {
+    insert_or_ignore!(
+        conn,
+        stock_balances::table,
+        (
+            stock_balances::depot_id.eq(m.depot_id),
+            stock_balances::item_id.eq(m.item_id),
+            stock_balances::on_hand.eq(0i64),
+        )
+    )?;
+    let updated = diesel::sql_query(
+        "UPDATE stock_balances SET on_hand = on_hand + $1 \
+         WHERE depot_id = $2 AND item_id = $3 AND on_hand + $4 >= 0",
+    )
+    .bind::<BigInt, _>(m.delta)
+    .bind::<Text, _>(m.depot_id)
+    .bind::<Text, _>(m.item_id)
+    .bind::<BigInt, _>(m.delta)
+    .execute(conn)?;
+    if updated == 0 {
+        let available = on_hand(conn, m.depot_id, m.item_id)?;
+        return Err(StockError::Insufficient { available });
+    }
+    diesel::insert_into(stock_movements::table)
+        .values((
+            stock_movements::id.eq(&m.id),
+            stock_movements::depot_id.eq(m.depot_id),
+            stock_movements::item_id.eq(m.item_id),
+            stock_movements::lot_id.eq(m.lot_id),
+            stock_movements::kind.eq(m.kind.as_str()),
+            stock_movements::quantity.eq(m.delta),
+            stock_movements::segment_id.eq(m.segment_id),
+            stock_movements::by_user.eq(m.by_user),
+            stock_movements::device_at.eq(m.device_at.as_deref()),
+            stock_movements::note.eq(m.note),
+            stock_movements::recorded_at.eq(ts(chrono::Utc::now())),
+        ))
+        .execute(conn)?;
+    Ok(Balance {
+        on_hand: on_hand(conn, m.depot_id, m.item_id)?,
+    })
+}
+
+pub fn movement_exists(conn: &mut Conn, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        stock_movements::table.filter(stock_movements::id.eq(id)),
+    ))
+    .get_result(conn)
+}
+
+/// The balance of an item at a depot (0 when it never moved).
+pub fn on_hand(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<i64> {
+    Ok(stock_balances::table
+        .filter(stock_balances::depot_id.eq(depot_id))
+        .filter(stock_balances::item_id.eq(item_id))
+        .select(stock_balances::on_hand)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// A depot and item whose balance is not the sum of its ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerMismatch {
+    pub depot_id: String,
+    pub item_id: String,
+    pub on_hand: i64,
+    pub ledger: i64,
+}
+
+/// Proves balance = sum of the ledger for every (depot, item) that has either; answers the mismatches
+/// (none when the books are right).
+pub fn ledger_check(conn: &mut Conn) -> QueryResult<Vec<LedgerMismatch>> {
+    let balances: Vec<(String, String, i64)> = stock_balances::table
+        .select((
+            stock_balances::depot_id,
+            stock_balances::item_id,
+            stock_balances::on_hand,
+        ))
+        .load(conn)?;
+    let moves: Vec<(String, String, i64)> = stock_movements::table
+        .select((
+            stock_movements::depot_id,
+            stock_movements::item_id,
+            stock_movements::quantity,
+        ))
+        .load(conn)?;
+    let mut sums: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+    for (d, i, q) in balances {
+        sums.entry((d, i)).or_default().0 = q;
+    }
+    for (d, i, q) in moves {
+        let e = sums.entry((d, i)).or_default();
+        e.1 = e.1.saturating_add(q);
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, (b, l))| b != l)
+        .map(|((depot_id, item_id), (on_hand, ledger))| LedgerMismatch {
+            depot_id,
+            item_id,
+            on_hand,
+            ledger,
+        })
+        .collect())
+}
+
+/// A depot by id or code: its id.
+pub fn depot_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<String>> {
+    depots::table
+        .filter(depots::id.eq(id_or_code).or(depots::code.eq(id_or_code)))
+        .select(depots::id)
+        .first(conn)
+        .optional()
+}
+
+/// An item by id or code: its id.
+pub fn item_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<String>> {
+    items::table
+        .filter(items::id.eq(id_or_code).or(items::code.eq(id_or_code)))
+        .select(items::id)
+        .first(conn)
+        .optional()
+}
+
+pub struct NewDepot<'a> {
+    pub id: String,
+    pub code: &'a str,
+    pub name: &'a str,
+    pub name_en: Option<&'a str>,
+    pub owner: &'a str,
+    pub lon: Option<f64>,
+    pub lat: Option<f64>,
+}
+
+pub fn insert_depot(conn: &mut Conn, d: &NewDepot<'_>) -> QueryResult<()> {
+    diesel::insert_into(depots::table)
+        .values((
+            depots::id.eq(&d.id),
+            depots::code.eq(d.code),
+            depots::name.eq(d.name),
+            depots::name_en.eq(d.name_en),
+            depots::owner.eq(d.owner),
+            depots::lon.eq(d.lon),
+            depots::lat.eq(d.lat),
+            depots::created_at.eq(ts(chrono::Utc::now())),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+pub struct NewItem<'a> {
+    pub id: String,
+    pub code: &'a str,
+    pub name: &'a str,
+    pub name_en: Option<&'a str>,
+    pub unit: &'a str,
+    pub category: &'a str,
+    pub ages: bool,
+}
+
+pub fn insert_item(conn: &mut Conn, i: &NewItem<'_>) -> QueryResult<()> {
+    diesel::insert_into(items::table)
+        .values((
+            items::id.eq(&i.id),
+            items::code.eq(i.code),
+            items::name.eq(i.name),
+            items::name_en.eq(i.name_en),
+            items::unit.eq(i.unit),
+            items::category.eq(i.category),
+            items::ages.eq(i.ages),
+            items::created_at.eq(ts(chrono::Utc::now())),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn set_quota(conn: &mut Conn, depot_id: &str, item_id: &str, quantity: i64) -> QueryResult<()> {
+    diesel::delete(
+        quotas::table
+            .filter(quotas::depot_id.eq(depot_id))
+            .filter(quotas::item_id.eq(item_id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(quotas::table)
+        .values((
+            quotas::depot_id.eq(depot_id),
+            quotas::item_id.eq(item_id),
+            quotas::quantity.eq(quantity),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn insert_lot(
+    conn: &mut Conn,
+    id: &str,
+    depot_id: &str,
+    item_id: &str,
+    quantity: i64,
+    received_on: &str,
+    expires_on: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(lots::table)
+        .values((
+            lots::id.eq(id),
+            lots::depot_id.eq(depot_id),
+            lots::item_id.eq(item_id),
+            lots::quantity.eq(quantity),
+            lots::received_on.eq(received_on),
+            lots::expires_on.eq(expires_on),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// A lot as the stock view shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LotView {
+    pub id: String,
+    pub quantity: i64,
+    pub received_on: String,
+    pub expires_on: Option<String>,
+}
+
+/// One line of the stock view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StockLine {
+    pub depot_id: String,
+    pub depot: String,
+    pub item_id: String,
+    pub item: String,
+    pub item_name: String,
+    pub unit: String,
+    pub quota: i64,
+    pub on_hand: i64,
+    pub shortfall: i64,
+    /// Lots whose date is past or within the window of the view's day.
+    pub lots_expiring: Vec<LotView>,
+}
+
+/// Per depot and item (every pair with a quota or a balance): quota, on hand, shortfall, and the lots
+/// whose expiry is on or before `expiring_by` (a `YYYY-MM-DD` date).
+pub fn view(conn: &mut Conn, expiring_by: &str) -> QueryResult<Vec<StockLine>> {
+    let depot_rows: Vec<(String, String)> = depots::table
+        .select((depots::id, depots::code))
+        .load(conn)?;
+    let item_rows: Vec<(String, String, String, String)> = items::table
+        .select((items::id, items::code, items::name, items::unit))
+        .load(conn)?;
+    let quota_rows: Vec<(String, String, i64)> = quotas::table
+        .select((quotas::depot_id, quotas::item_id, quotas::quantity))
+        .load(conn)?;
+    let balance_rows: Vec<(String, String, i64)> = stock_balances::table
+        .select((
+            stock_balances::depot_id,
+            stock_balances::item_id,
+            stock_balances::on_hand,
+        ))
+        .load(conn)?;
+    let lot_rows: Vec<(String, String, String, i64, String, Option<String>)> = lots::table
+        .filter(lots::expires_on.le(expiring_by))
+        .order((lots::expires_on, lots::id))
+        .select((
+            lots::id,
+            lots::depot_id,
+            lots::item_id,
+            lots::quantity,
+            lots::received_on,
+            lots::expires_on,
+        ))
+        .load(conn)?;
+    let mut pairs: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+    for (d, i, q) in quota_rows {
+        pairs.entry((d, i)).or_default().0 = q;
+    }
+    for (d, i, b) in balance_rows {
+        pairs.entry((d, i)).or_default().1 = b;
+    }
+    let depot_code = |id: &str| {
+        depot_rows
+            .iter()
+            .find(|(d, _)| d == id)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for ((d, i), (quota, on_hand)) in pairs {
+        let (code, name, unit) = item_rows
+            .iter()
+            .find(|(id, ..)| *id == i)
+            .map(|(_, c, n, u)| (c.clone(), n.clone(), u.clone()))
+            .unwrap_or_default();
+        let lots_expiring = lot_rows
+            .iter()
+            .filter(|l| l.1 == d && l.2 == i)
+            .map(|l| LotView {
+                id: l.0.clone(),
+                quantity: l.3,
+                received_on: l.4.clone(),
+                expires_on: l.5.clone(),
+            })
+            .collect();
+        out.push(StockLine {
+            depot: depot_code(&d),
+            depot_id: d,
+            item_id: i,
+            item: code,
+            item_name: name,
+            unit,
+            quota,
+            on_hand,
+            shortfall: (quota - on_hand).max(0),
+            lots_expiring,
+        });
+    }
+    out.sort_by(|a, b| (&a.depot, &a.item).cmp(&(&b.depot, &b.item)));
+    Ok(out)
+}
+
+/// A ledger row as the history shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MovementView {
+    pub id: String,
+    pub depot_id: String,
+    pub item_id: String,
+    pub lot_id: Option<String>,
+    pub kind: String,
+    pub quantity: i64,
+    pub segment_id: Option<String>,
+    pub by_user: String,
+    pub device_at: Option<String>,
+    pub note: Option<String>,
+    pub recorded_at: String,
+}
+
+/// What the history is filtered by; `from` <= recorded_at < `to` (stored timestamps compare as text).
+#[derive(Debug, Clone, Default)]
+pub struct MovementFilter {
+    pub depot_id: Option<String>,
+    pub item_id: Option<String>,
+    pub kind: Option<MovementKind>,
+    pub segment_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: i64,
+}
+
+/// The ledger, oldest first, filtered.
+pub fn movements(conn: &mut Conn, f: &MovementFilter) -> QueryResult<Vec<MovementView>> {
+    let mut q = stock_movements::table.into_boxed();
+    if let Some(d) = &f.depot_id {
+        q = q.filter(stock_movements::depot_id.eq(d.clone()));
+    }
+    if let Some(i) = &f.item_id {
+        q = q.filter(stock_movements::item_id.eq(i.clone()));
+    }
+    if let Some(k) = f.kind {
+        q = q.filter(stock_movements::kind.eq(k.as_str()));
+    }
+    if let Some(s) = &f.segment_id {
+        q = q.filter(stock_movements::segment_id.eq(s.clone()));
+    }
+    if let Some(t) = &f.from {
+        q = q.filter(stock_movements::recorded_at.ge(t.clone()));
+    }
+    if let Some(t) = &f.to {
+        q = q.filter(stock_movements::recorded_at.lt(t.clone()));
+    }
+    let rows: Vec<MovementRow> = q
+        .order((stock_movements::recorded_at, stock_movements::id))
+        .limit(f.limit)
+        .select(MovementRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| MovementView {
+            id: r.id,
+            depot_id: r.depot_id,
+            item_id: r.item_id,
+            lot_id: r.lot_id,
+            kind: r.kind,
+            quantity: r.quantity,
+            segment_id: r.segment_id,
+            by_user: r.by_user,
+            device_at: r.device_at,
+            note: r.note,
+            recorded_at: r.recorded_at,
+        })
+        .collect())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = stock_movements)]
+struct MovementRow {
+    id: String,
+    depot_id: String,
+    item_id: String,
+    lot_id: Option<String>,
+    kind: String,
+    quantity: i64,
+    segment_id: Option<String>,
+    by_user: String,
+    device_at: Option<String>,
+    note: Option<String>,
+    recorded_at: String,
+}

@@ -1,0 +1,424 @@
+//! Flood supplies:
+//!
+//! - `POST /stock/movements` (duty lead or admin): one movement through the ledger
+//!   (`db::stock::move_stock`). Body `{"depot", "item" (id or code), "kind", "quantity", "segment"?,
+//!   "note"?}`; `quantity` is a whole number, 1 or more. A movement that would take stock below zero
+//!   is 409 `insufficient_stock`, its message naming the quantity available.
+//! - `POST /stock/stocktakes` (duty lead or admin): `{"depot", "reason", "counts": [{"item", "counted"}]}`.
+//!   Each difference between the count and the balance becomes an `adjust` movement with the reason, in
+//!   one transaction; afterwards each balance equals its count. Should stock move while the stocktake
+//!   is written (another instance, PostgreSQL), the balance would not equal the count: it is refused
+//!   with 409 and nothing is written; count again.
+//! - `GET /stock/movements?depot=&item=&kind=&segment=&from=&to=&limit=&format=csv`: the ledger, oldest
+//!   first, filtered; JSON, or CSV with `format=csv`.
+//! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within 60 days.
+
+use super::body::json_body;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, stock};
+use crate::error::AppError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, Utc};
+use riverchief_shared::{validate, FieldError};
+use serde_json::{json, Value};
+
+const MAX_BODY_BYTES: usize = 8192;
+const MAX_NOTE_CHARS: usize = 2000;
+/// Lots whose date falls within this many days (or has passed) are shown in the stock view.
+pub const EXPIRING_WITHIN_DAYS: i64 = 60;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/stock", web::get().to(view))
+        .route("/stock/movements", web::post().to(record))
+        .route("/stock/stocktakes", web::post().to(stocktake))
+        .route("/stock/movements", web::get().to(history));
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(FieldError::new("invalid", field, message))
+}
+
+fn text_field(body: &Value, field: &str, required: bool) -> Result<Option<String>, AppError> {
+    match body.get(field) {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(AppError::Invalid(FieldError::new(
+            "required",
+            field,
+            format!("`{field}` is required"),
+        ))),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(
+            field,
+            format!("`{field}` must be a non-empty string"),
+        )),
+    }
+}
+
+async fn record(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let body: Value = json_body(&req, payload, MAX_BODY_BYTES).await?;
+    let Some(obj) = body.as_object() else {
+        return Err(AppError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    const KNOWN: [&str; 6] = ["depot", "item", "kind", "quantity", "segment", "note"];
+    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(AppError::Invalid(FieldError::new(
+            "unknown_field",
+            k.as_str(),
+            format!("unknown field `{k}`"),
+        )));
+    }
+    let quantity = match body.get("quantity") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(q) if q > 0 => q,
+            _ => {
+                return Err(AppError::Invalid(FieldError::new(
+                    "out_of_range",
+                    "quantity",
+                    "a quantity is a whole number in the item's unit, 1 or more",
+                )))
+            }
+        },
+        None | Some(Value::Null) => {
+            return Err(AppError::Invalid(FieldError::new(
+                "required",
+                "quantity",
+                "`quantity` is required",
+            )))
+        }
+        Some(_) => return Err(invalid("quantity", "`quantity` must be a whole number")),
+    };
+    let depot = text_field(&body, "depot", true)?.unwrap_or_default();
+    let item = text_field(&body, "item", true)?.unwrap_or_default();
+    let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();
+    let kind = stock::MovementKind::parse(&kind_text).ok_or_else(|| {
+        invalid(
+            "kind",
+            "the kind is one of receive, dispatch, return, write_off, adjust",
+        )
+    })?;
+    let segment = text_field(&body, "segment", false)?;
+    let note = text_field(&body, "note", false)?;
+    if let Some(n) = &note {
+        validate::text(n, MAX_NOTE_CHARS, "note")?;
+    }
+    let (movement_id, on_hand) = state
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<(String, i64), AppError> {
+                let unknown = |field: &str, what: &str, v: &str| {
+                    AppError::UnknownReference(FieldError::new(
+                        "unknown_reference",
+                        field,
+                        format!("no {what} {v}"),
+                    ))
+                };
+                let depot_id = stock::depot_id(conn, &depot)?
+                    .ok_or_else(|| unknown("depot", "depot", &depot))?;
+                let item_id =
+                    stock::item_id(conn, &item)?.ok_or_else(|| unknown("item", "item", &item))?;
+                let segment_id = match &segment {
+                    None => None,
+                    Some(s) => Some(
+                        crate::sync::stock_segment(conn, s)?
+                            .ok_or_else(|| unknown("segment", "segment", s))?,
+                    ),
+                };
+                let id = uuid::Uuid::now_v7().to_string();
+                let by = user.id.to_string();
+                let moved = stock::move_stock(
+                    conn,
+                    &stock::NewMovement {
+                        id: id.clone(),
+                        depot_id: &depot_id,
+                        item_id: &item_id,
+                        lot_id: None,
+                        kind,
+                        delta: kind.signed(quantity),
+                        segment_id: segment_id.as_deref(),
+                        by_user: &by,
+                        device_at: None,
+                        note: note.as_deref(),
+                    },
+                );
+                match moved {
+                    Ok(b) => Ok((id, b.on_hand)),
+                    Err(stock::StockError::Insufficient { available }) => {
+                        Err(AppError::InsufficientStock(format!(
+                            "only {available} available; {quantity} asked"
+                        )))
+                    }
+                    Err(stock::StockError::Db(e)) => Err(e.into()),
+                }
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(json!({
+        "movement_id": movement_id,
+        "kind": kind.as_str(),
+        "quantity": kind.signed(quantity),
+        "on_hand": on_hand,
+    })))
+}
+
+async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let by = (Utc::now() + Duration::days(EXPIRING_WITHIN_DAYS))
+        .format("%Y-%m-%d")
+        .to_string();
+    let lines = state
+        .db
+        .run(move |conn| -> Result<_, AppError> { Ok(stock::view(conn, &by)?) })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "expiring_within_days": EXPIRING_WITHIN_DAYS,
+        "stock": lines,
+    })))
+}
+
+/// A whole number, 0 or more (`min` 0) or 1 or more (`min` 1), or a 400 naming `field`.
+fn whole(v: Option<&Value>, field: &str, min: i64) -> Result<i64, AppError> {
+    match v {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(q) if q >= min => Ok(q),
+            _ => Err(AppError::Invalid(FieldError::new(
+                "out_of_range",
+                field,
+                format!("a whole number in the item's unit, {min} or more"),
+            ))),
+        },
+        None | Some(Value::Null) => Err(AppError::Invalid(FieldError::new(
+            "required",
+            field,
+            format!("`{field}` is required"),
+        ))),
+        Some(_) => Err(invalid(field, format!("`{field}` must be a whole number"))),
+    }
+}
+
+async fn stocktake(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let body: Value = json_body(&req, payload, 64 * 1024).await?;
+    if !body.is_object() {
+        return Err(AppError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let depot = text_field(&body, "depot", true)?.unwrap_or_default();
+    let reason = text_field(&body, "reason", true)?.unwrap_or_default();
+    validate::text(&reason, MAX_NOTE_CHARS, "reason")?;
+    let Some(list) = body.get("counts").and_then(Value::as_array) else {
+        return Err(invalid(
+            "counts",
+            "`counts` must be a list of {item, counted}",
+        ));
+    };
+    if list.is_empty() || list.len() > 1000 {
+        return Err(invalid("counts", "between 1 and 1000 counts"));
+    }
+    let mut counts = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let item = match c.get("item") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            _ => return Err(invalid(&format!("counts[{i}].item"), "an item id or code")),
+        };
+        let counted = whole(c.get("counted"), &format!("counts[{i}].counted"), 0)?;
+        counts.push((item, counted));
+    }
+    let adjustments = state
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| -> Result<Vec<Value>, AppError> {
+                let depot_id = stock::depot_id(conn, &depot)?.ok_or_else(|| {
+                    AppError::UnknownReference(FieldError::new(
+                        "unknown_reference",
+                        "depot",
+                        format!("no depot {depot}"),
+                    ))
+                })?;
+                let by = user.id.to_string();
+                let mut out = Vec::new();
+                for (i, (item, counted)) in counts.iter().enumerate() {
+                    let item_id = stock::item_id(conn, item)?.ok_or_else(|| {
+                        AppError::UnknownReference(FieldError::new(
+                            "unknown_reference",
+                            format!("counts[{i}].item"),
+                            format!("no item {item}"),
+                        ))
+                    })?;
+                    let before = stock::on_hand(conn, &depot_id, &item_id)?;
+                    let delta = counted - before;
+                    if delta == 0 {
+                        continue;
+                    }
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let moved = stock::move_stock(
+                        conn,
+                        &stock::NewMovement {
+                            id: id.clone(),
+                            depot_id: &depot_id,
+                            item_id: &item_id,
+                            lot_id: None,
+                            kind: stock::MovementKind::Adjust,
+                            delta,
+                            segment_id: None,
+                            by_user: &by,
+                            device_at: None,
+                            note: Some(&reason),
+                        },
+                    );
+                    let stale = || {
+                        AppError::Conflict(format!(
+                            "the stock of {item} moved while the stocktake was recorded; count again"
+                        ))
+                    };
+                    match moved {
+                        Ok(b) if b.on_hand == *counted => {}
+                        Ok(_) | Err(stock::StockError::Insufficient { .. }) => return Err(stale()),
+                        Err(stock::StockError::Db(e)) => return Err(e.into()),
+                    }
+                    out.push(json!({
+                        "movement_id": id,
+                        "item": item,
+                        "before": before,
+                        "counted": counted,
+                        "adjustment": delta,
+                    }));
+                }
+                Ok(out)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(json!({ "adjustments": adjustments })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    depot: Option<String>,
+    item: Option<String>,
+    kind: Option<String>,
+    segment: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+    format: Option<String>,
+}
+
+/// A CSV field, quoted when it needs to be.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+async fn history(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = q.into_inner();
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(invalid("format", "`format` is json or csv")),
+    };
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(k) => Some(stock::MovementKind::parse(k).ok_or_else(|| {
+            invalid(
+                "kind",
+                "the kind is one of receive, dispatch, return, write_off, adjust",
+            )
+        })?),
+    };
+    let from = super::issues::parse_time(q.from.as_deref(), "from")?.map(db::ts);
+    let to = super::issues::parse_time(q.to.as_deref(), "to")?.map(db::ts);
+    let limit = match q.limit {
+        None => 10_000,
+        Some(n) if (1..=100_000).contains(&n) => n,
+        Some(_) => return Err(invalid("limit", "`limit` is 1..=100000")),
+    };
+    let rows = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let unknown = |field: &str, v: &str| {
+                AppError::UnknownReference(FieldError::new(
+                    "unknown_reference",
+                    field,
+                    format!("no {field} {v}"),
+                ))
+            };
+            let depot_id = match &q.depot {
+                None => None,
+                Some(d) => Some(stock::depot_id(conn, d)?.ok_or_else(|| unknown("depot", d))?),
+            };
+            let item_id = match &q.item {
+                None => None,
+                Some(i) => Some(stock::item_id(conn, i)?.ok_or_else(|| unknown("item", i))?),
+            };
+            let segment_id = match &q.segment {
+                None => None,
+                Some(s) => Some(
+                    crate::sync::stock_segment(conn, s)?.ok_or_else(|| unknown("segment", s))?,
+                ),
+            };
+            Ok(stock::movements(
+                conn,
+                &stock::MovementFilter {
+                    depot_id,
+                    item_id,
+                    kind,
+                    segment_id,
+                    from,
+                    to,
+                    limit,
+                },
+            )?)
+        })
+        .await?;
+    if !csv {
+        return Ok(HttpResponse::Ok().json(json!({ "movements": rows })));
+    }
+    let mut out = String::from(
+        "id,depot_id,item_id,lot_id,kind,quantity,segment_id,by_user,device_at,note,recorded_at\r\n",
+    );
+    for r in &rows {
+        let fields = [
+            r.id.clone(),
+            r.depot_id.clone(),
+            r.item_id.clone(),
+            r.lot_id.clone().unwrap_or_default(),
+            r.kind.clone(),
+            r.quantity.to_string(),
+            r.segment_id.clone().unwrap_or_default(),
+            r.by_user.clone(),
+            r.device_at.clone().unwrap_or_default(),
+            r.note.clone().unwrap_or_default(),
+            r.recorded_at.clone(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"stock-movements.csv\"",
+        ))
+        .body(out))
+}
