@@ -92,6 +92,9 @@ enum Command {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Show the stock per depot and item, with quota, shortfall and lots past or near their date
+    /// (asks the server: needs a signal).
+    Stock,
     /// Push recorded work, upload photos, pull changes.
     Sync,
     /// What waits to be sent, what the server refused.
@@ -378,8 +381,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 say!("dispatch of {quantity} {item} from {depot} to {segment} recorded ({id}); it is sent with the next sync");
             }
         }
+        Command::Stock => stock(&client, json).await?,
         Command::Sync => sync(&client, json).await?,
         Command::Status => status(&client, json).await?,
+    }
+    Ok(())
+}
+
+async fn stock(client: &Client, json: bool) -> anyhow::Result<()> {
+    let view = client.stock().await?;
+    if json {
+        return print_json(&view);
+    }
+    for line in &view.stock {
+        let short = if line.shortfall > 0 {
+            format!("  SHORT {}", line.shortfall)
+        } else {
+            String::new()
+        };
+        // The names go last: Chinese characters are two columns wide and would break alignment.
+        say!(
+            "{:<8} {:<12} {:>6} / {:<6}{}  {} ({})",
+            line.depot,
+            line.item,
+            line.on_hand,
+            line.quota,
+            short,
+            line.item_name,
+            line.unit
+        );
+        for lot in &line.lots_expiring {
+            say!(
+                "         lot of {} expires {}",
+                lot.quantity,
+                lot.expires_on.as_deref().unwrap_or("-")
+            );
+        }
     }
     Ok(())
 }

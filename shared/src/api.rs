@@ -71,3 +71,38 @@ pub struct PatrolTrack {
 pub struct IssueList {
     pub issues: Vec<Issue>,
 }
+
+/// A lot as the stock view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LotView {
+    pub id: String,
+    pub quantity: i64,
+    /// `YYYY-MM-DD`
+    pub received_on: String,
+    /// `YYYY-MM-DD`; absent for items that do not age.
+    #[serde(default)]
+    pub expires_on: Option<String>,
+}
+
+/// One line of the stock view (`GET /api/v1/stock`): a depot and an item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockLine {
+    pub depot_id: String,
+    pub depot: String,
+    pub item_id: String,
+    pub item: String,
+    pub item_name: String,
+    pub unit: String,
+    pub quota: i64,
+    pub on_hand: i64,
+    pub shortfall: i64,
+    /// Lots whose date is past or within the view's window.
+    pub lots_expiring: Vec<LotView>,
+}
+
+/// `GET /api/v1/stock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockView {
+    pub expiring_within_days: i64,
+    pub stock: Vec<StockLine>,
+}

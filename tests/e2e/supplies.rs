@@ -347,6 +347,14 @@ async fn two_devices_dispatch_the_last_sandbags_offline_one_wins() -> Result<()>
     let http = Http::new(&server.url(), &lead);
     let l = line(&http, DEPOT, "BAG-WOVEN").await?;
     assert_eq!(l["on_hand"], 0, "{l}");
+    // The phone that lost the race asks for the stock, and sees why.
+    let view = phones[0].1.stock().await?;
+    let bags = view
+        .stock
+        .iter()
+        .find(|l| l.depot == DEPOT && l.item == "BAG-WOVEN")
+        .ok_or_else(|| anyhow::anyhow!("no sandbag line in {view:?}"))?;
+    assert_eq!((bags.on_hand, bags.shortfall), (0, bags.quota));
     for id in &patrols {
         let p = http.get(&format!("/api/v1/patrols/{id}")).await?;
         assert!(p.to_string().contains(&id.to_string()), "{p}");

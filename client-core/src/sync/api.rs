@@ -121,6 +121,15 @@ impl Api {
         Ok(check(response).await?.json().await?)
     }
 
+    /// The stock per depot and item, as the server has it now.
+    pub(crate) async fn stock(&self) -> Result<riverchief_shared::api::StockView> {
+        let response = self
+            .authed(self.http.get(self.url("api/v1/stock")?))?
+            .send()
+            .await?;
+        Ok(check(response).await?.json().await?)
+    }
+
     /// Whether the server already has the photo (`HEAD /api/v1/photos/{sha}`).
     pub(crate) async fn photo_exists(&self, sha: &Sha256) -> Result<bool> {
         let url = self.url(&format!("api/v1/photos/{}", sha.hex()))?;

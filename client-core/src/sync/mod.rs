@@ -187,6 +187,13 @@ impl Client {
         Ok(report)
     }
 
+    /// The stock per depot and item, asked of the server now: stock changes by the minute in a flood,
+    /// so it is not mirrored, and this needs a signal.
+    pub async fn stock(&self) -> Result<riverchief_shared::api::StockView> {
+        let api = self.session().await?;
+        api.stock().await
+    }
+
     fn lock_sync(&self) -> Result<SyncLock> {
         let path = self.sync_lock_path();
         let file = File::options()

@@ -301,30 +301,7 @@ pub fn insert_lot(
         .map(drop)
 }
 
-/// A lot as the stock view shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LotView {
-    pub id: String,
-    pub quantity: i64,
-    pub received_on: String,
-    pub expires_on: Option<String>,
-}
-
-/// One line of the stock view.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StockLine {
-    pub depot_id: String,
-    pub depot: String,
-    pub item_id: String,
-    pub item: String,
-    pub item_name: String,
-    pub unit: String,
-    pub quota: i64,
-    pub on_hand: i64,
-    pub shortfall: i64,
-    /// Lots whose date is past or within the window of the view's day.
-    pub lots_expiring: Vec<LotView>,
-}
+pub use riverchief_shared::api::{LotView, StockLine};
 
 /// Per depot and item (every pair with a quota or a balance): quota, on hand, shortfall, and the lots
 /// whose expiry is on or before `expiring_by` (a `YYYY-MM-DD` date).

@@ -177,10 +177,10 @@ async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespons
         .db
         .run(move |conn| -> Result<_, AppError> { Ok(stock::view(conn, &by)?) })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "expiring_within_days": EXPIRING_WITHIN_DAYS,
-        "stock": lines,
-    })))
+    Ok(HttpResponse::Ok().json(riverchief_shared::api::StockView {
+        expiring_within_days: EXPIRING_WITHIN_DAYS,
+        stock: lines,
+    }))
 }
 
 /// A whole number, 0 or more (`min` 0) or 1 or more (`min` 1), or a 400 naming `field`.
