@@ -24,6 +24,16 @@ pub fn open_client(dir: &Path, server: &str) -> Result<Client> {
     Ok(Client::open(dir, options)?)
 }
 
+/// A client for a demo user at `server` (a server's or a proxy's URL), logged in and synced once.
+pub async fn phone(dir: &Path, server: &str, user: &str) -> Result<Client> {
+    let client = open_client(dir, server)?;
+    client
+        .login(server, user, riverchief_tests::DEMO_PASSWORD, "phone")
+        .await?;
+    client.sync(&|_| {}).await?;
+    Ok(client)
+}
+
 /// The mirrored segment with this code.
 pub async fn segment(client: &Client, code: &str) -> Result<Segment> {
     client

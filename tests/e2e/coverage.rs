@@ -47,21 +47,6 @@ pub fn walk_part(
         .collect()
 }
 
-/// A logged-in, synced client for a demo user.
-pub async fn phone(server: &TestServer, dir: &std::path::Path, user: &str) -> Result<Client> {
-    let client = open_client(dir, &server.url())?;
-    client
-        .login(
-            &server.url(),
-            user,
-            riverchief_tests::DEMO_PASSWORD,
-            "phone",
-        )
-        .await?;
-    client.sync(&|_| {}).await?;
-    Ok(client)
-}
-
 /// Records a patrol on `segment` with these points and syncs it.
 pub async fn patrol(client: &Client, segment: &Segment, points: &[TrackPoint]) -> Result<()> {
     let id = client
@@ -107,7 +92,7 @@ async fn coverage_follows_the_tracks_and_the_stage() -> Result<()> {
     let server = TestServer::start().await?;
     let base = server.url();
     let dir = tempfile::tempdir()?;
-    let zhang = phone(&server, dir.path(), "zhangwei").await?;
+    let zhang = phone(dir.path(), &server.url(), "zhangwei").await?;
     let qhl02 = segment(&zhang, "QHL-02").await?;
     let t0 = Utc::now() - Duration::minutes(60);
 
@@ -144,7 +129,7 @@ async fn coverage_follows_the_tracks_and_the_stage() -> Result<()> {
 
     // A second phone reports in GCJ-02 (as Chinese map apps do): converted, it covers the bank.
     let dir2 = tempfile::tempdir()?;
-    let lina = phone(&server, dir2.path(), "lina").await?;
+    let lina = phone(dir2.path(), &server.url(), "lina").await?;
     let t1 = t0 + Duration::minutes(2);
     let gcj = walk_part(&qhl02, 0.0, 1.0, t1, true)?;
     let last_fix = gcj
@@ -320,14 +305,14 @@ async fn a_gpx_import_covers_what_the_same_points_pushed_cover() -> Result<()> {
 
     // Pushed by the client: the first 60% of QHL-02.
     let dir = tempfile::tempdir()?;
-    let zhang = phone(&server, dir.path(), "zhangwei").await?;
+    let zhang = phone(dir.path(), &server.url(), "zhangwei").await?;
     let qhl02 = segment(&zhang, "QHL-02").await?;
     let points = walk_part(&qhl02, 0.0, 0.6, t0, false)?;
     patrol(&zhang, &qhl02, &points).await?;
 
     // The same walk as a GPX file, imported and synced by the CLI on another phone.
     let dir2 = tempfile::tempdir()?;
-    drop(phone(&server, dir2.path(), "lina").await?);
+    drop(phone(dir2.path(), &server.url(), "lina").await?);
     let file = dir2.path().join("walk.gpx");
     std::fs::write(&file, gpx(&points))?;
     for args in [

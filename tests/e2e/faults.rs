@@ -153,17 +153,8 @@ async fn a_server_killed_mid_sync_loses_and_doubles_nothing() -> Result<()> {
     let mut server =
         Some(ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), data.path(), &db, port).await?);
     let proxy = Proxy::start(port, NetMode::Online).await?;
-    let phone = tempfile::tempdir()?;
-    let client = open_client(phone.path(), &proxy.url())?;
-    client
-        .login(
-            &proxy.url(),
-            "zhangwei",
-            riverchief_tests::DEMO_PASSWORD,
-            "phone",
-        )
-        .await?;
-    client.sync(&|_| {}).await?;
+    let phone_dir = tempfile::tempdir()?;
+    let client = phone(phone_dir.path(), &proxy.url(), "zhangwei").await?;
     let shots = tempfile::tempdir()?;
     let queued = record_a_long_patrol(&client, shots.path(), 5000, 10, 2, 1_000_000).await?;
     assert_eq!(queued, 1 + 5 + 10 + 1);
@@ -209,17 +200,8 @@ async fn a_server_killed_mid_sync_loses_and_doubles_nothing() -> Result<()> {
 async fn a_cut_connection_resumes_from_the_server_offset() -> Result<()> {
     let server = TestServer::start().await?;
     let proxy = Proxy::start(server.port, NetMode::Online).await?;
-    let phone = tempfile::tempdir()?;
-    let client = open_client(phone.path(), &proxy.url())?;
-    client
-        .login(
-            &proxy.url(),
-            "zhangwei",
-            riverchief_tests::DEMO_PASSWORD,
-            "phone",
-        )
-        .await?;
-    client.sync(&|_| {}).await?;
+    let phone_dir = tempfile::tempdir()?;
+    let client = phone(phone_dir.path(), &proxy.url(), "zhangwei").await?;
     let qhl02 = segment(&client, "QHL-02").await?;
     let shots = tempfile::tempdir()?;
     const LEN: usize = 4 * 1024 * 1024;
@@ -271,19 +253,10 @@ async fn a_cut_connection_resumes_from_the_server_offset() -> Result<()> {
 async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result<()> {
     let server = TestServer::start().await?;
     let proxy = Proxy::start(server.port, NetMode::Online).await?;
-    let phone = tempfile::tempdir()?;
+    let phone_dir = tempfile::tempdir()?;
     let shots = tempfile::tempdir()?;
     let queued = {
-        let client = open_client(phone.path(), &proxy.url())?;
-        client
-            .login(
-                &proxy.url(),
-                "zhangwei",
-                riverchief_tests::DEMO_PASSWORD,
-                "phone",
-            )
-            .await?;
-        client.sync(&|_| {}).await?;
+        let client = phone(phone_dir.path(), &proxy.url(), "zhangwei").await?;
         record_a_long_patrol(&client, shots.path(), 3000, 5, 2, 1_000_000).await?
     };
 
@@ -293,7 +266,7 @@ async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result
         .arg("--server")
         .arg(proxy.url())
         .arg("--data")
-        .arg(phone.path())
+        .arg(phone_dir.path())
         .arg("sync")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -308,11 +281,11 @@ async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result
     );
 
     // The local store is intact: nothing lost, nothing half-written.
-    let conn = rusqlite::Connection::open(phone.path().join("client.sqlite3"))?;
+    let conn = rusqlite::Connection::open(phone_dir.path().join("client.sqlite3"))?;
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     assert_eq!(check, "ok");
     drop(conn);
-    let client = open_client(phone.path(), &proxy.url())?;
+    let client = open_client(phone_dir.path(), &proxy.url())?;
     let status = client.status().await?;
     assert_eq!(status.pending + status.done, queued, "{status:?}");
     let report = sync_until_done(&client).await?;
