@@ -154,6 +154,20 @@ CREATE TABLE mirror_coverage (
     data         TEXT NOT NULL
 );
 "#,
+    r#"
+-- Alerts this user may see (pull entity `alert`): stage changes, hazards on their segments, and the
+-- acknowledgement of what they reported (the receipt).
+CREATE TABLE mirror_alerts (
+    id        TEXT PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    drill     INTEGER NOT NULL,
+    issue_id  TEXT,
+    raised_at TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    data      TEXT NOT NULL
+);
+"#,
 ];
 
 /// Opens (creating if needed) and migrates the store at `path`.

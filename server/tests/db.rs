@@ -15,6 +15,7 @@ use diesel_migrations::MigrationHarness;
 use rand::Rng;
 use riverchief_server::auth::AuthUser;
 use riverchief_server::db::{self, changes, Backend, Conn, Db, Location};
+use riverchief_shared::alert::{AlertKind, AlertLevel, AlertState};
 use riverchief_shared::domain::Role;
 use riverchief_shared::id::{DeviceId, MutationId, PatrolId, UserId};
 use riverchief_shared::sync::{ChangeEntity, ChangeOp, PushResult, PushStatus};
@@ -744,4 +745,120 @@ fn the_backend_follows_the_url_scheme() {
             .to_string(),
         "postgres://rc:***@db:5432/rc"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+fn hazard_alert(subject: &str, drill: bool) -> db::alerts::NewAlert {
+    db::alerts::NewAlert {
+        kind: AlertKind::CriticalHazard,
+        subject: subject.to_owned(),
+        drill,
+        level: AlertLevel::Critical,
+        message: "管涌（浑水）".into(),
+        message_en: "muddy piping".into(),
+        segment_id: None,
+        issue_id: None,
+        station: None,
+        owner: None,
+        public: false,
+        details: serde_json::json!({}),
+    }
+}
+
+#[test]
+fn an_alert_is_raised_once_while_open_and_again_after_it_resolves() {
+    on_each_backend("alert lifecycle", |t| {
+        let db = t.open();
+        let (someone, _) = seeded(&db);
+        let mut conn = db.conn().unwrap();
+        let now = chrono::Utc::now();
+        let raise = |conn: &mut Conn, drill: bool| {
+            db::write_transaction(conn, |c| {
+                db::alerts::raise(c, &hazard_alert("issue:x", drill), now)
+            })
+            .unwrap()
+        };
+        let first = match raise(&mut conn, false) {
+            db::alerts::Raised::New(a) => a,
+            other => panic!("expected a new alert, got {other:?}"),
+        };
+        assert_eq!(first.state, AlertState::Open);
+        assert_eq!(
+            raise(&mut conn, false),
+            db::alerts::Raised::AlreadyOpen(first.clone())
+        );
+        // A drill alert with the same kind and subject is its own alert.
+        let drill = raise(&mut conn, true);
+        assert!(matches!(&drill, db::alerts::Raised::New(a) if a.drill && a.id != first.id));
+
+        let acked = db::write_transaction(&mut conn, |c| {
+            db::alerts::acknowledge(c, first.id, someone.id, now)
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(acked.state, AlertState::Acknowledged);
+        assert_eq!(acked.acknowledged_by, Some(someone.id));
+        assert!(acked.acknowledged_by_name.is_some());
+        // Still open for deduplication while acknowledged.
+        assert!(matches!(
+            raise(&mut conn, false),
+            db::alerts::Raised::AlreadyOpen(a) if a.id == first.id
+        ));
+        let resolved = db::write_transaction(&mut conn, |c| {
+            db::alerts::resolve(c, AlertKind::CriticalHazard, "issue:x", false, now)
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(resolved.state, AlertState::Resolved);
+        let again = raise(&mut conn, false);
+        assert!(matches!(&again, db::alerts::Raised::New(a) if a.id != first.id));
+        // Every change of a real or drill alert is in the change log: raised, raised (drill),
+        // acknowledged, resolved, raised again.
+        let alert_changes: i64 = db::schema::changes::table
+            .filter(db::schema::changes::entity.eq("alert"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(alert_changes, 5);
+    });
+}
+
+#[test]
+fn an_alert_raised_at_two_instances_at_once_is_one_alert() {
+    on_each_backend("alert raised twice", |t| {
+        let instances = [t.open(), t.open()];
+        seeded(&instances[0]);
+        for round in 0..10 {
+            let subject = format!("segment:{round}");
+            let start = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = instances
+                .iter()
+                .map(|db| {
+                    let (db, start, subject) = (db.clone(), start.clone(), subject.clone());
+                    thread::spawn(move || {
+                        let mut conn = db.conn().unwrap();
+                        start.wait();
+                        db::write_transaction(&mut conn, |c| {
+                            db::alerts::raise(c, &hazard_alert(&subject, false), chrono::Utc::now())
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let new = results
+                .iter()
+                .filter(|r| matches!(r, db::alerts::Raised::New(_)))
+                .count();
+            assert_eq!(
+                new,
+                1,
+                "{:?}, round {round}: {results:?}",
+                t.location.backend()
+            );
+            assert_eq!(results[0].alert().id, results[1].alert().id);
+        }
+    });
 }

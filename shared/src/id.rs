@@ -104,6 +104,10 @@ id_type!(
     /// A device (one installation of the client).
     DeviceId
 );
+id_type!(
+    /// An alert raised by the server.
+    AlertId
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

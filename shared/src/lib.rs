@@ -5,6 +5,7 @@
 //! about HTTP, diesel, rusqlite or reqwest (CI checks with `cargo tree -p riverchief-shared -i diesel`).
 //!
 //! - [`id`]: UUIDv7 id newtypes.
+//! - [`alert`]: alerts the server raises, their kinds, levels and states.
 //! - [`domain`]: segments, chainage, patrols, issues, categories, roles.
 //! - [`geo`]: coordinates parsed at the edge ([`geo::Lon`], [`geo::Lat`]) and segment geometry arithmetic.
 //! - [`coverage`]: which stretches of a segment a track covers; requirements per flood stage.
@@ -14,6 +15,7 @@
 //! - [`api`]: the other request and response bodies, and the error envelope.
 //! - [`validate`]: field-path errors and limits.
 
+pub mod alert;
 pub mod api;
 pub mod coverage;
 pub mod domain;

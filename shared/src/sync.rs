@@ -500,6 +500,8 @@ pub enum ChangeEntity {
     Issue,
     /// A segment's [`crate::coverage::CoverageSummary`] (id: the segment id), public.
     Coverage,
+    /// An [`crate::alert::Alert`] as it now is (raised, acknowledged or resolved).
+    Alert,
 }
 
 impl ChangeEntity {
@@ -509,12 +511,19 @@ impl ChangeEntity {
             Self::Patrol => "patrol",
             Self::Issue => "issue",
             Self::Coverage => "coverage",
+            Self::Alert => "alert",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Segment, Self::Patrol, Self::Issue, Self::Coverage]
-            .into_iter()
-            .find(|e| e.as_str() == s)
+        [
+            Self::Segment,
+            Self::Patrol,
+            Self::Issue,
+            Self::Coverage,
+            Self::Alert,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
     }
 }
 

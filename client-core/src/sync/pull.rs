@@ -6,6 +6,7 @@ use super::{ProgressFn, SyncProgress, SyncReport};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::store::{self, DeviceColumn};
+use riverchief_shared::alert::Alert;
 use riverchief_shared::coverage::CoverageSummary;
 use riverchief_shared::domain::{Issue, Patrol, Segment};
 use riverchief_shared::sync::{Change, ChangeEntity, ChangeOp, PullResponse};
@@ -67,7 +68,7 @@ pub(crate) fn apply_page(conn: &mut Connection, page: &PullResponse) -> Result<(
 /// mirrored data and stay.
 pub(crate) fn forget_mirror(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
-        "DELETE FROM mirror_segments; DELETE FROM mirror_patrols; DELETE FROM mirror_issues;\n         DELETE FROM mirror_coverage;",
+        "DELETE FROM mirror_segments; DELETE FROM mirror_patrols; DELETE FROM mirror_issues;\n         DELETE FROM mirror_coverage; DELETE FROM mirror_alerts;",
     )?;
     Ok(())
 }
@@ -78,6 +79,7 @@ fn apply_change(tx: &Transaction<'_>, change: &Change) -> Result<()> {
         ChangeEntity::Patrol => "mirror_patrols",
         ChangeEntity::Issue => "mirror_issues",
         ChangeEntity::Coverage => "mirror_coverage",
+        ChangeEntity::Alert => "mirror_alerts",
     };
     if change.op == ChangeOp::Delete {
         tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [&change.id])?;
@@ -159,6 +161,27 @@ fn apply_change(tx: &Transaction<'_>, change: &Change) -> Result<()> {
                     c.segment_id.to_string(),
                     c.last_covered.map(store::time),
                     c.due_at.map(store::time),
+                    change.seq,
+                    data
+                ],
+            )?;
+        }
+        ChangeEntity::Alert => {
+            let a: Alert = serde_json::from_value(change.data.clone()).map_err(bad)?;
+            tx.execute(
+                "INSERT INTO mirror_alerts (id, kind, state, drill, issue_id, raised_at, seq, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, state = excluded.state,
+                     drill = excluded.drill, issue_id = excluded.issue_id,
+                     raised_at = excluded.raised_at, seq = excluded.seq, data = excluded.data
+                 WHERE excluded.seq >= mirror_alerts.seq",
+                params![
+                    a.id.to_string(),
+                    a.kind.as_str(),
+                    a.state.as_str(),
+                    a.drill,
+                    a.issue_id.map(|i| i.to_string()),
+                    store::time(a.raised_at),
                     change.seq,
                     data
                 ],

@@ -6,6 +6,7 @@
 //! transaction). The backend (SQLite or PostgreSQL) is chosen by the database URL ([`Location`]);
 //! backend-specific SQL stays in [`backend`], each difference in one place.
 
+pub mod alerts;
 pub mod backend;
 pub mod changes;
 pub mod coverage;

@@ -277,7 +277,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        kind -> Text,
+        subject -> Text,
+        drill -> Bool,
+        level -> Text,
+        message -> Text,
+        message_en -> Text,
+        segment_id -> Nullable<Text>,
+        issue_id -> Nullable<Text>,
+        station -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        public -> Bool,
+        details_json -> Text,
+        raised_at -> Text,
+        updated_at -> Text,
+        acknowledged_at -> Nullable<Text>,
+        acknowledged_by -> Nullable<Text>,
+        resolved_at -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    alerts,
     depots,
     items,
     quotas,

@@ -1,5 +1,6 @@
 //! The HTTP API, one module per area. Each module's `configure` registers its routes.
 
+pub mod alerts;
 pub mod body;
 pub mod coverage;
 pub mod health;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(uploads::configure)
             .configure(photos::configure)
             .configure(stock::configure)
+            .configure(alerts::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -1,0 +1,178 @@
+//! Alerts: what the server raises when something needs a person's attention, on every channel (pull,
+//! `GET /alerts`, the live stream, webhooks) in the one shape [`Alert`].
+//!
+//! An alert is about a *subject* (a station, a segment, an issue, a depot's item, a lot). While an
+//! alert of a kind is open for a subject no second one is raised: the pair (kind, subject) is the
+//! deduplication key, separately for real alerts and drill alerts, which never mix. An alert is
+//! acknowledged by a duty lead (who, when) and resolved when its cause clears; a resolved alert is
+//! history, and the next occurrence raises a new one.
+
+use crate::id::{AlertId, IssueId, SegmentId, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A station's flood stage changed (up or down).
+    StageChanged,
+    /// A station's level rose fast.
+    RapidRise,
+    /// Nobody covered a segment within the interval in force.
+    SegmentOverdue,
+    /// A critical hazard was reported (leak, slide, overtopping, muddy piping, or any major severity).
+    CriticalHazard,
+    /// A depot holds less of an item than its quota.
+    StockBelowQuota,
+    /// A lot is past (or near) its expiry or next-inspection date.
+    LotExpiring,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 6] = [
+        Self::StageChanged,
+        Self::RapidRise,
+        Self::SegmentOverdue,
+        Self::CriticalHazard,
+        Self::StockBelowQuota,
+        Self::LotExpiring,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StageChanged => "stage_changed",
+            Self::RapidRise => "rapid_rise",
+            Self::SegmentOverdue => "segment_overdue",
+            Self::CriticalHazard => "critical_hazard",
+            Self::StockBelowQuota => "stock_below_quota",
+            Self::LotExpiring => "lot_expiring",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl AlertLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Info, Self::Warning, Self::Critical]
+            .into_iter()
+            .find(|l| l.as_str() == s)
+    }
+}
+
+/// Where an alert is in its life: open, then acknowledged by a duty lead; resolved when the cause
+/// clears (acknowledged or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Open, Self::Acknowledged, Self::Resolved]
+            .into_iter()
+            .find(|l| l.as_str() == s)
+    }
+}
+
+/// An alert as every channel carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    pub kind: AlertKind,
+    /// What it is about, as `"<type>:<key>"`: `station:DONGSHAN`, `segment:<id>`, `issue:<id>`,
+    /// `stock:<depot code>/<item code>`, `lot:<id>`. With `kind` and `drill`, the deduplication key.
+    pub subject: String,
+    pub state: AlertState,
+    pub level: AlertLevel,
+    /// Raised by a drill: shown as a drill everywhere, and never counted as a real alert.
+    pub drill: bool,
+    /// What happened, in Chinese (what the duty lead and the community's group chat read).
+    pub message: String,
+    pub message_en: String,
+    #[serde(default)]
+    pub segment_id: Option<SegmentId>,
+    #[serde(default)]
+    pub issue_id: Option<IssueId>,
+    /// The gauge station's code, for stage and rise alerts.
+    #[serde(default)]
+    pub station: Option<String>,
+    /// Kind-specific facts (levels, thresholds, times, quantities).
+    #[serde(default)]
+    pub details: Value,
+    pub raised_at: DateTime<Utc>,
+    /// The last change of state (raised, acknowledged or resolved).
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub acknowledged_by: Option<UserId>,
+    #[serde(default)]
+    pub acknowledged_by_name: Option<String>,
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertList {
+    pub alerts: Vec<Alert>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in AlertKind::ALL {
+            assert_eq!(AlertKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                Value::String(k.as_str().into())
+            );
+        }
+        for s in [
+            AlertState::Open,
+            AlertState::Acknowledged,
+            AlertState::Resolved,
+        ] {
+            assert_eq!(AlertState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(AlertLevel::parse("critical"), Some(AlertLevel::Critical));
+        assert_eq!(AlertKind::parse("nope"), None);
+    }
+}
