@@ -131,6 +131,23 @@ impl Client {
         .await
     }
 
+    /// The alerts pulled from the server that this user may see, newest first: stage changes, hazards
+    /// on their segments, and what they reported with its acknowledgement (the receipt). Resolved
+    /// alerts are kept as history; drill alerts carry `drill`.
+    pub async fn alerts(&self) -> Result<Vec<riverchief_shared::alert::Alert>> {
+        self.db(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT data FROM mirror_alerts ORDER BY raised_at DESC, id DESC")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// A segment named by its id, or by its code as in the mirrored data.
     pub async fn resolve_segment(&self, code_or_id: &str) -> Result<SegmentId> {
         if let Ok(id) = SegmentId::parse(code_or_id) {

@@ -4,12 +4,14 @@
 //! - [`routes`]: one module per area of the HTTP API.
 //! - [`sync`]: applying pushed mutations (the server half of the sync protocol).
 //! - [`db`]: the only place that talks to the database.
+//! - [`alerting`]: the rules that raise and resolve alerts.
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
 //! - [`error`]: the one error type and its mapping to HTTP.
 //! - [`demo`]: the Qinhuai demo world.
 //! - [`cli`]: the `riverchief-server` command line.
 
+pub mod alerting;
 pub mod app;
 pub mod auth;
 pub mod cli;
