@@ -135,13 +135,17 @@ impl Application {
             coverage: config.coverage,
         });
         let limits = config.limits;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let mut server = HttpServer::new(move || {
+            let m = metrics.clone();
             App::new()
                 .app_data(state.clone())
+                .app_data(web::Data::from(metrics.clone()))
                 .app_data(json_config(limits.max_push_bytes))
                 .app_data(query_config())
                 .app_data(path_config())
                 .wrap(tracing_actix())
+                .wrap_fn(move |req, srv| crate::metrics::track(m.clone(), req, srv))
                 .configure(crate::routes::configure)
         })
         .listen(listener)?;

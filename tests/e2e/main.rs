@@ -8,4 +8,5 @@ mod coverage;
 mod faults;
 mod instances;
 mod offline_loop;
+mod ops;
 mod supplies;

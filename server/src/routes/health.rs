@@ -1,12 +1,18 @@
-//! Liveness: `GET /healthz` answers once the database does.
+//! Liveness and metrics: `GET /healthz` answers once the database does (no token); `GET /metrics`
+//! answers Prometheus metrics in the OpenMetrics text format to an admin's token (a scraper is given
+//! one: `authorization: {credentials: ...}` in its scrape config).
 
 use crate::app::AppState;
+use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use actix_web::{web, HttpResponse};
 use diesel::RunQueryDsl;
+use riverchief_shared::domain::Role;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz));
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics));
 }
 
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -19,4 +25,25 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
         })
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
+}
+
+async fn metrics(
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+    user: AuthUser,
+) -> Result<HttpResponse, AppError> {
+    if user.role != Role::Admin {
+        return Err(AppError::Forbidden("metrics are for admins".into()));
+    }
+    let m = metrics.clone();
+    state
+        .db
+        .run(move |conn| m.refresh(conn).map_err(AppError::from))
+        .await?;
+    let body = metrics
+        .encode()
+        .map_err(|e| AppError::Internal(format!("encoding metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(body))
 }

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn push(
     state: web::Data<AppState>,
+    metrics: web::Data<crate::metrics::Metrics>,
     user: AuthUser,
     req: HttpRequest,
     payload: web::Payload,
@@ -51,6 +52,7 @@ async fn push(
                 .collect::<Result<Vec<_>, AppError>>()
         })
         .await?;
+    metrics.pushed(&results);
     Ok(HttpResponse::Ok().json(PushResponse { results }))
 }
 
