@@ -31,6 +31,8 @@ pub struct Config {
     pub photo_store: Option<String>,
     /// What counts as covered, and how often segments must be covered per flood stage.
     pub coverage: crate::coverage::Policy,
+    /// Background housekeeping: change-log compaction and the stale-upload sweep.
+    pub housekeeping: crate::maintenance::Housekeeping,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             workers: None,
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
+            housekeeping: crate::maintenance::Housekeeping::default(),
         }
     }
 
@@ -126,6 +129,11 @@ impl Application {
             Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),
             Err(e) => tracing::warn!(error = %e, "sweeping stale partial uploads"),
         }
+        crate::maintenance::spawn(
+            opened.db.clone(),
+            opened.photos.clone(),
+            config.housekeeping,
+        );
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {

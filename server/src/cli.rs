@@ -1,4 +1,5 @@
-//! The `riverchief-server` command line: `serve`, `migrate`, and `user add` / `user passwd`.
+//! The `riverchief-server` command line: `serve`, `migrate`, `user add` / `user passwd`, `stock check`
+//! and `changes compact`.
 //!
 //! Every flag of `serve` also reads a `RIVERCHIEF_*` variable. `serve` prints exactly one line
 //! `listening on http://HOST:PORT` to stdout once it is bound (with the real port when asked for
@@ -39,6 +40,25 @@ enum Command {
     /// Flood supplies.
     #[command(subcommand)]
     Stock(StockCommand),
+    /// The change log that devices pull.
+    #[command(subcommand)]
+    Changes(ChangesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ChangesCommand {
+    /// Delete changes superseded by a newer change of the same record (a running server does this
+    /// every 15 minutes for changes older than a day).
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompactArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Keep every change younger than this many hours.
+    #[arg(long, default_value_t = 24)]
+    keep_hours: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +211,7 @@ pub fn main() -> ExitCode {
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::User(UserCommand::Passwd(args)) => user_passwd(args),
         Command::Stock(StockCommand::Check(args)) => stock_check(args),
+        Command::Changes(ChangesCommand::Compact(args)) => changes_compact(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,6 +291,17 @@ fn open_db(data: &DataDir) -> anyhow::Result<(Db, Location)> {
 fn migrate(args: DataDir) -> anyhow::Result<()> {
     let (_, location) = open_db(&args)?;
     say(&format!("database {location} is up to date"))
+}
+
+fn changes_compact(args: CompactArgs) -> anyhow::Result<()> {
+    let (db, location) = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::hours(i64::from(args.keep_hours));
+    let removed = db::changes::compact(&mut conn, cutoff, 5000)?;
+    say(&format!(
+        "database {location}: removed {removed} superseded change(s) older than {} hour(s)",
+        args.keep_hours
+    ))
 }
 
 fn stock_check(args: DataDir) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
 //! - [`error`]: the one error type and its mapping to HTTP.
+//! - [`maintenance`]: background housekeeping (change-log compaction, stale uploads).
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! - [`demo`]: the Qinhuai demo world.
 //! - [`cli`]: the `riverchief-server` command line.
@@ -20,6 +21,7 @@ pub mod coverage;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod maintenance;
 pub mod metrics;
 pub mod photo_store;
 pub mod routes;

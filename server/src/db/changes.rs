@@ -184,3 +184,45 @@ pub fn page(
 fn corrupt(msg: String) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(msg.into())
 }
+
+/// Compacts the log: deletes each change older than `cutoff` that a later change of the same record
+/// supersedes, at most `batch` rows per transaction, until none is left; answers how many went.
+///
+/// Every change holds its record whole, and a client applies changes in `seq` order keeping the
+/// newest, so for any cursor the pull after compaction ends in the same mirror as before it: the
+/// superseded rows only ever got overwritten. The newest change of every record stays, so the head
+/// (and every cursor's validity) is unchanged. What is lost is intermediate history older than the
+/// cutoff: a live-stream client resuming from a cursor that old gets the newest state of each alert,
+/// not every step (keep the cutoff longer than any client stays away from the stream). One visible
+/// difference: when a record's audience changed (an issue re-dispatched to someone else), a device
+/// pulling after compaction no longer receives the older copy it would have been allowed to see.
+pub fn compact(
+    conn: &mut Conn,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+) -> QueryResult<usize> {
+    let later = diesel::alias!(changes as later);
+    let cutoff = ts(cutoff);
+    let mut total = 0;
+    loop {
+        let superseded: Vec<i64> = changes::table
+            .filter(changes::created_at.lt(&cutoff))
+            .filter(diesel::dsl::exists(
+                later
+                    .filter(later.field(changes::entity).eq(changes::entity))
+                    .filter(later.field(changes::entity_id).eq(changes::entity_id))
+                    .filter(later.field(changes::seq).gt(changes::seq))
+                    .select(later.field(changes::seq)),
+            ))
+            .order(changes::seq.asc())
+            .select(changes::seq)
+            .limit(batch.max(1))
+            .load(conn)?;
+        if superseded.is_empty() {
+            return Ok(total);
+        }
+        total += super::write_transaction(conn, |conn| {
+            diesel::delete(changes::table.filter(changes::seq.eq_any(&superseded))).execute(conn)
+        })?;
+    }
+}
