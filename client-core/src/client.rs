@@ -187,6 +187,10 @@ impl Client {
         device_name: &str,
     ) -> Result<UserInfo> {
         let server_url = api::normalize_server_url(server_url)?;
+        // Refuse before asking the server for a token, when the name already tells.
+        let (name, url) = (username.to_owned(), server_url.clone());
+        self.db(move |conn| unsent_work_of_another(conn, |u| u.username == name, &url))
+            .await?;
         let api = self.api(&server_url, None)?;
         let request = LoginRequest {
             username: username.to_owned(),
@@ -201,6 +205,8 @@ impl Client {
         let user_json = serde_json::to_string(&response.user)?;
         self.db(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Again by id, in the transaction that would switch accounts (usernames may be renamed).
+            unsent_work_of_another(&tx, |u| u.id == response.user.id, &server_url)?;
             let previous = stored_user(&tx)?;
             let stored_server = store::device_text(&tx, DeviceColumn::ServerUrl)?;
             let same_user = previous.as_ref().map(|u| u.id) == Some(response.user.id);
@@ -243,6 +249,38 @@ impl Client {
             token,
         )
     }
+}
+
+/// Refuses a login that would switch to another account (as `same_user` judges) or another server
+/// while the previous account's work waits to be sent: pushed with the new token it would be refused
+/// as someone else's, and it must never be sent to a different server.
+fn unsent_work_of_another(
+    conn: &Connection,
+    same_user: impl Fn(&UserInfo) -> bool,
+    server_url: &str,
+) -> Result<()> {
+    let Some(previous) = stored_user(conn)? else {
+        return Ok(());
+    };
+    let server = store::device_text(conn, DeviceColumn::ServerUrl)?.unwrap_or_default();
+    if same_user(&previous) && server == server_url {
+        return Ok(());
+    }
+    let records: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    let photos = crate::sync::upload::count_waiting(conn)?;
+    let pending = u64::try_from(records).unwrap_or(0) + u64::try_from(photos).unwrap_or(0);
+    if pending == 0 {
+        return Ok(());
+    }
+    Err(ClientError::UnsentWorkOfAnother {
+        user: previous.username,
+        server,
+        pending,
+    })
 }
 
 pub(crate) fn stored_user(conn: &Connection) -> Result<Option<UserInfo>> {

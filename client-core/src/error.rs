@@ -50,6 +50,18 @@ pub enum ClientError {
     #[error("not logged in: run `riverchief login` first")]
     NotLoggedIn,
 
+    /// Logging in as someone else (or to another server) while the previous user's work is unsent:
+    /// it would be pushed under the wrong account and refused, or sent to the wrong server.
+    #[error(
+        "{pending} change(s) recorded by {user} for {server} are not sent yet: log in as {user} and \
+         sync them first, or use another data directory (--data-dir) for this account"
+    )]
+    UnsentWorkOfAnother {
+        user: String,
+        server: String,
+        pending: u64,
+    },
+
     #[error("no server URL: pass --server (or RIVERCHIEF_SERVER), or log in first")]
     NoServer,
 

@@ -253,3 +253,67 @@ async fn a_second_patroller_mirrors_the_issues_on_their_segment() -> Result<()> 
     );
     Ok(())
 }
+
+/// Handing a phone to a colleague must not push one patroller's unsent work under the other's
+/// account (where it would be refused as someone else's) or lose it: the switch is refused until it
+/// is sent, and then the new account starts from a fresh mirror.
+#[tokio::test]
+async fn another_account_cannot_log_in_over_unsent_work() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let dir = tempfile::tempdir()?;
+    let phone = phone(dir.path(), &base, "zhangwei").await?;
+    let qhl02 = segment(&phone, "QHL-02").await?;
+    let photo = photo_file(dir.path(), "crack.jpg", 20_000, 7)?;
+    phone
+        .report_issue(draft(
+            &qhl02,
+            0.3,
+            IssueCategory::Crack,
+            Severity::Minor,
+            None,
+            "裂缝",
+            None,
+            vec![photo],
+        ))
+        .await?;
+    let before = phone.status().await?;
+    assert_eq!(before.pending, 1);
+
+    let err = phone
+        .login(&base, "lina", riverchief_tests::DEMO_PASSWORD, "phone")
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("lina logged in over zhangwei's unsent report"))?;
+    let message = err.to_string();
+    assert!(
+        matches!(err, riverchief_client::ClientError::UnsentWorkOfAnother { ref user, pending, .. } if user == "zhangwei" && pending == 2),
+        "{message}"
+    );
+    // Nothing changed: still zhangwei, the report still queued, the mirror kept.
+    let after = phone.status().await?;
+    assert_eq!(
+        after.user.as_ref().map(|u| u.username.as_str()),
+        Some("zhangwei")
+    );
+    assert_eq!(after.pending, 1);
+    assert_eq!(after.cursor, before.cursor);
+    // The same account logging in again is fine (a new token, the work stays queued).
+    phone
+        .login(&base, "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone")
+        .await?;
+    assert_eq!(phone.status().await?.pending, 1);
+
+    // Once sent, the switch goes through, and lina's device starts from her own mirror.
+    phone.sync(&|_| {}).await?;
+    let sent = phone.status().await?;
+    assert_eq!((sent.pending, sent.photos_pending), (0, 0));
+    let lina = phone
+        .login(&base, "lina", riverchief_tests::DEMO_PASSWORD, "phone")
+        .await?;
+    assert_eq!(lina.username, "lina");
+    assert_eq!(phone.status().await?.cursor, None);
+    phone.sync(&|_| {}).await?;
+    assert_eq!(phone.segments().await?.len(), 4);
+    Ok(())
+}
