@@ -182,6 +182,7 @@ async fn upload_one(
         .and_then(|location| api.resolve(location).ok());
     let max_attempts = policy.max_attempts.max(1);
     let mut attempt = 1;
+    let mut asked_again = false;
     loop {
         let error = match attempt_upload(
             client,
@@ -227,11 +228,15 @@ async fn upload_one(
                 source: Box::new(error),
             });
         }
-        if !cured_by_asking {
+        // A stale offset or a dropped upload is cured by asking again at once, the first time; if
+        // it happens again the server is struggling (or another instance still holds the upload),
+        // so back off like any other failure instead of hammering it.
+        if !cured_by_asking || asked_again {
             let delay = policy.delay(attempt);
             tracing::warn!(%sha, attempt, ?delay, "photo upload interrupted, will resume: {error}");
             tokio::time::sleep(delay).await;
         }
+        asked_again |= cured_by_asking;
         attempt += 1;
     }
 }
