@@ -317,3 +317,76 @@ async fn another_account_cannot_log_in_over_unsent_work() -> Result<()> {
     assert_eq!(phone.segments().await?.len(), 4);
     Ok(())
 }
+
+/// A duty lead's phone on a weak link fetches a large photo in ranges.
+#[tokio::test]
+async fn a_photo_is_served_whole_or_by_byte_range() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let dir = tempfile::tempdir()?;
+    let phone = phone(dir.path(), &base, "zhangwei").await?;
+    let qhl02 = segment(&phone, "QHL-02").await?;
+    let bytes = riverchief_tests::fake_jpeg(300_000, 11);
+    let path = dir.path().join("slide.jpg");
+    std::fs::write(&path, &bytes)?;
+    let sha = Sha256::of(&bytes);
+    phone
+        .report_issue(draft(
+            &qhl02,
+            0.6,
+            IssueCategory::SlopeSlide,
+            Severity::Major,
+            None,
+            "滑坡",
+            None,
+            vec![path],
+        ))
+        .await?;
+    phone.sync(&|_| {}).await?;
+
+    let token = login(&base, "chen").await?;
+    let get = |range: Option<&'static str>| {
+        let mut r = reqwest::Client::new()
+            .get(format!("{base}/api/v1/photos/{sha}"))
+            .bearer_auth(&token);
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        r.send()
+    };
+    let whole = get(None).await?;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().await?.as_ref(), bytes.as_slice());
+
+    let len = bytes.len();
+    for (range, first, last) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1000-200999", 1000, 200_999),
+        ("bytes=299000-", 299_000, len - 1),
+        ("bytes=-500", len - 500, len - 1),
+        ("bytes=299990-400000", 299_990, len - 1),
+    ] {
+        let r = get(Some(range)).await?;
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {first}-{last}/{len}").as_str(),
+            "{range}"
+        );
+        assert_eq!(r.bytes().await?.as_ref(), &bytes[first..=last], "{range}");
+    }
+    let r = get(Some("bytes=400000-")).await?;
+    assert_eq!(r.status(), 416);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+    // Several ranges, or nonsense: the whole photo.
+    for range in ["bytes=0-1,5-9", "lines=1-2", "bytes=x"] {
+        let r = get(Some(range)).await?;
+        assert_eq!(r.status(), 200, "{range}");
+        assert_eq!(r.bytes().await?.len(), len, "{range}");
+    }
+    Ok(())
+}

@@ -250,6 +250,27 @@ impl PhotoStore {
         }
     }
 
+    /// Opens bytes `start..end` of a stored photo (a range the caller checked against its size);
+    /// `None` when the store does not hold it.
+    pub async fn photo_range(
+        &self,
+        sha: &Sha256,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<Option<PhotoReader>> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range.clone())),
+            ..Default::default()
+        };
+        match self.objects.get_opts(&photo_key(sha), options).await {
+            Ok(got) => Ok(Some(PhotoReader {
+                len: got.range.end.saturating_sub(got.range.start),
+                stream: byte_stream(got),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// An object's bytes as a stream.
     async fn read(&self, key: &Key) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
         Ok(byte_stream(self.objects.get(key).await?))

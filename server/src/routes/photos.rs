@@ -1,7 +1,10 @@
 //! Photo bytes by content address: `GET` and `HEAD /api/v1/photos/{sha256}`.
 //!
 //! A photo is served when its row is in the database (it has arrived) and the store holds its bytes.
-//! Its address is its digest, so the answer never changes: clients may cache it for good.
+//! Its address is its digest, so the answer never changes: clients may cache it for good. A single
+//! byte range (`Range: bytes=...`) is answered 206 with `Content-Range`, streamed from the store
+//! without reading the rest (a phone on a weak link resumes a large photo); several ranges are
+//! answered with the whole photo (allowed by RFC 9110); a range past the end is 416.
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -43,16 +46,56 @@ async fn photo(
             .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
             .finish());
     }
-    let Some(reader) = state.photos.photo(&sha).await? else {
+    let range = match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => None,
+        Some(raw) => match raw.parse::<header::Range>() {
+            Ok(header::Range::Bytes(specs)) if specs.len() == 1 => {
+                match specs[0].to_satisfiable_range(row.size_bytes) {
+                    Some((first, last)) => Some((first, last)),
+                    None => {
+                        return Ok(HttpResponse::RangeNotSatisfiable()
+                            .insert_header((
+                                header::CONTENT_RANGE,
+                                format!("bytes */{}", row.size_bytes),
+                            ))
+                            .finish())
+                    }
+                }
+            }
+            // Several ranges, another unit, or a header that does not parse: the whole photo.
+            _ => None,
+        },
+    };
+    let reader = match range {
+        Some((first, last)) => state.photos.photo_range(&sha, first..last + 1).await?,
+        None => state.photos.photo(&sha).await?,
+    };
+    let Some(reader) = reader else {
         // The row says it arrived but the bytes are missing: answer as if it never came, so that a
         // client uploads it again and the store heals.
         tracing::warn!(photo = %sha, "a recorded photo is missing from the store");
         return Err(not_found());
     };
-    Ok(HttpResponse::Ok()
+    let mut answer = match range {
+        Some((first, last)) => {
+            let mut a = HttpResponse::PartialContent();
+            a.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{}", row.size_bytes),
+            ));
+            a
+        }
+        None => HttpResponse::Ok(),
+    };
+    Ok(answer
         .content_type(row.content_type)
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
         .no_chunking(reader.len)
         .streaming(reader.stream))
 }
