@@ -5,12 +5,20 @@
 //! - query: latency of the whole-map answer (`GET /api/v1/coverage`, every segment) and of one
 //!   segment's timeline with 10,000 patrols stored (100 per segment).
 //!
+//! Each figure has a baseline measured in the same run, so it can be read as a ratio on a noisy
+//! machine: for the update, projecting the same points onto their segment's line with `geo` alone
+//! (`LineLocatePoint`, the least any coverage computation must do, with no storage); for the map query,
+//! one raw SQL aggregate over the same stored rows (count and latest time per segment, the least a map
+//! must read); for the timeline, the raw SQL read of that segment's rows.
+//!
 //! The database is SQLite and, when `RIVERCHIEF_TEST_DATABASE_URL` names a PostgreSQL server,
 //! PostgreSQL too. Run: `scripts/with-postgres cargo bench -p riverchief-tests --bench coverage`.
 //! Figures go to stdout and `target/bench-coverage.md`.
 
 use anyhow::{anyhow, Result};
 use chrono::{Duration, TimeZone, Utc};
+use diesel::prelude::*;
+use geo::LineLocatePoint;
 use riverchief_server::coverage::{self, Policy};
 use riverchief_server::db::{self, Conn};
 use riverchief_server::Config;
@@ -32,8 +40,11 @@ const QUERY_RUNS: usize = 20;
 struct Measured {
     backend: &'static str,
     update: StdDuration,
+    update_baseline: StdDuration,
     map: Vec<StdDuration>,
+    map_baseline: Vec<StdDuration>,
     timeline: Vec<StdDuration>,
+    timeline_baseline: Vec<StdDuration>,
 }
 
 fn main() -> Result<()> {
@@ -53,20 +64,43 @@ fn main() -> Result<()> {
         )?);
     }
     let mut md = String::from(
-        "| backend | coverage update (1,000,000 points, 100 segments) | map query, 10,000 patrols (median / p95) | segment timeline (median / p95) |\n| --- | --- | --- | --- |\n",
+        "| backend | what | riverchief | baseline | ratio |\n| --- | --- | ---: | ---: | ---: |\n",
     );
     for m in &runs {
-        let pts = (PATROLS * POINTS_EACH) as f64 / m.update.as_secs_f64();
+        let points = (PATROLS * POINTS_EACH) as f64;
+        let pts = points / m.update.as_secs_f64();
+        let base = points / m.update_baseline.as_secs_f64();
         md.push_str(&format!(
-            "| {} | {:.0} points/s ({:.1} s) | {} / {} | {} / {} |\n",
+            "| {} | coverage update, points/s (1,000,000 points, 100 segments) | {pts:.0} | {base:.0} | {:.2} |\n",
             m.backend,
-            pts,
-            m.update.as_secs_f64(),
-            ms(pct(&m.map, 50)),
-            ms(pct(&m.map, 95)),
-            ms(pct(&m.timeline, 50)),
-            ms(pct(&m.timeline, 95)),
+            pts / base,
         ));
+        for (what, ours, base) in [
+            (
+                "map query, 10,000 patrols, median",
+                pct(&m.map, 50),
+                pct(&m.map_baseline, 50),
+            ),
+            ("map query, p95", pct(&m.map, 95), pct(&m.map_baseline, 95)),
+            (
+                "segment timeline, median",
+                pct(&m.timeline, 50),
+                pct(&m.timeline_baseline, 50),
+            ),
+            (
+                "segment timeline, p95",
+                pct(&m.timeline, 95),
+                pct(&m.timeline_baseline, 95),
+            ),
+        ] {
+            md.push_str(&format!(
+                "| {} | {what} (time: lower is better) | {} | {} | {:.1} |\n",
+                m.backend,
+                ms(ours),
+                ms(base),
+                ours.as_secs_f64() / base.as_secs_f64().max(1e-9),
+            ));
+        }
     }
     print!("{md}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-coverage.md");
@@ -169,12 +203,26 @@ fn measure(tdb: &TestDb, dir: &std::path::Path, backend: &'static str) -> Result
         .single()
         .ok_or_else(|| anyhow!("t0"))?;
 
-    // Update throughput. Walks are generated up front so that only the coverage work is timed.
+    // Update throughput. Walks are generated up front so that only the coverage work is timed; the
+    // baseline projects the same points onto their segment's line with `geo` alone.
+    let lines: Vec<geo::LineString<f64>> = segs
+        .iter()
+        .map(|s| geo::LineString::from(s.line.iter().map(|[a, b]| (*a, *b)).collect::<Vec<_>>()))
+        .collect();
     let mut update = StdDuration::ZERO;
+    let mut update_baseline = StdDuration::ZERO;
     for p in 0..PATROLS {
         let s = &segs[p % SEGMENTS];
         let points = walk(s, t0 + Duration::minutes(p as i64))?;
         let patrol = PatrolId::new();
+        let start = Instant::now();
+        let mut sum = 0.0;
+        for tp in &points {
+            let at = geo::Point::new(tp.lon.get(), tp.lat.get());
+            sum += lines[p % SEGMENTS].line_locate_point(&at).unwrap_or(0.0);
+        }
+        std::hint::black_box(sum);
+        update_baseline += start.elapsed();
         let start = Instant::now();
         for batch in points.chunks(BATCH) {
             db::write_transaction(conn, |conn| {
@@ -215,7 +263,43 @@ fn measure(tdb: &TestDb, dir: &std::path::Path, backend: &'static str) -> Result
     let now = to;
     let mut map = Vec::new();
     let mut timeline = Vec::new();
+    let mut map_baseline = Vec::new();
+    let mut timeline_baseline = Vec::new();
+    let b042 = db::segments::by_code(conn, "B-042")?
+        .ok_or_else(|| anyhow!("B-042"))?
+        .properties
+        .id
+        .to_string();
     for _ in 0..QUERY_RUNS {
+        let start = Instant::now();
+        let per_segment: Vec<PerSegment> = diesel::sql_query(
+            "SELECT segment_id, COUNT(*) AS patrols, MAX(last_at) AS last_at FROM patrol_coverage \
+             GROUP BY segment_id",
+        )
+        .load(conn)?;
+        map_baseline.push(start.elapsed());
+        assert_eq!(
+            per_segment.iter().map(|r| r.patrols).sum::<i64>() as usize,
+            STORED_PATROLS
+        );
+        std::hint::black_box(
+            per_segment
+                .iter()
+                .filter_map(|r| r.last_at.as_ref())
+                .count(),
+        );
+        let start = Instant::now();
+        let rows: Vec<(String, String, String)> =
+            riverchief_server::db::schema::patrol_coverage::table
+                .filter(riverchief_server::db::schema::patrol_coverage::segment_id.eq(&b042))
+                .select((
+                    riverchief_server::db::schema::patrol_coverage::intervals_json,
+                    riverchief_server::db::schema::patrol_coverage::first_at,
+                    riverchief_server::db::schema::patrol_coverage::last_at,
+                ))
+                .load(conn)?;
+        timeline_baseline.push(start.elapsed());
+        assert_eq!(rows.len(), STORED_PATROLS / SEGMENTS);
         let start = Instant::now();
         let mut n = 0;
         for s in db::segments::all(conn)? {
@@ -234,7 +318,22 @@ fn measure(tdb: &TestDb, dir: &std::path::Path, backend: &'static str) -> Result
     Ok(Measured {
         backend,
         update,
+        update_baseline,
         map,
+        map_baseline,
         timeline,
+        timeline_baseline,
     })
+}
+
+/// One row of the baseline map query.
+#[derive(diesel::QueryableByName)]
+struct PerSegment {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[allow(dead_code)]
+    segment_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    patrols: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_at: Option<String>,
 }
