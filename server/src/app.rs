@@ -31,6 +31,8 @@ pub struct Config {
     pub photo_store: Option<String>,
     /// What counts as covered, and how often segments must be covered per flood stage.
     pub coverage: crate::coverage::Policy,
+    /// The flood watch's rules (hysteresis margin, rapid rise) and the scheduled check's period.
+    pub flood: crate::flood::Settings,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             workers: None,
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
+            flood: crate::flood::Settings::default(),
         }
     }
 
@@ -68,6 +71,7 @@ pub struct AppState {
     pub photos: PhotoStore,
     pub limits: Limits,
     pub coverage: crate::coverage::Policy,
+    pub flood: crate::flood::Settings,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -126,6 +130,18 @@ impl Application {
             Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),
             Err(e) => tracing::warn!(error = %e, "sweeping stale partial uploads"),
         }
+        let sweep_db = opened.db.clone();
+        match sweep_db
+            .run(|conn| -> Result<usize, crate::error::AppError> { Ok(crate::drill::sweep(conn)?) })
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "ended drills left running by a previous start"),
+            Err(e) => tracing::warn!(error = %e, "ending drills left running"),
+        }
+        if let Some(period) = config.flood.check_period {
+            crate::checks::spawn(opened.db.clone(), config.coverage, config.flood, period);
+        }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -133,6 +149,7 @@ impl Application {
             photos: opened.photos,
             limits: config.limits,
             coverage: config.coverage,
+            flood: config.flood,
         });
         let limits = config.limits;
         let mut server = HttpServer::new(move || {

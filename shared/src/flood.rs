@@ -205,9 +205,10 @@ pub struct ReadingsBatch {
 }
 
 impl ReadingsBatch {
-    /// Checks every reading and answers them sorted by time, one per time. The same time twice with
-    /// the same level is one reading; with different levels the later one is refused (`conflict`).
-    pub fn validate(&self) -> Result<Vec<Reading>, FieldError> {
+    /// Checks every reading and answers them sorted by time, one per time, each with its index in
+    /// the batch (for errors). The same time twice with the same level is one reading; with different
+    /// levels the later one is refused (`conflict`).
+    pub fn validate(&self) -> Result<Vec<(usize, Reading)>, FieldError> {
         if self.readings.is_empty() {
             return Err(FieldError::new(
                 "required",
@@ -251,9 +252,14 @@ impl ReadingsBatch {
         }
         Ok(seen
             .into_iter()
-            .map(|(observed_at, (_, level_m))| Reading {
-                observed_at,
-                level_m,
+            .map(|(observed_at, (i, level_m))| {
+                (
+                    i,
+                    Reading {
+                        observed_at,
+                        level_m,
+                    },
+                )
             })
             .collect())
     }
@@ -645,7 +651,7 @@ mod tests {
         let batch = ReadingsBatch {
             readings: vec![s[1], s[0], s[1]],
         };
-        assert_eq!(batch.validate().unwrap(), s);
+        assert_eq!(batch.validate().unwrap(), vec![(1, s[0]), (0, s[1])]);
         let clash = ReadingsBatch {
             readings: vec![
                 s[0],
