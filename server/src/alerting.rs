@@ -101,7 +101,12 @@ pub fn stock_line_changed(
 ) -> QueryResult<bool> {
     let subject = stock_subject(&line.depot, &line.item);
     if line.on_hand >= line.quota {
-        alerts::resolve(conn, AlertKind::StockBelowQuota, &subject, false, now)?;
+        // Looked up before locking: the usual movement (stock at or above quota, no alert) then
+        // takes no change-log lock. A concurrent movement of the same item that raised one has
+        // committed by now: it held the balance row this movement's update waited for.
+        if alerts::open_alert(conn, AlertKind::StockBelowQuota, &subject, false)?.is_some() {
+            alerts::resolve(conn, AlertKind::StockBelowQuota, &subject, false, now)?;
+        }
         return Ok(false);
     }
     alerts::raise(

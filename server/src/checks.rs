@@ -188,7 +188,9 @@ pub fn run(
 /// logged and the next tick tries again.
 pub fn spawn(db: Db, policy: Policy, settings: Settings, period: std::time::Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
+        // The first check one period after start, not at once: a server that starts and stops
+        // (tests, one-off commands) writes nothing it was not asked to.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

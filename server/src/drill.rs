@@ -54,12 +54,12 @@ pub fn view(conn: &mut Conn, d: &store::DrillRow) -> QueryResult<DrillView> {
 /// Ends a running drill (`Finished` or `Stopped`) and resolves its open alerts, in the caller's
 /// write transaction. Answers whether it was running.
 pub fn end(conn: &mut Conn, id: &str, state: DrillState, now: DateTime<Utc>) -> QueryResult<bool> {
-    // The change-log lock first: a replay step holds it from its check to its commit, so no step
-    // of this drill commits after the end.
-    db::changes::lock(conn)?;
     let Some(d) = store::drill(conn, id, false)? else {
         return Ok(false);
     };
+    // The drill's series lock: a replay step holds it from its check to its commit, so no step of
+    // this drill commits after the end.
+    store::lock_series(conn, &d.station_id, id)?;
     if !store::end_drill(conn, id, state, now)? {
         return Ok(false);
     }
@@ -101,7 +101,7 @@ fn step(
     (from, to): (usize, usize),
 ) -> Result<Step, AppError> {
     db::write_transaction(conn, |conn| -> Result<Step, AppError> {
-        db::changes::lock(conn)?;
+        store::lock_series(conn, &station.id, drill_id)?;
         let running =
             store::drill(conn, drill_id, false)?.is_some_and(|d| d.state == DrillState::Running);
         if !running {

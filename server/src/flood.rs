@@ -189,6 +189,7 @@ pub fn ingest(
     batch: &[(usize, Reading)],
     now: DateTime<Utc>,
 ) -> Result<Ingested, IngestError> {
+    store::lock_series(conn, &station.id, series)?;
     let times: Vec<DateTime<Utc>> = batch.iter().map(|(_, r)| r.observed_at).collect();
     let stored = store::levels_at(conn, &station.id, series, &times)?;
     let mut fresh: Vec<Reading> = Vec::new();
@@ -213,8 +214,10 @@ pub fn ingest(
         });
     };
     let drill = series != REAL;
+    let subject = format!("station:{}", station.code);
 
-    // The context: readings in the rise window before the first new one, and the stage there.
+    // The context: the stage at the reading before the first new one, and the readings in the rise
+    // window before it.
     let prev = store::reading_before(conn, &station.id, series, first_new)?;
     let context = store::readings_from(
         conn,
@@ -225,9 +228,7 @@ pub fn ingest(
     )?;
     let tail = store::readings_from(conn, &station.id, series, first_new, None)?;
 
-    // Merge the stored tail with the new readings, in time order.
-    let fresh_times: std::collections::BTreeSet<DateTime<Utc>> =
-        fresh.iter().map(|r| r.observed_at).collect();
+    // The stored tail and the new readings, in time order.
     let mut merged: Vec<(Reading, Option<StoredReading>)> = tail
         .iter()
         .map(|s| (s.reading, Some(*s)))
@@ -240,11 +241,10 @@ pub fn ingest(
 
     let mut stage = prev.map_or(FloodStage::Normal, |p| p.stage);
     let mut rising = prev.is_some_and(|p| settings.rise.is_rapid(p.rise_m));
-    let mut since = before.map(|b| b.since);
-    if before.is_none() || prev.is_none() {
-        since = None;
-    }
+    // The reading that entered the stage in force, when it is in this batch's range.
+    let mut entered: Option<Reading> = None;
     let mut inserted = 0;
+    let mut last_row = None;
     for (k, (reading, old)) in merged.iter().enumerate() {
         let next = next_stage(stage, reading.level_m, &station.thresholds, &settings.stage);
         let rise_m = rise_at(&window, offset + k, settings.rise.window);
@@ -254,23 +254,21 @@ pub fn ingest(
             stage: next,
             rise_m,
         };
-        let is_new = old.is_none() && fresh_times.contains(&reading.observed_at);
-        let changed = match old {
+        let (is_new, stage_moved) = match old {
             None => {
                 store::insert_reading(conn, &station.id, series, &row)?;
                 inserted += 1;
-                true
+                (true, true)
             }
             Some(o) if o.stage != next || (o.rise_m - rise_m).abs() > 1e-9 => {
                 store::update_derived(conn, &station.id, series, &row)?;
-                o.stage != next
+                (false, o.stage != next)
             }
-            Some(_) => false,
+            Some(_) => (false, false),
         };
         if next != stage {
-            since = Some(reading.observed_at);
-            if is_new || changed {
-                let subject = format!("station:{}", station.code);
+            entered = Some(*reading);
+            if is_new || stage_moved {
                 alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
                 alerts::raise(
                     conn,
@@ -279,28 +277,56 @@ pub fn ingest(
                 )?;
             }
         }
-        if now_rising != rising && (is_new || k + 1 == merged.len()) {
+        if now_rising != rising && is_new {
             if now_rising {
                 alerts::raise(conn, &rise_alert(station, drill, &settings.rise, &row), now)?;
             } else {
-                let subject = format!("station:{}", station.code);
                 alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
             }
         }
         stage = next;
         rising = now_rising;
+        last_row = Some(row);
     }
-    let Some((last, _)) = merged.last() else {
+    let Some(last) = last_row else {
         return Ok(Ingested {
             inserted,
             state: before,
         });
     };
+    // A late batch may have moved history under alerts already announced: the open alerts are made
+    // to say what the series now says (no write when they already do).
+    let announced = alerts::open_alert(conn, AlertKind::StageChanged, &subject, drill)?
+        .and_then(|a| serde_json::from_value::<FloodStage>(a.details["to"].clone()).ok())
+        .unwrap_or(FloodStage::Normal);
+    if announced != stage {
+        let at = entered.unwrap_or(last.reading);
+        alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
+        alerts::raise(
+            conn,
+            &stage_alert(station, drill, announced, stage, &at),
+            now,
+        )?;
+    }
+    if rising {
+        alerts::raise(
+            conn,
+            &rise_alert(station, drill, &settings.rise, &last),
+            now,
+        )?;
+    } else if alerts::open_alert(conn, AlertKind::RapidRise, &subject, drill)?.is_some() {
+        alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
+    }
+    let since = match entered {
+        Some(r) => r.observed_at,
+        None => store::run_start(conn, &station.id, series, stage, first_new)?
+            .unwrap_or(merged[0].0.observed_at),
+    };
     let state = StageState {
         stage,
-        since: since.unwrap_or(merged[0].0.observed_at),
-        observed_at: last.observed_at,
-        level_m: last.level_m,
+        since,
+        observed_at: last.reading.observed_at,
+        level_m: last.reading.level_m,
         rising,
     };
     store::put_stage_state(conn, &station.id, series, &state, before.is_some())?;

@@ -748,3 +748,52 @@ async fn stock_below_quota_comes_with_a_dispatch_and_goes_with_a_receive() -> Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn batches_arriving_backwards_give_the_stage_of_the_ordered_series() -> Result<()> {
+    let readings = series()?;
+    let story = story(&readings)?;
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let token = login(&base, "chen").await?;
+    let lead = Http::new(&base, &token);
+    let path = "/api/v1/stations/DONGSHAN/readings";
+
+    // Up to a day past the first crossing of 8.80 m, the newest batch first.
+    let crossing = readings
+        .iter()
+        .position(|r| r.observed_at == story.first_crossing)
+        .ok_or_else(|| anyhow!("no crossing"))?;
+    let head = &readings[..crossing + 24];
+    for chunk in head.chunks(50).rev() {
+        let (status, body) = post(&base, &token, path, batch(chunk)).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let station = lead.get("/api/v1/stations/DONGSHAN").await?;
+    assert_eq!(station["stage"], "warning", "{station}");
+    assert_eq!(
+        crate::common::parse_time(station["stage_since"].as_str().unwrap_or_default()),
+        Some(story.first_crossing),
+        "{station}"
+    );
+    // The open stage alert says what the series says.
+    let open = alerts(&lead, "kind=stage_changed&state=active").await?;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["details"]["to"], "warning");
+
+    // The rest in order: the flood clears and ends normal, as the in-order feed does.
+    for chunk in readings[crossing + 24..].chunks(50) {
+        let (status, body) = post(&base, &token, path, batch(chunk)).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let station = lead.get("/api/v1/stations/DONGSHAN").await?;
+    assert_eq!(station["stage"], "normal", "{station}");
+    let out = alerts(&lead, "kind=stage_changed")
+        .await?
+        .into_iter()
+        .filter(|a| a["details"]["from"] == "warning")
+        .collect::<Vec<_>>();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(observed(&out[0]), Some(story.clearing));
+    Ok(())
+}

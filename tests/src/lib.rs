@@ -143,7 +143,16 @@ impl ServerProcess {
         port: u16,
     ) -> Result<ServerProcess> {
         let mut cmd = Command::new(binary);
-        cmd.args(["serve", "--demo", "--workers", "2"]);
+        // The scheduled checks are off, as in the in-process servers: tests run them with their
+        // own clock.
+        cmd.args([
+            "serve",
+            "--demo",
+            "--workers",
+            "2",
+            "--check-period-seconds",
+            "0",
+        ]);
         if let Some(url) = db.url() {
             cmd.arg("--database-url").arg(url);
         }

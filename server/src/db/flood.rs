@@ -651,3 +651,51 @@ pub fn end_drill(
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Takes the lock of a station's series until the transaction ends (see `backend::Lock::Readings`).
+pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+    let as_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
+    super::lock(
+        conn,
+        super::Lock::Readings {
+            station: as_uuid(station_id),
+            drill: (series != REAL).then(|| as_uuid(series)),
+        },
+    )
+}
+
+/// The observed time at which the run of `stage` that ends just before `before` began: the first
+/// reading after the last one before `before` in another stage (the first reading of the series when
+/// there is none).
+pub fn run_start(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    stage: FloodStage,
+    before: DateTime<Utc>,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let other: Option<String> = station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.lt(ts(before)))
+        .filter(station_readings::stage.ne(stage.as_str()))
+        .order(station_readings::observed_at.desc())
+        .select(station_readings::observed_at)
+        .first(conn)
+        .optional()?;
+    let mut q = station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.lt(ts(before)))
+        .into_boxed();
+    if let Some(o) = other {
+        q = q.filter(station_readings::observed_at.gt(o));
+    }
+    q.order(station_readings::observed_at.asc())
+        .select(station_readings::observed_at)
+        .first::<String>(conn)
+        .optional()?
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
+}
