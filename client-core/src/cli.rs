@@ -95,10 +95,32 @@ enum Command {
     /// Show the stock per depot and item, with quota, shortfall and lots past or near their date
     /// (asks the server: needs a signal).
     Stock,
+    /// The alerts mirrored from the server (stage changes, hazards with their acknowledgement,
+    /// ...), newest first; drill alerts are marked 演练/DRILL.
+    Alerts {
+        /// Also resolved alerts.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Gauge readings (duty leads and admins).
+    #[command(subcommand)]
+    Readings(ReadingsCommand),
     /// Push recorded work, upload photos, pull changes.
     Sync,
     /// What waits to be sent, what the server refused.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReadingsCommand {
+    /// Send a CSV of readings (`station,observed_at,level_m`) to the server in batches; a bad line
+    /// stops the import before anything is sent. Sending a file again changes nothing.
+    Import {
+        file: PathBuf,
+        /// Readings per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +404,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Stock => stock(&client, json).await?,
+        Command::Alerts { all } => crate::flood_cli::alerts(&client, all, json).await?,
+        Command::Readings(ReadingsCommand::Import { file, batch }) => {
+            crate::flood_cli::import_readings(&client, &file, batch, json).await?
+        }
         Command::Sync => sync(&client, json).await?,
         Command::Status => status(&client, json).await?,
     }
@@ -567,6 +593,8 @@ async fn issue(client: &Client, command: IssueCommand, json: bool) -> anyhow::Re
             if json {
                 return print_json(&issues);
             }
+            let alerts = client.alerts().await?;
+            let me = client.user().await?.map(|u| u.id);
             let codes: HashMap<_, _> = client
                 .segments()
                 .await?
@@ -606,6 +634,9 @@ async fn issue(client: &Client, command: IssueCommand, json: bool) -> anyhow::Re
                     if i.critical { " CRITICAL" } else { "" },
                     description
                 );
+                if let Some(receipt) = crate::flood_cli::receipt(&alerts, i, me) {
+                    say!("    {receipt}");
+                }
             }
         }
     }

@@ -44,6 +44,7 @@ mod capture;
 pub mod cli;
 mod client;
 mod error;
+mod flood_cli;
 mod gpx_import;
 mod outbox;
 mod query;

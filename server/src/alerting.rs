@@ -6,6 +6,11 @@
 //!   applied; it resolves when the issue is closed (verified, rejected or a duplicate), and a reopened
 //!   critical issue raises a new one. The reporter sees the alert, and so its acknowledgement, on
 //!   their device (the receipt).
+//! - A depot's item below its quota raises `stock_below_quota` in the transaction of the movement or
+//!   stocktake that took it there, and resolves in the one that restores it ([`stock_moved`]); the
+//!   scheduled check (`checks`) sweeps the same rule, for quotas changed without a movement.
+//! - Stage changes and rapid rises are raised by the flood watch (`flood`), overdue segments and
+//!   expiring lots by the scheduled check (`checks`).
 
 use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, QueryResult};
@@ -78,6 +83,79 @@ pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> Quer
     } else if issue.status == IssueStatus::Reported {
         let new = hazard_alert(conn, issue)?;
         alerts::raise(conn, &new, now)?;
+    }
+    Ok(())
+}
+
+/// The subject of a depot's item: `stock:<depot code>/<item code>`.
+pub fn stock_subject(depot: &str, item: &str) -> String {
+    format!("stock:{depot}/{item}")
+}
+
+/// Raises `stock_below_quota` for a depot's item holding less than its quota, resolves it when the
+/// quota is met again. Answers whether it is below quota.
+pub fn stock_line_changed(
+    conn: &mut Conn,
+    line: &riverchief_shared::api::StockLine,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let subject = stock_subject(&line.depot, &line.item);
+    if line.on_hand >= line.quota {
+        // Looked up before locking: the usual movement (stock at or above quota, no alert) then
+        // takes no change-log lock. A concurrent movement of the same item that raised one has
+        // committed by now: it held the balance row this movement's update waited for.
+        if alerts::open_alert(conn, AlertKind::StockBelowQuota, &subject, false)?.is_some() {
+            alerts::resolve(conn, AlertKind::StockBelowQuota, &subject, false, now)?;
+        }
+        return Ok(false);
+    }
+    alerts::raise(
+        conn,
+        &NewAlert {
+            kind: AlertKind::StockBelowQuota,
+            subject,
+            drill: false,
+            level: AlertLevel::Warning,
+            message: format!(
+                "{} {} 库存 {} {}，低于定额 {}（缺 {}）",
+                line.depot, line.item_name, line.on_hand, line.unit, line.quota, line.shortfall
+            ),
+            message_en: format!(
+                "{} {}: {} {} on hand, below the quota of {} (short {})",
+                line.depot, line.item, line.on_hand, line.unit, line.quota, line.shortfall
+            ),
+            segment_id: None,
+            issue_id: None,
+            station: None,
+            owner: None,
+            public: false,
+            details: json!({
+                "depot": line.depot,
+                "item": line.item,
+                "on_hand": line.on_hand,
+                "quota": line.quota,
+                "shortfall": line.shortfall,
+            }),
+        },
+        now,
+    )?;
+    Ok(true)
+}
+
+/// After a stock movement (in its transaction): raises or resolves the item's `stock_below_quota`.
+pub fn stock_moved(
+    conn: &mut Conn,
+    depot_id: &str,
+    item_id: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    // No lots wanted here: a date no lot is on or before.
+    let lines = db::stock::view(conn, "0000-00-00")?;
+    if let Some(line) = lines
+        .iter()
+        .find(|l| l.depot_id == depot_id && l.item_id == item_id)
+    {
+        stock_line_changed(conn, line, now)?;
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub coverage: crate::coverage::Policy,
     /// Background housekeeping: change-log compaction and the stale-upload sweep.
     pub housekeeping: crate::maintenance::Housekeeping,
+    /// The flood watch's rules (hysteresis margin, rapid rise) and the scheduled check's period.
+    pub flood: crate::flood::Settings,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
             housekeeping: crate::maintenance::Housekeeping::default(),
+            flood: crate::flood::Settings::default(),
         }
     }
 
@@ -71,6 +74,7 @@ pub struct AppState {
     pub photos: PhotoStore,
     pub limits: Limits,
     pub coverage: crate::coverage::Policy,
+    pub flood: crate::flood::Settings,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -134,6 +138,18 @@ impl Application {
             opened.photos.clone(),
             config.housekeeping,
         );
+        let sweep_db = opened.db.clone();
+        match sweep_db
+            .run(|conn| -> Result<usize, crate::error::AppError> { Ok(crate::drill::sweep(conn)?) })
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "ended drills left running by a previous start"),
+            Err(e) => tracing::warn!(error = %e, "ending drills left running"),
+        }
+        if let Some(period) = config.flood.check_period {
+            crate::checks::spawn(opened.db.clone(), config.coverage, config.flood, period);
+        }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -141,6 +157,7 @@ impl Application {
             photos: opened.photos,
             limits: config.limits,
             coverage: config.coverage,
+            flood: config.flood,
         });
         let limits = config.limits;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());

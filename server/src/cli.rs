@@ -1,5 +1,6 @@
-//! The `riverchief-server` command line: `serve`, `migrate`, `user add` / `user passwd`, `stock check`
-//! and `changes compact`.
+//! The `riverchief-server` command line: `serve`, `migrate`, `user add` / `user passwd`, `stock check`,
+//! `changes compact`, `station add|list` and `readings import` (the flood-watch commands are in
+//! `cli/flood.rs`).
 //!
 //! Every flag of `serve` also reads a `RIVERCHIEF_*` variable. `serve` prints exactly one line
 //! `listening on http://HOST:PORT` to stdout once it is bound (with the real port when asked for
@@ -16,6 +17,8 @@ use riverchief_shared::id::UserId;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod flood;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +43,12 @@ enum Command {
     /// Flood supplies.
     #[command(subcommand)]
     Stock(StockCommand),
+    /// Gauge stations.
+    #[command(subcommand)]
+    Station(flood::StationCommand),
+    /// Gauge readings.
+    #[command(subcommand)]
+    Readings(flood::ReadingsCommand),
     /// The change log that devices pull.
     #[command(subcommand)]
     Changes(ChangesCommand),
@@ -111,6 +120,8 @@ struct ServeArgs {
     /// which are the demo file's when --demo is given).
     #[arg(long, env = "RIVERCHIEF_PATROL_INTERVALS", value_parser = parse_intervals)]
     patrol_intervals: Option<Intervals>,
+    #[command(flatten)]
+    flood: flood::FloodArgs,
 }
 
 /// `--patrol-intervals`, parsed: (stage, minutes) pairs.
@@ -212,6 +223,8 @@ pub fn main() -> ExitCode {
         Command::User(UserCommand::Passwd(args)) => user_passwd(args),
         Command::Stock(StockCommand::Check(args)) => stock_check(args),
         Command::Changes(ChangesCommand::Compact(args)) => changes_compact(args),
+        Command::Station(c) => flood::station(c),
+        Command::Readings(c) => flood::readings(c),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +260,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.demo_password = args.demo_password;
     config.workers = args.workers;
     config.photo_store = args.photo_store;
+    config.flood = args.flood.settings();
     if config.demo {
         config.coverage.requirement = crate::demo::requirement()?;
     }

@@ -5,9 +5,9 @@
 //! may touch (an R-tree of segment envelopes widened by their buffers, cached per database and
 //! rebuilt when the segments change), and reads and writes the stored state.
 //!
-//! The flood stage comes from [`stage_in_force`]. Today that is the stage an admin set last (normal
-//! when none); the flood watch replaces its body with the stage derived from the gauges, and every
-//! caller (coverage answers, pull summaries) follows.
+//! The flood stage comes from [`stage_in_force`], which asks the flood watch (`crate::flood`): the
+//! governing station's stage, the admin's manual floor and any declared response; every caller
+//! (coverage answers, pull summaries, the overdue check) follows.
 
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
@@ -160,10 +160,10 @@ pub fn apply_points(
     Ok(moved)
 }
 
-/// The flood stage in force for a segment. The flood watch plugs in here: until it exists, the
-/// stage is the one an admin set last, for every segment, and normal when none was set.
-pub fn stage_in_force(conn: &mut Conn, _segment: &Segment) -> QueryResult<FloodStage> {
-    Ok(db::coverage::stage_setting(conn)?.map_or(FloodStage::Normal, |s| s.stage))
+/// The flood stage in force for a segment: see [`crate::flood::stage_in_force`] (the governing
+/// station's stage, the admin's manual floor, and warning while a response is declared).
+pub fn stage_in_force(conn: &mut Conn, segment: &Segment) -> QueryResult<FloodStage> {
+    crate::flood::stage_in_force(conn, segment)
 }
 
 /// What the server needs to judge coverage: the rules and the requirement.
@@ -202,6 +202,8 @@ pub fn record_summaries(conn: &mut Conn, policy: &Policy, ids: &[SegmentId]) -> 
         if let Some(segment) = db::segments::by_id(conn, *id)? {
             let s = summary(conn, policy, &segment)?;
             db::coverage::record_summary(conn, &s)?;
+            // Covered again: its overdue alert resolves now, not at the next scheduled check.
+            crate::checks::resolve_if_covered(conn, &s, Utc::now())?;
         }
     }
     Ok(())

@@ -5,7 +5,9 @@
 //! Seeding is idempotent: once segment `QHL-01` exists, only missing demo users are created again.
 //! The depots, items, quotas and opening stock are seeded once (when depot `FHXA-C` is missing), the
 //! opening stock as `receive` movements through the ledger, with a lot for each item that ages. The
-//! gauge station belongs to later work (flood watch) and is not seeded here yet.
+//! gauge stations (Dongshan, with its watch, warning and guarantee levels) are seeded when missing.
+//! The 2024 Dongshan hydrograph beside the demo file (`dongshan-2024-hourly.csv`) is what drills
+//! replay; it is not loaded as real readings.
 
 use crate::auth;
 use crate::db::{self, Conn};
@@ -39,6 +41,54 @@ struct DemoFile {
     items: Vec<DemoItem>,
     #[serde(default)]
     stock: Vec<DemoStock>,
+    #[serde(default)]
+    stations: Vec<DemoStation>,
+}
+
+#[derive(Deserialize)]
+struct DemoStation {
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    river: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    datum: Option<String>,
+    watch_m: f64,
+    warning_m: f64,
+    guarantee_m: f64,
+}
+
+/// Seeds the gauge stations that are missing (by code), in the caller's write transaction.
+fn seed_stations(conn: &mut Conn, file: &DemoFile) -> anyhow::Result<()> {
+    for s in &file.stations {
+        if db::flood::station(conn, &s.code)?.is_some() {
+            continue;
+        }
+        let thresholds = riverchief_shared::flood::Thresholds {
+            watch_m: s.watch_m,
+            warning_m: s.warning_m,
+            guarantee_m: s.guarantee_m,
+        };
+        thresholds
+            .validate("")
+            .map_err(|e| anyhow::anyhow!("demo station {}: {e}", s.code))?;
+        db::flood::insert_station(
+            conn,
+            &db::flood::Station {
+                id: uuid::Uuid::now_v7().to_string(),
+                code: s.code.clone(),
+                name: s.name.clone(),
+                name_en: s.name_en.clone(),
+                river: s.river.clone(),
+                lon: s.lon,
+                lat: s.lat,
+                datum: s.datum.clone(),
+                thresholds,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -239,7 +289,11 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
         new_users.push((u, plain, hash));
     }
     let supplies = db::stock::depot_id(conn, MARKER_DEPOT)?.is_none() && !file.depots.is_empty();
-    if segments.is_empty() && new_users.is_empty() && !supplies {
+    let mut stations = false;
+    for s in &file.stations {
+        stations |= db::flood::station(conn, &s.code)?.is_none();
+    }
+    if segments.is_empty() && new_users.is_empty() && !supplies && !stations {
         return Ok(Vec::new());
     }
 
@@ -276,6 +330,9 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
                 None => "demo".to_owned(),
             };
             seed_supplies(conn, &file, &by)?;
+        }
+        if stations {
+            seed_stations(conn, &file)?;
         }
         Ok(())
     })?;

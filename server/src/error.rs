@@ -29,6 +29,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A field clashes with what is stored (409 with the field named): a reading at a stored time
+    /// with another level.
+    #[error("{0}")]
+    FieldConflict(FieldError),
     /// A movement would take stock below zero (409); the message says how much is available.
     #[error("{0}")]
     InsufficientStock(String),
@@ -68,7 +72,10 @@ impl From<FieldError> for AppError {
 impl AppError {
     fn code(&self) -> &str {
         match self {
-            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => &e.code,
+            AppError::Invalid(e)
+            | AppError::UnknownReference(e)
+            | AppError::TooMany(e)
+            | AppError::FieldConflict(e) => &e.code,
             AppError::MalformedJson(_) => "malformed_json",
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
@@ -86,7 +93,10 @@ impl AppError {
     /// The error detail as the client sees it (also used inside push results).
     pub fn detail(&self) -> ErrorDetail {
         match self {
-            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e)
+            AppError::Invalid(e)
+            | AppError::UnknownReference(e)
+            | AppError::TooMany(e)
+            | AppError::FieldConflict(e)
                 if e.field.is_empty() =>
             {
                 // An error about the body as a whole: no field to name.
@@ -96,9 +106,10 @@ impl AppError {
                     field: None,
                 }
             }
-            AppError::Invalid(e) | AppError::UnknownReference(e) | AppError::TooMany(e) => {
-                ErrorDetail::from(e.clone())
-            }
+            AppError::Invalid(e)
+            | AppError::UnknownReference(e)
+            | AppError::TooMany(e)
+            | AppError::FieldConflict(e) => ErrorDetail::from(e.clone()),
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => ErrorDetail {
                 code: "internal".into(),
                 message: "internal error; it has been logged".into(),
@@ -122,7 +133,9 @@ impl ResponseError for AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) | AppError::InsufficientStock(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::InsufficientStock(_) | AppError::FieldConflict(_) => {
+                StatusCode::CONFLICT
+            }
             AppError::TooLarge(_) | AppError::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::UnknownReference(_) => StatusCode::UNPROCESSABLE_ENTITY,

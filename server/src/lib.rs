@@ -5,6 +5,9 @@
 //! - [`sync`]: applying pushed mutations (the server half of the sync protocol).
 //! - [`db`]: the only place that talks to the database.
 //! - [`alerting`]: the rules that raise and resolve alerts.
+//! - [`flood`]: the flood watch: readings folded into stages (hysteresis) and rises, the stage in force.
+//! - [`checks`]: the scheduled checks (overdue segments, expiring lots, stock below quota).
+//! - [`drill`]: drills that replay a hydrograph in their own series.
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
 //! - [`error`]: the one error type and its mapping to HTTP.
@@ -16,11 +19,14 @@
 pub mod alerting;
 pub mod app;
 pub mod auth;
+pub mod checks;
 pub mod cli;
 pub mod coverage;
 pub mod db;
 pub mod demo;
+pub mod drill;
 pub mod error;
+pub mod flood;
 pub mod maintenance;
 pub mod metrics;
 pub mod photo_store;

@@ -588,10 +588,13 @@ fn stock_move(
         },
     );
     match moved {
-        Ok(b) => to_json(&StockMoveResult {
-            movement_id: d.movement_id,
-            on_hand: b.on_hand,
-        }),
+        Ok(b) => {
+            crate::alerting::stock_moved(conn, &depot, &item, chrono::Utc::now())?;
+            to_json(&StockMoveResult {
+                movement_id: d.movement_id,
+                on_hand: b.on_hand,
+            })
+        }
         Err(db::stock::StockError::Insufficient { available }) => Err(reject(
             "insufficient_stock",
             "data.quantity",

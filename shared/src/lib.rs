@@ -9,6 +9,8 @@
 //! - [`domain`]: segments, chainage, patrols, issues, categories, roles.
 //! - [`geo`]: coordinates parsed at the edge ([`geo::Lon`], [`geo::Lat`]) and segment geometry arithmetic.
 //! - [`coverage`]: which stretches of a segment a track covers; requirements per flood stage.
+//! - [`flood`]: gauge stations, readings, flood stages with hysteresis, rapid rise, response levels,
+//!   drills, and the readings CSV.
 //! - [`gcj02`]: GCJ-02 ↔ WGS-84.
 //! - [`photo`]: content addresses ([`photo::Sha256`]) and photo-type sniffing rules.
 //! - [`sync`]: the sync protocol wire types (push, pull, mutations) and their validation.
@@ -19,6 +21,7 @@ pub mod alert;
 pub mod api;
 pub mod coverage;
 pub mod domain;
+pub mod flood;
 pub mod gcj02;
 pub mod geo;
 pub mod id;

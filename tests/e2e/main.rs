@@ -6,6 +6,7 @@ mod bad_input;
 mod common;
 mod coverage;
 mod faults;
+mod flood;
 mod instances;
 mod offline_loop;
 mod ops;

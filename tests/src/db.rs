@@ -62,6 +62,14 @@ impl TestDb {
         }
     }
 
+    /// Where the database is, as `Db::open` takes it: the SQLite file's path or the PostgreSQL URL.
+    pub fn location(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => path.to_string_lossy().into_owned(),
+            TestDb::Pg(url) => url.clone(),
+        }
+    }
+
     pub fn is_pg(&self) -> bool {
         matches!(self, TestDb::Pg(_))
     }

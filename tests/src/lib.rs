@@ -39,6 +39,22 @@ impl TestServer {
         Self::start_fresh(false).await
     }
 
+    /// A fresh server with the demo world, its configuration changed by `configure` first (flood
+    /// rules, intervals, ...).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let tmp = tempfile::tempdir()?;
+        let db = TestDb::fresh(tmp.path())?;
+        let mut s = Self::start_configured(tmp.path(), &db, 0, configure).await?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// The server's database, opened from the test (for library calls with the test's own clock,
+    /// such as `riverchief_server::checks::run`).
+    pub fn open_db(&self) -> Result<riverchief_server::db::Db> {
+        Ok(riverchief_server::db::Db::open(&self.db.location())?)
+    }
+
     /// A fresh server; on SQLite when `force_sqlite`, whatever the PostgreSQL pass says.
     pub async fn start_fresh(force_sqlite: bool) -> Result<TestServer> {
         let tmp = tempfile::tempdir()?;
@@ -56,11 +72,21 @@ impl TestServer {
     /// Several may share one data directory and database: that is how instances behind a load
     /// balancer run.
     pub async fn start_on(data_dir: &Path, db: &TestDb, port: u16) -> Result<TestServer> {
+        Self::start_configured(data_dir, db, port, |_| {}).await
+    }
+
+    async fn start_configured(
+        data_dir: &Path,
+        db: &TestDb,
+        port: u16,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<TestServer> {
         let mut config = Config::new(format!("127.0.0.1:{port}"), data_dir);
         config.database_url = db.url();
         config.demo = true;
         config.demo_password = Some(DEMO_PASSWORD.to_owned());
         config.workers = Some(2);
+        configure(&mut config);
         let app = Application::build(config).await?;
         let port = app.port();
         let handle = app.handle();
@@ -117,7 +143,16 @@ impl ServerProcess {
         port: u16,
     ) -> Result<ServerProcess> {
         let mut cmd = Command::new(binary);
-        cmd.args(["serve", "--demo", "--workers", "2"]);
+        // The scheduled checks are off, as in the in-process servers: tests run them with their
+        // own clock.
+        cmd.args([
+            "serve",
+            "--demo",
+            "--workers",
+            "2",
+            "--check-period-seconds",
+            "0",
+        ]);
         if let Some(url) = db.url() {
             cmd.arg("--database-url").arg(url);
         }

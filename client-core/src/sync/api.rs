@@ -130,6 +130,21 @@ impl Api {
         Ok(check(response).await?.json().await?)
     }
 
+    /// Posts a batch of gauge readings (`POST /api/v1/stations/{station}/readings`).
+    pub(crate) async fn post_readings(
+        &self,
+        station: &str,
+        batch: &riverchief_shared::flood::ReadingsBatch,
+    ) -> Result<riverchief_shared::flood::ReadingsResult> {
+        let mut url = self.url("api/v1/stations")?;
+        url.path_segments_mut()
+            .map_err(|_| ClientError::Internal("the server URL cannot take a path".into()))?
+            .push(station)
+            .push("readings");
+        let response = self.authed(self.http.post(url).json(batch))?.send().await?;
+        Ok(check(response).await?.json().await?)
+    }
+
     /// Whether the server already has the photo (`HEAD /api/v1/photos/{sha}`).
     pub(crate) async fn photo_exists(&self, sha: &Sha256) -> Result<bool> {
         let url = self.url(&format!("api/v1/photos/{}", sha.hex()))?;

@@ -194,6 +194,21 @@ impl Client {
         api.stock().await
     }
 
+    /// Sends a batch of gauge readings for a station (duty leads and admins; needs a signal). The
+    /// server stores each time once: a batch sent twice changes nothing.
+    pub async fn post_readings(
+        &self,
+        station: &str,
+        readings: Vec<riverchief_shared::flood::Reading>,
+    ) -> Result<riverchief_shared::flood::ReadingsResult> {
+        let api = self.session().await?;
+        api.post_readings(
+            station,
+            &riverchief_shared::flood::ReadingsBatch { readings },
+        )
+        .await
+    }
+
     fn lock_sync(&self) -> Result<SyncLock> {
         let path = self.sync_lock_path();
         let file = File::options()

@@ -10,8 +10,8 @@
 //!   ([`execute_batch`]), which diesel's `MultiConnection` cannot express.
 //! - Which errors mean "a concurrent writer got there first; try again" ([`is_contention`]).
 //!
-//! Lock order (PostgreSQL): a transaction takes at most one mutation lock, first; then at most one
-//! issue lock; then row locks as it writes; the change-log lock last, after which it only reads and
+//! Lock order (PostgreSQL): a transaction takes at most one mutation lock, first (or, in a readings
+//! transaction, one readings lock); then at most one issue lock; then row locks as it writes; the change-log lock last, after which it only reads and
 //! appends rows nobody else can conflict with (change-log rows, its own journal row). Every
 //! transaction takes them in that order, so they cannot deadlock one another.
 
@@ -92,6 +92,10 @@ pub enum Lock {
     Mutation(MutationId),
     /// One issue: lifecycle steps on an issue are judged against its latest committed status.
     Issue(IssueId),
+    /// One station's series of readings (the real one, or a drill's): batches for it are folded one
+    /// after another, so two feeds posting the same readings at once store each time once, and a
+    /// drill's replay step and its stop do not interleave. Taken first in its transaction.
+    Readings { station: Uuid, drill: Option<Uuid> },
 }
 
 /// Namespaces of the two-key advisory locks (PostgreSQL keeps the two-key space apart from the
@@ -101,6 +105,7 @@ const NS_MUTATION: i32 = 0x7263_0002;
 const NS_ISSUE: i32 = 0x7263_0003;
 /// Held (session-scoped) while one instance migrates or seeds at start-up.
 const NS_SETUP: i32 = 0x7263_0004;
+const NS_READINGS: i32 = 0x7263_0005;
 
 impl Lock {
     fn key(self) -> (i32, i32) {
@@ -108,6 +113,9 @@ impl Lock {
             Lock::ChangeLog => (NS_CHANGE_LOG, 0),
             Lock::Mutation(id) => (NS_MUTATION, fold(id.as_uuid())),
             Lock::Issue(id) => (NS_ISSUE, fold(id.as_uuid())),
+            Lock::Readings { station, drill } => {
+                (NS_READINGS, fold(&station) ^ drill.as_ref().map_or(0, fold))
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod backend;
 pub mod changes;
 pub mod coverage;
+pub mod flood;
 pub mod issues;
 pub mod mutations;
 pub mod patrols;

@@ -300,7 +300,80 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    stations (id) {
+        id -> Text,
+        code -> Text,
+        name -> Text,
+        name_en -> Nullable<Text>,
+        river -> Text,
+        lon -> Nullable<Double>,
+        lat -> Nullable<Double>,
+        datum -> Nullable<Text>,
+        watch_m -> Double,
+        warning_m -> Double,
+        guarantee_m -> Double,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    station_readings (station_id, series, observed_at) {
+        station_id -> Text,
+        series -> Text,
+        observed_at -> Text,
+        level_m -> Double,
+        stage -> Text,
+        rise_m -> Double,
+        recorded_at -> Text,
+    }
+}
+
+diesel::table! {
+    station_stages (station_id, series) {
+        station_id -> Text,
+        series -> Text,
+        stage -> Text,
+        since -> Text,
+        observed_at -> Text,
+        level_m -> Double,
+        rising -> Bool,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    response_levels (id) {
+        id -> Text,
+        river -> Text,
+        level -> Nullable<Text>,
+        declared_by -> Text,
+        declared_at -> Text,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    drills (id) {
+        id -> Text,
+        station_id -> Text,
+        speed -> Double,
+        state -> Text,
+        series_json -> Text,
+        readings_total -> BigInt,
+        readings_fed -> BigInt,
+        started_by -> Text,
+        started_at -> Text,
+        ended_at -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    stations,
+    station_readings,
+    station_stages,
+    response_levels,
+    drills,
     alerts,
     depots,
     items,

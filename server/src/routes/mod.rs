@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod body;
 pub mod coverage;
+pub mod flood;
 pub mod health;
 pub mod issues;
 pub mod patrols;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(photos::configure)
             .configure(stock::configure)
             .configure(alerts::configure)
+            .configure(flood::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -150,7 +150,10 @@ async fn record(
                     },
                 );
                 match moved {
-                    Ok(b) => Ok((id, b.on_hand)),
+                    Ok(b) => {
+                        crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
+                        Ok((id, b.on_hand))
+                    }
                     Err(stock::StockError::Insufficient { available }) => {
                         Err(AppError::InsufficientStock(format!(
                             "only {available} available; {quantity} asked"
@@ -285,7 +288,9 @@ async fn stocktake(
                         ))
                     };
                     match moved {
-                        Ok(b) if b.on_hand == *counted => {}
+                        Ok(b) if b.on_hand == *counted => {
+                            crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
+                        }
                         Ok(_) | Err(stock::StockError::Insufficient { .. }) => return Err(stale()),
                         Err(stock::StockError::Db(e)) => return Err(e.into()),
                     }

@@ -1,0 +1,207 @@
+//! Time-based checks: segments overdue for the interval in force, lots past or near their date, and
+//! (as a sweep behind the per-movement rule) stock below quota.
+//!
+//! [`run`] takes `now` as a parameter: the scheduler ([`spawn`]) passes the clock, tests pass their
+//! own. It runs in one write transaction and only raises and resolves, both idempotent (`raise` is an
+//! insert-or-ignore on the open-alert key; `resolve` takes the change-log lock before it looks), so
+//! several instances running it at once raise each alert once and need no lock of their own.
+//! Drills do not make segments overdue: only real stages set intervals.
+
+use crate::coverage::{self, Policy};
+use crate::db::alerts::{self, NewAlert};
+use crate::db::{self, Conn, Db, QueryResult};
+use crate::flood::Settings;
+use chrono::{DateTime, Duration, Utc};
+use riverchief_shared::alert::{AlertKind, AlertLevel};
+use riverchief_shared::coverage::{is_overdue, CoverageSummary};
+use riverchief_shared::domain::Segment;
+use serde_json::json;
+
+/// What a check did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Segments found overdue (alert raised now or already open).
+    pub overdue: usize,
+    pub lots_expiring: usize,
+    pub below_quota: usize,
+}
+
+pub fn segment_subject(id: impl std::fmt::Display) -> String {
+    format!("segment:{id}")
+}
+
+fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc>) -> NewAlert {
+    let p = &segment.properties;
+    let since = summary.last_covered.map_or_else(
+        || "从未巡查".to_owned(),
+        |t| format!("上次巡查 {}", t.format("%Y-%m-%d %H:%M UTC")),
+    );
+    let since_en = summary.last_covered.map_or_else(
+        || "never walked".to_owned(),
+        |t| format!("last walked {}", t.format("%Y-%m-%d %H:%M UTC")),
+    );
+    NewAlert {
+        kind: AlertKind::SegmentOverdue,
+        subject: segment_subject(p.id),
+        drill: false,
+        level: AlertLevel::Warning,
+        message: format!(
+            "{} {} 超过 {} 分钟未巡查（{since}）",
+            p.code, p.name, summary.interval_minutes
+        ),
+        message_en: format!(
+            "{} overdue: not covered within {} minutes ({since_en})",
+            p.code, summary.interval_minutes
+        ),
+        segment_id: Some(p.id),
+        issue_id: None,
+        station: p.gauge_station.clone(),
+        owner: None,
+        public: false,
+        details: json!({
+            "stage": summary.stage,
+            "interval_minutes": summary.interval_minutes,
+            "last_covered": summary.last_covered,
+            "due_at": summary.due_at,
+            "checked_at": now,
+        }),
+    }
+}
+
+/// Resolves a segment's overdue alert when its summary says it is covered within the interval at
+/// `now` (called as a covering patrol's points arrive).
+pub fn resolve_if_covered(
+    conn: &mut Conn,
+    summary: &CoverageSummary,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let interval = Duration::minutes(summary.interval_minutes);
+    if !is_overdue(summary.last_covered, interval, now) {
+        alerts::resolve(
+            conn,
+            AlertKind::SegmentOverdue,
+            &segment_subject(summary.segment_id),
+            false,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Raises `segment_overdue` for every segment whose last covering patrol is older than the interval
+/// in force at `now` (or that was never covered) and resolves it for the others; raises
+/// `lot_expiring` for lots whose date has passed or falls within the window, resolving those no
+/// longer so; and sweeps `stock_below_quota`. In one write transaction.
+pub fn run(
+    conn: &mut Conn,
+    policy: &Policy,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> QueryResult<Report> {
+    db::write_transaction(conn, |conn| {
+        let mut report = Report::default();
+        for segment in db::segments::all(conn)? {
+            let summary = coverage::summary(conn, policy, &segment)?;
+            let interval = Duration::minutes(summary.interval_minutes);
+            if is_overdue(summary.last_covered, interval, now) {
+                alerts::raise(conn, &overdue_alert(&segment, &summary, now), now)?;
+                report.overdue += 1;
+            } else {
+                resolve_if_covered(conn, &summary, now)?;
+            }
+        }
+        let by = (now + Duration::days(settings.expiring_within_days))
+            .format("%Y-%m-%d")
+            .to_string();
+        let lines = db::stock::view(conn, &by)?;
+        let mut expiring = std::collections::BTreeSet::new();
+        for line in &lines {
+            for lot in &line.lots_expiring {
+                let subject = format!("lot:{}", lot.id);
+                expiring.insert(subject.clone());
+                let date = lot.expires_on.clone().unwrap_or_default();
+                let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
+                alerts::raise(
+                    conn,
+                    &NewAlert {
+                        kind: AlertKind::LotExpiring,
+                        subject,
+                        drill: false,
+                        level: if past {
+                            AlertLevel::Warning
+                        } else {
+                            AlertLevel::Info
+                        },
+                        message: format!(
+                            "{} {}（{} {}）{}：{date}",
+                            line.depot,
+                            line.item_name,
+                            lot.quantity,
+                            line.unit,
+                            if past {
+                                "已过期或到检"
+                            } else {
+                                "即将到期"
+                            }
+                        ),
+                        message_en: format!(
+                            "{} {} lot of {} {} {} {date}",
+                            line.depot,
+                            line.item,
+                            lot.quantity,
+                            line.unit,
+                            if past { "expired on" } else { "expires on" }
+                        ),
+                        segment_id: None,
+                        issue_id: None,
+                        station: None,
+                        owner: None,
+                        public: false,
+                        details: json!({
+                            "depot": line.depot,
+                            "item": line.item,
+                            "lot_id": lot.id,
+                            "quantity": lot.quantity,
+                            "expires_on": lot.expires_on,
+                        }),
+                    },
+                    now,
+                )?;
+                report.lots_expiring += 1;
+            }
+        }
+        for open in alerts::unresolved_of_kind(conn, AlertKind::LotExpiring, false)? {
+            if !expiring.contains(&open.subject) {
+                alerts::resolve(conn, AlertKind::LotExpiring, &open.subject, false, now)?;
+            }
+        }
+        for line in &lines {
+            if crate::alerting::stock_line_changed(conn, line, now)? {
+                report.below_quota += 1;
+            }
+        }
+        Ok(report)
+    })
+}
+
+/// Starts the scheduled check on the runtime, every `period`, against the clock. Failures are
+/// logged and the next tick tries again.
+pub fn spawn(db: Db, policy: Policy, settings: Settings, period: std::time::Duration) {
+    tokio::spawn(async move {
+        // The first check one period after start, not at once: a server that starts and stops
+        // (tests, one-off commands) writes nothing it was not asked to.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let outcome = db
+                .run(move |conn| -> Result<Report, crate::error::AppError> {
+                    Ok(run(conn, &policy, &settings, Utc::now())?)
+                })
+                .await;
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "scheduled flood-watch check failed");
+            }
+        }
+    });
+}

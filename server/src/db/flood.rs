@@ -1,0 +1,701 @@
+//! Flood watch storage: gauge stations, readings per series (`real` or a drill's id), each station's
+//! stage per series, response levels (history; the latest row per river is in force), drills.
+//!
+//! The rules (which stage, when to alert) are `crate::flood`; this module only reads and writes.
+
+use super::schema::{drills, response_levels, station_readings, station_stages, stations, users};
+use super::{parse_id, parse_ts, ts, Conn, QueryResult};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use riverchief_shared::coverage::FloodStage;
+use riverchief_shared::flood::{
+    DrillState, Reading, ResponseLevel, ResponseView, StationView, Thresholds,
+};
+use riverchief_shared::id::UserId;
+
+/// The series of real readings; a drill's readings are in the series named by its id.
+pub const REAL: &str = "real";
+
+fn corrupt(msg: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(msg.into())
+}
+
+fn stage_of(s: &str) -> QueryResult<FloodStage> {
+    FloodStage::parse(s).ok_or_else(|| corrupt(format!("flood stage {s:?}")))
+}
+
+/// A gauge station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Station {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub river: String,
+    pub lon: Option<f64>,
+    pub lat: Option<f64>,
+    pub datum: Option<String>,
+    pub thresholds: Thresholds,
+}
+
+type StationRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+    f64,
+    f64,
+    f64,
+);
+
+const STATION_COLUMNS: (
+    stations::id,
+    stations::code,
+    stations::name,
+    stations::name_en,
+    stations::river,
+    stations::lon,
+    stations::lat,
+    stations::datum,
+    stations::watch_m,
+    stations::warning_m,
+    stations::guarantee_m,
+) = (
+    stations::id,
+    stations::code,
+    stations::name,
+    stations::name_en,
+    stations::river,
+    stations::lon,
+    stations::lat,
+    stations::datum,
+    stations::watch_m,
+    stations::warning_m,
+    stations::guarantee_m,
+);
+
+fn to_station(r: StationRow) -> Station {
+    let (id, code, name, name_en, river, lon, lat, datum, watch_m, warning_m, guarantee_m) = r;
+    Station {
+        id,
+        code,
+        name,
+        name_en,
+        river,
+        lon,
+        lat,
+        datum,
+        thresholds: Thresholds {
+            watch_m,
+            warning_m,
+            guarantee_m,
+        },
+    }
+}
+
+/// Adds a station. A station with the same code is a unique violation.
+pub fn insert_station(conn: &mut Conn, s: &Station) -> QueryResult<()> {
+    diesel::insert_into(stations::table)
+        .values((
+            stations::id.eq(&s.id),
+            stations::code.eq(&s.code),
+            stations::name.eq(&s.name),
+            stations::name_en.eq(&s.name_en),
+            stations::river.eq(&s.river),
+            stations::lon.eq(s.lon),
+            stations::lat.eq(s.lat),
+            stations::datum.eq(&s.datum),
+            stations::watch_m.eq(s.thresholds.watch_m),
+            stations::warning_m.eq(s.thresholds.warning_m),
+            stations::guarantee_m.eq(s.thresholds.guarantee_m),
+            stations::created_at.eq(ts(Utc::now())),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// A station by id or code.
+pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>> {
+    Ok(stations::table
+        .filter(
+            stations::id
+                .eq(id_or_code)
+                .or(stations::code.eq(id_or_code)),
+        )
+        .select(STATION_COLUMNS)
+        .first::<StationRow>(conn)
+        .optional()?
+        .map(to_station))
+}
+
+/// Every station, by code.
+pub fn all_stations(conn: &mut Conn) -> QueryResult<Vec<Station>> {
+    Ok(stations::table
+        .order(stations::code.asc())
+        .select(STATION_COLUMNS)
+        .load::<StationRow>(conn)?
+        .into_iter()
+        .map(to_station)
+        .collect())
+}
+
+/// A stored reading with what was derived from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredReading {
+    pub reading: Reading,
+    pub stage: FloodStage,
+    pub rise_m: f64,
+}
+
+type ReadingRow = (String, f64, String, f64);
+
+fn to_stored(r: ReadingRow) -> QueryResult<StoredReading> {
+    let (at, level_m, stage, rise_m) = r;
+    Ok(StoredReading {
+        reading: Reading {
+            observed_at: parse_ts(&at)?,
+            level_m,
+        },
+        stage: stage_of(&stage)?,
+        rise_m,
+    })
+}
+
+const READING_COLUMNS: (
+    station_readings::observed_at,
+    station_readings::level_m,
+    station_readings::stage,
+    station_readings::rise_m,
+) = (
+    station_readings::observed_at,
+    station_readings::level_m,
+    station_readings::stage,
+    station_readings::rise_m,
+);
+
+/// The stored levels of a series at these times (those that exist).
+pub fn levels_at(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    times: &[DateTime<Utc>],
+) -> QueryResult<std::collections::BTreeMap<DateTime<Utc>, f64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in times.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|t| ts(*t)).collect();
+        let rows: Vec<(String, f64)> = station_readings::table
+            .filter(station_readings::station_id.eq(station_id))
+            .filter(station_readings::series.eq(series))
+            .filter(station_readings::observed_at.eq_any(keys))
+            .select((station_readings::observed_at, station_readings::level_m))
+            .load(conn)?;
+        for (at, level) in rows {
+            out.insert(parse_ts(&at)?, level);
+        }
+    }
+    Ok(out)
+}
+
+/// The readings of a series with `from <= observed_at` (and `< until` when given), oldest first.
+pub fn readings_from(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> QueryResult<Vec<StoredReading>> {
+    let mut q = station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.ge(ts(from)))
+        .into_boxed();
+    if let Some(u) = until {
+        q = q.filter(station_readings::observed_at.lt(ts(u)));
+    }
+    q.order(station_readings::observed_at.asc())
+        .select(READING_COLUMNS)
+        .load::<ReadingRow>(conn)?
+        .into_iter()
+        .map(to_stored)
+        .collect()
+}
+
+/// The last reading of a series observed before `t`.
+pub fn reading_before(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    t: DateTime<Utc>,
+) -> QueryResult<Option<StoredReading>> {
+    station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.lt(ts(t)))
+        .order(station_readings::observed_at.desc())
+        .select(READING_COLUMNS)
+        .first::<ReadingRow>(conn)
+        .optional()?
+        .map(to_stored)
+        .transpose()
+}
+
+/// Stores a new reading with its derived stage and rise.
+pub fn insert_reading(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    r: &StoredReading,
+) -> QueryResult<()> {
+    diesel::insert_into(station_readings::table)
+        .values((
+            station_readings::station_id.eq(station_id),
+            station_readings::series.eq(series),
+            station_readings::observed_at.eq(ts(r.reading.observed_at)),
+            station_readings::level_m.eq(r.reading.level_m),
+            station_readings::stage.eq(r.stage.as_str()),
+            station_readings::rise_m.eq(r.rise_m),
+            station_readings::recorded_at.eq(ts(Utc::now())),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Rewrites the derived stage and rise of a stored reading (a late reading changed its history).
+pub fn update_derived(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    r: &StoredReading,
+) -> QueryResult<()> {
+    diesel::update(
+        station_readings::table
+            .filter(station_readings::station_id.eq(station_id))
+            .filter(station_readings::series.eq(series))
+            .filter(station_readings::observed_at.eq(ts(r.reading.observed_at))),
+    )
+    .set((
+        station_readings::stage.eq(r.stage.as_str()),
+        station_readings::rise_m.eq(r.rise_m),
+    ))
+    .execute(conn)
+    .map(drop)
+}
+
+/// Deletes a series' readings and state (a drill's, when it ends).
+pub fn delete_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+    diesel::delete(
+        station_readings::table
+            .filter(station_readings::station_id.eq(station_id))
+            .filter(station_readings::series.eq(series)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        station_stages::table
+            .filter(station_stages::station_id.eq(station_id))
+            .filter(station_stages::series.eq(series)),
+    )
+    .execute(conn)
+    .map(drop)
+}
+
+/// A station's stage now, in one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageState {
+    pub stage: FloodStage,
+    /// Observed time of the reading that entered the stage.
+    pub since: DateTime<Utc>,
+    /// The latest reading.
+    pub observed_at: DateTime<Utc>,
+    pub level_m: f64,
+    pub rising: bool,
+}
+
+pub fn stage_state(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+) -> QueryResult<Option<StageState>> {
+    let row: Option<(String, String, String, f64, bool)> = station_stages::table
+        .filter(station_stages::station_id.eq(station_id))
+        .filter(station_stages::series.eq(series))
+        .select((
+            station_stages::stage,
+            station_stages::since,
+            station_stages::observed_at,
+            station_stages::level_m,
+            station_stages::rising,
+        ))
+        .first(conn)
+        .optional()?;
+    row.map(|(stage, since, at, level_m, rising)| {
+        Ok(StageState {
+            stage: stage_of(&stage)?,
+            since: parse_ts(&since)?,
+            observed_at: parse_ts(&at)?,
+            level_m,
+            rising,
+        })
+    })
+    .transpose()
+}
+
+pub fn put_stage_state(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    s: &StageState,
+    existed: bool,
+) -> QueryResult<()> {
+    let now = ts(Utc::now());
+    if existed {
+        diesel::update(
+            station_stages::table
+                .filter(station_stages::station_id.eq(station_id))
+                .filter(station_stages::series.eq(series)),
+        )
+        .set((
+            station_stages::stage.eq(s.stage.as_str()),
+            station_stages::since.eq(ts(s.since)),
+            station_stages::observed_at.eq(ts(s.observed_at)),
+            station_stages::level_m.eq(s.level_m),
+            station_stages::rising.eq(s.rising),
+            station_stages::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+    } else {
+        diesel::insert_into(station_stages::table)
+            .values((
+                station_stages::station_id.eq(station_id),
+                station_stages::series.eq(series),
+                station_stages::stage.eq(s.stage.as_str()),
+                station_stages::since.eq(ts(s.since)),
+                station_stages::observed_at.eq(ts(s.observed_at)),
+                station_stages::level_m.eq(s.level_m),
+                station_stages::rising.eq(s.rising),
+                station_stages::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+}
+
+/// A station as the API shows it, with its real stage.
+pub fn view(conn: &mut Conn, s: &Station) -> QueryResult<StationView> {
+    let state = stage_state(conn, &s.id, REAL)?;
+    Ok(StationView {
+        id: s.id.clone(),
+        code: s.code.clone(),
+        name: s.name.clone(),
+        name_en: s.name_en.clone(),
+        river: s.river.clone(),
+        lon: s.lon,
+        lat: s.lat,
+        thresholds: s.thresholds,
+        level_m: state.map(|x| x.level_m),
+        observed_at: state.map(|x| x.observed_at),
+        stage: state.map_or(FloodStage::Normal, |x| x.stage),
+        stage_since: state.map(|x| x.since),
+        rising: state.is_some_and(|x| x.rising),
+    })
+}
+
+/// Records a declaration (`Some`) or lifting (`None`) of a river's response.
+pub fn declare_response(
+    conn: &mut Conn,
+    river: &str,
+    level: Option<ResponseLevel>,
+    by: UserId,
+    at: DateTime<Utc>,
+    note: Option<&str>,
+) -> QueryResult<()> {
+    diesel::insert_into(response_levels::table)
+        .values((
+            response_levels::id.eq(uuid::Uuid::now_v7().to_string()),
+            response_levels::river.eq(river),
+            response_levels::level.eq(level.map(ResponseLevel::as_str)),
+            response_levels::declared_by.eq(by.to_string()),
+            response_levels::declared_at.eq(ts(at)),
+            response_levels::note.eq(note),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+type ResponseRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+fn to_response(r: ResponseRow) -> QueryResult<ResponseView> {
+    let (river, level, by, at, note, name) = r;
+    let level = match level {
+        Some(l) => {
+            Some(ResponseLevel::parse(&l).ok_or_else(|| corrupt(format!("response {l:?}")))?)
+        }
+        None => None,
+    };
+    Ok(ResponseView {
+        river,
+        level,
+        declared_by: parse_id(&by)?,
+        declared_by_name: name,
+        declared_at: parse_ts(&at)?,
+        note,
+    })
+}
+
+/// Every declaration and lifting, newest first (`river` to narrow).
+pub fn response_history(conn: &mut Conn, river: Option<&str>) -> QueryResult<Vec<ResponseView>> {
+    let mut q = response_levels::table
+        .inner_join(users::table.on(users::id.eq(response_levels::declared_by)))
+        .into_boxed();
+    if let Some(r) = river {
+        q = q.filter(response_levels::river.eq(r.to_owned()));
+    }
+    q.order((
+        response_levels::declared_at.desc(),
+        response_levels::id.desc(),
+    ))
+    .select((
+        response_levels::river,
+        response_levels::level,
+        response_levels::declared_by,
+        response_levels::declared_at,
+        response_levels::note,
+        users::display_name,
+    ))
+    .load::<ResponseRow>(conn)?
+    .into_iter()
+    .map(to_response)
+    .collect()
+}
+
+/// The responses in force: per river, the latest row, when it declares a level.
+pub fn responses_in_force(conn: &mut Conn) -> QueryResult<Vec<ResponseView>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for r in response_history(conn, None)? {
+        if seen.insert(r.river.clone()) && r.level.is_some() {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| a.river.cmp(&b.river));
+    Ok(out)
+}
+
+/// A drill as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRow {
+    pub id: String,
+    pub station_id: String,
+    pub speed: f64,
+    pub state: DrillState,
+    pub series: Vec<Reading>,
+    pub readings_total: i64,
+    pub readings_fed: i64,
+    pub started_by: UserId,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+type DrillTuple = (
+    String,
+    String,
+    f64,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
+
+fn to_drill(r: DrillTuple, with_series: bool) -> QueryResult<DrillRow> {
+    let (id, station_id, speed, state, series, total, fed, by, at, ended) = r;
+    Ok(DrillRow {
+        state: DrillState::parse(&state)
+            .ok_or_else(|| corrupt(format!("drill {id}: state {state:?}")))?,
+        series: if with_series {
+            serde_json::from_str(&series).map_err(|e| corrupt(format!("drill {id}: {e}")))?
+        } else {
+            Vec::new()
+        },
+        readings_total: total,
+        readings_fed: fed,
+        started_by: parse_id(&by)?,
+        started_at: parse_ts(&at)?,
+        ended_at: ended.as_deref().map(parse_ts).transpose()?,
+        id,
+        station_id,
+        speed,
+    })
+}
+
+const DRILL_COLUMNS: (
+    drills::id,
+    drills::station_id,
+    drills::speed,
+    drills::state,
+    drills::series_json,
+    drills::readings_total,
+    drills::readings_fed,
+    drills::started_by,
+    drills::started_at,
+    drills::ended_at,
+) = (
+    drills::id,
+    drills::station_id,
+    drills::speed,
+    drills::state,
+    drills::series_json,
+    drills::readings_total,
+    drills::readings_fed,
+    drills::started_by,
+    drills::started_at,
+    drills::ended_at,
+);
+
+pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
+    let series = serde_json::to_string(&d.series)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    diesel::insert_into(drills::table)
+        .values((
+            drills::id.eq(&d.id),
+            drills::station_id.eq(&d.station_id),
+            drills::speed.eq(d.speed),
+            drills::state.eq(d.state.as_str()),
+            drills::series_json.eq(series),
+            drills::readings_total.eq(d.readings_total),
+            drills::readings_fed.eq(d.readings_fed),
+            drills::started_by.eq(d.started_by.to_string()),
+            drills::started_at.eq(ts(d.started_at)),
+            drills::ended_at.eq(d.ended_at.map(ts)),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// One drill (with its series when `with_series`).
+pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option<DrillRow>> {
+    drills::table
+        .filter(drills::id.eq(id))
+        .select(DRILL_COLUMNS)
+        .first::<DrillTuple>(conn)
+        .optional()?
+        .map(|r| to_drill(r, with_series))
+        .transpose()
+}
+
+/// Every drill, newest first, without their series.
+pub fn all_drills(conn: &mut Conn) -> QueryResult<Vec<DrillRow>> {
+    drills::table
+        .order(drills::started_at.desc())
+        .select(DRILL_COLUMNS)
+        .load::<DrillTuple>(conn)?
+        .into_iter()
+        .map(|r| to_drill(r, false))
+        .collect()
+}
+
+/// The running drill of a station, if any.
+pub fn running_drill(conn: &mut Conn, station_id: &str) -> QueryResult<Option<String>> {
+    drills::table
+        .filter(drills::station_id.eq(station_id))
+        .filter(drills::state.eq(DrillState::Running.as_str()))
+        .select(drills::id)
+        .first(conn)
+        .optional()
+}
+
+/// Every running drill's id.
+pub fn running_drills(conn: &mut Conn) -> QueryResult<Vec<String>> {
+    drills::table
+        .filter(drills::state.eq(DrillState::Running.as_str()))
+        .select(drills::id)
+        .load(conn)
+}
+
+pub fn set_drill_fed(conn: &mut Conn, id: &str, fed: i64) -> QueryResult<()> {
+    diesel::update(drills::table.filter(drills::id.eq(id)))
+        .set(drills::readings_fed.eq(fed))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Ends a running drill (finished or stopped); answers whether it was running.
+pub fn end_drill(
+    conn: &mut Conn,
+    id: &str,
+    state: DrillState,
+    at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        drills::table
+            .filter(drills::id.eq(id))
+            .filter(drills::state.eq(DrillState::Running.as_str())),
+    )
+    .set((
+        drills::state.eq(state.as_str()),
+        drills::ended_at.eq(ts(at)),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Takes the lock of a station's series until the transaction ends (see `backend::Lock::Readings`).
+pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+    let as_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
+    super::lock(
+        conn,
+        super::Lock::Readings {
+            station: as_uuid(station_id),
+            drill: (series != REAL).then(|| as_uuid(series)),
+        },
+    )
+}
+
+/// The observed time at which the run of `stage` that ends just before `before` began: the first
+/// reading after the last one before `before` in another stage (the first reading of the series when
+/// there is none).
+pub fn run_start(
+    conn: &mut Conn,
+    station_id: &str,
+    series: &str,
+    stage: FloodStage,
+    before: DateTime<Utc>,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let other: Option<String> = station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.lt(ts(before)))
+        .filter(station_readings::stage.ne(stage.as_str()))
+        .order(station_readings::observed_at.desc())
+        .select(station_readings::observed_at)
+        .first(conn)
+        .optional()?;
+    let mut q = station_readings::table
+        .filter(station_readings::station_id.eq(station_id))
+        .filter(station_readings::series.eq(series))
+        .filter(station_readings::observed_at.lt(ts(before)))
+        .into_boxed();
+    if let Some(o) = other {
+        q = q.filter(station_readings::observed_at.gt(o));
+    }
+    q.order(station_readings::observed_at.asc())
+        .select(station_readings::observed_at)
+        .first::<String>(conn)
+        .optional()?
+        .as_deref()
+        .map(parse_ts)
+        .transpose()
+}

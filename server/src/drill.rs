@@ -1,0 +1,186 @@
+//! Drills: a duty lead replays a hydrograph (the shipped 2024 Dongshan series, or one uploaded with
+//! the request) for a station at a chosen speed, to rehearse a flood night.
+//!
+//! A drill's readings are stored in their own series (the drill's id), so its stage never touches the
+//! real one, the levels shown as real never include them, and everything the fold raises is marked
+//! `drill` (deduplicated apart from real alerts). The replay is a tokio task in the server that
+//! started it: each step feeds the readings whose time has come (`speed` seconds of series per
+//! second of wall time) through [`crate::flood::ingest`], in a transaction that first checks the
+//! drill is still running. Stopping (or finishing) resolves the drill's open alerts. Nothing keeps a
+//! drill across a restart: a server starting up ends every drill still marked running ([`sweep`]),
+//! including, with several instances on one database, drills another instance was replaying.
+
+use crate::coverage::Policy;
+use crate::db::alerts;
+use crate::db::flood::{self as store, Station};
+use crate::db::{self, Conn, Db, QueryResult};
+use crate::error::AppError;
+use crate::flood::Settings;
+use chrono::{DateTime, Utc};
+use riverchief_shared::alert::AlertKind;
+use riverchief_shared::flood::{DrillState, DrillView, Reading};
+use std::time::{Duration, Instant};
+
+/// The 2024 Dongshan hydrograph shipped with the server (`station,observed_at,level_m`, hourly).
+pub const DONGSHAN_2024_CSV: &str = include_str!("../demo/dongshan-2024-hourly.csv");
+
+/// The shipped hydrograph's readings (its station column is ignored: a drill names its station).
+pub fn shipped_series() -> Result<Vec<Reading>, AppError> {
+    let rows = riverchief_shared::flood::parse_csv(DONGSHAN_2024_CSV.as_bytes())
+        .map_err(|e| AppError::Internal(format!("the shipped hydrograph: {e}")))?;
+    Ok(rows.into_iter().map(|r| r.reading).collect())
+}
+
+/// A drill as the API shows it.
+pub fn view(conn: &mut Conn, d: &store::DrillRow) -> QueryResult<DrillView> {
+    let station = store::station(conn, &d.station_id)?;
+    let state = store::stage_state(conn, &d.station_id, &d.id)?;
+    Ok(DrillView {
+        id: d.id.clone(),
+        station: station.map_or_else(|| d.station_id.clone(), |s| s.code),
+        speed: d.speed,
+        state: d.state,
+        started_by: d.started_by,
+        started_at: d.started_at,
+        ended_at: d.ended_at,
+        readings_total: u64::try_from(d.readings_total).unwrap_or(0),
+        readings_fed: u64::try_from(d.readings_fed).unwrap_or(0),
+        stage: state.map_or(riverchief_shared::coverage::FloodStage::Normal, |s| s.stage),
+        level_m: state.map(|s| s.level_m),
+        observed_at: state.map(|s| s.observed_at),
+    })
+}
+
+/// Ends a running drill (`Finished` or `Stopped`) and resolves its open alerts, in the caller's
+/// write transaction. Answers whether it was running.
+pub fn end(conn: &mut Conn, id: &str, state: DrillState, now: DateTime<Utc>) -> QueryResult<bool> {
+    let Some(d) = store::drill(conn, id, false)? else {
+        return Ok(false);
+    };
+    // The drill's series lock: a replay step holds it from its check to its commit, so no step of
+    // this drill commits after the end.
+    store::lock_series(conn, &d.station_id, id)?;
+    if !store::end_drill(conn, id, state, now)? {
+        return Ok(false);
+    }
+    if let Some(station) = store::station(conn, &d.station_id)? {
+        let subject = format!("station:{}", station.code);
+        for kind in [AlertKind::StageChanged, AlertKind::RapidRise] {
+            alerts::resolve(conn, kind, &subject, true, now)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Ends every drill still marked running (at start-up: their replay died with the process).
+pub fn sweep(conn: &mut Conn) -> QueryResult<usize> {
+    db::write_transaction(conn, |conn| {
+        let mut n = 0;
+        for id in store::running_drills(conn)? {
+            if end(conn, &id, DrillState::Stopped, Utc::now())? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    })
+}
+
+enum Step {
+    Fed(usize),
+    Ended,
+}
+
+/// Feeds `series[from..to]` to the drill's series if it is still running.
+fn step(
+    conn: &mut Conn,
+    policy: &Policy,
+    settings: &Settings,
+    drill_id: &str,
+    station: &Station,
+    series: &[Reading],
+    (from, to): (usize, usize),
+) -> Result<Step, AppError> {
+    db::write_transaction(conn, |conn| -> Result<Step, AppError> {
+        store::lock_series(conn, &station.id, drill_id)?;
+        let running =
+            store::drill(conn, drill_id, false)?.is_some_and(|d| d.state == DrillState::Running);
+        if !running {
+            return Ok(Step::Ended);
+        }
+        let batch: Vec<(usize, Reading)> = series[from..to].iter().copied().enumerate().collect();
+        crate::flood::ingest(
+            conn,
+            settings,
+            policy,
+            station,
+            drill_id,
+            &batch,
+            Utc::now(),
+        )
+        .map_err(|e| AppError::Internal(format!("drill {drill_id}: {e}")))?;
+        store::set_drill_fed(conn, drill_id, i64::try_from(to).unwrap_or(i64::MAX))?;
+        if to == series.len() {
+            end(conn, drill_id, DrillState::Finished, Utc::now())?;
+            return Ok(Step::Ended);
+        }
+        Ok(Step::Fed(to))
+    })
+}
+
+/// Starts replaying a drill (already stored, running) on the runtime.
+pub fn spawn(db: Db, policy: Policy, settings: Settings, drill_id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = replay(&db, policy, settings, &drill_id).await {
+            tracing::warn!(drill = %drill_id, error = %e, "drill replay failed; stopping it");
+            let id = drill_id.clone();
+            let _ = db
+                .run(move |conn| -> Result<bool, AppError> {
+                    Ok(db::write_transaction(conn, |conn| {
+                        end(conn, &id, DrillState::Stopped, Utc::now())
+                    })?)
+                })
+                .await;
+        }
+    });
+}
+
+async fn replay(db: &Db, policy: Policy, settings: Settings, id: &str) -> Result<(), AppError> {
+    let key = id.to_owned();
+    let (drill, station) = db
+        .run(move |conn| -> Result<_, AppError> {
+            let d = store::drill(conn, &key, true)?
+                .ok_or_else(|| AppError::NotFound(format!("no drill {key}")))?;
+            let s = store::station(conn, &d.station_id)?
+                .ok_or_else(|| AppError::NotFound(format!("no station {}", d.station_id)))?;
+            Ok((d, s))
+        })
+        .await?;
+    let series = std::sync::Arc::new(drill.series);
+    let Some(t0) = series.first().map(|r| r.observed_at) else {
+        return Ok(());
+    };
+    let speed = drill.speed;
+    let started = Instant::now();
+    let mut fed = usize::try_from(drill.readings_fed).unwrap_or(0);
+    loop {
+        let series_ms = started.elapsed().as_secs_f64() * speed * 1000.0;
+        let due = t0 + chrono::Duration::milliseconds(series_ms.min(1e15) as i64);
+        let until = series.partition_point(|r| r.observed_at <= due).max(fed);
+        if until > fed {
+            let (s, st, key) = (series.clone(), station.clone(), id.to_owned());
+            let outcome = db
+                .run(move |conn| step(conn, &policy, &settings, &key, &st, &s, (fed, until)))
+                .await?;
+            match outcome {
+                Step::Fed(n) => fed = n,
+                Step::Ended => return Ok(()),
+            }
+        }
+        // Sleep until the next reading is due, but look at least once a second (a stop).
+        let wait = series.get(fed).map_or(0.0, |next| {
+            let offset = (next.observed_at - t0).num_milliseconds() as f64 / 1000.0 / speed;
+            offset - started.elapsed().as_secs_f64()
+        });
+        tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.01, 1.0))).await;
+    }
+}

@@ -1,0 +1,441 @@
+//! The flood watch over HTTP:
+//!
+//! - `GET /stations`, `GET /stations/{id or code}`: stations with their latest real level and stage.
+//! - `GET /stations/{id or code}/readings?from=&to=&limit=`: real readings, oldest first.
+//! - `POST /stations/{id or code}/readings` (duty lead, admin): a batch, idempotent on time.
+//! - `GET /flood-level`: every station's level and stage, and the responses in force.
+//! - `POST /response-level` (duty lead, admin), `GET /response-levels`: declare or lift a river's
+//!   response; its history.
+//! - `POST /drills` (duty lead, admin), `GET /drills`, `GET /drills/{id}`, `DELETE /drills/{id}`.
+
+use super::body::json_body;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::flood::{self as store, REAL};
+use crate::db::{self, Conn};
+use crate::error::AppError;
+use crate::flood::IngestError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use riverchief_shared::flood::{
+    DrillList, DrillState, FloodLevel, FloodLevelStation, ReadingList, ReadingsBatch,
+    ReadingsResult, SetResponseLevel, StartDrill, StationList, MAX_DRILL_SPEED,
+};
+use riverchief_shared::id::SegmentId;
+use riverchief_shared::{validate, FieldError};
+use serde::Deserialize;
+use serde_json::json;
+
+/// A batch of 5000 readings is about 300 KB of JSON.
+const MAX_READINGS_BODY: usize = 1024 * 1024;
+const MAX_SMALL_BODY: usize = 8 * 1024;
+/// An uploaded drill hydrograph: up to 5000 readings, as a batch.
+const MAX_DRILL_BODY: usize = 1024 * 1024;
+const MAX_NOTE_CHARS: usize = 2000;
+const MAX_RIVER_CHARS: usize = 200;
+const DEFAULT_READINGS_LIMIT: i64 = 10_000;
+const MAX_READINGS_LIMIT: i64 = 100_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/stations", web::get().to(stations))
+        .route("/stations/{station}", web::get().to(station))
+        .route("/stations/{station}/readings", web::get().to(readings))
+        .route(
+            "/stations/{station}/readings",
+            web::post().to(post_readings),
+        )
+        .route("/flood-level", web::get().to(flood_level))
+        .route("/response-level", web::post().to(set_response))
+        .route("/response-levels", web::get().to(response_history))
+        .route("/drills", web::post().to(start_drill))
+        .route("/drills", web::get().to(drills))
+        .route("/drills/{id}", web::get().to(drill))
+        .route("/drills/{id}", web::delete().to(stop_drill));
+}
+
+fn not_found_station(key: &str) -> AppError {
+    AppError::NotFound(format!("no station {key:?}"))
+}
+
+fn unknown(field: &str, message: String) -> AppError {
+    AppError::UnknownReference(FieldError::new("unknown_reference", field, message))
+}
+
+async fn stations(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let list = state
+        .db
+        .run(|conn| -> Result<StationList, AppError> {
+            let mut stations = Vec::new();
+            for s in store::all_stations(conn)? {
+                stations.push(store::view(conn, &s)?);
+            }
+            Ok(StationList { stations })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn station(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let key = path.into_inner();
+    let view = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let s = store::station(conn, &key)?.ok_or_else(|| not_found_station(&key))?;
+            Ok(store::view(conn, &s)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn time_param(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, AppError> {
+    match value.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                AppError::Invalid(FieldError::new(
+                    "bad_time",
+                    field,
+                    format!("{s:?} is not an RFC 3339 time (2024-07-03T00:00:00Z)"),
+                ))
+            }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadingsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+async fn readings(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    path: web::Path<String>,
+    q: web::Query<ReadingsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let from = time_param(q.from.as_deref(), "from")?;
+    let to = time_param(q.to.as_deref(), "to")?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(AppError::Invalid(FieldError::new(
+                "invalid",
+                "from",
+                "`from` must not be later than `to`",
+            )));
+        }
+    }
+    let limit = match q.limit.as_deref().map(str::trim) {
+        None | Some("") => DEFAULT_READINGS_LIMIT,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=MAX_READINGS_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(AppError::Invalid(FieldError::new(
+                    "out_of_range",
+                    "limit",
+                    format!("limit is a whole number from 1 to {MAX_READINGS_LIMIT}"),
+                )))
+            }
+        },
+    };
+    let key = path.into_inner();
+    let list = state
+        .db
+        .run(move |conn| -> Result<ReadingList, AppError> {
+            let s = store::station(conn, &key)?.ok_or_else(|| not_found_station(&key))?;
+            // `to` is inclusive: the readings up to and including that time.
+            let until = to.map(|t| t + chrono::Duration::nanoseconds(1));
+            let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let rows = store::readings_from(conn, &s.id, REAL, from, until)?;
+            Ok(ReadingList {
+                readings: rows
+                    .into_iter()
+                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                    .map(|r| r.reading)
+                    .collect(),
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+fn batch_error(e: FieldError) -> AppError {
+    if e.code == "too_many" {
+        AppError::TooMany(e)
+    } else {
+        AppError::Invalid(e)
+    }
+}
+
+async fn post_readings(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let body: ReadingsBatch = json_body(&req, payload, MAX_READINGS_BODY).await?;
+    let batch = body.validate().map_err(batch_error)?;
+    let key = path.into_inner();
+    let (policy, settings) = (state.coverage, state.flood);
+    let result = state
+        .db
+        .transaction(move |conn| -> Result<ReadingsResult, AppError> {
+            let station = store::station(conn, &key)?
+                .ok_or_else(|| unknown("station", format!("no station {key:?}")))?;
+            let done =
+                crate::flood::ingest(conn, &settings, &policy, &station, REAL, &batch, Utc::now())
+                    .map_err(|e| match e {
+                        IngestError::Conflict { index, .. } => {
+                            AppError::FieldConflict(FieldError::new(
+                                "conflict",
+                                format!("readings[{index}].level_m"),
+                                e.to_string(),
+                            ))
+                        }
+                        IngestError::Db(d) => d.into(),
+                    })?;
+            Ok(ReadingsResult {
+                station: station.code,
+                received: u64::try_from(batch.len()).unwrap_or(u64::MAX),
+                inserted: u64::try_from(done.inserted).unwrap_or(u64::MAX),
+                stage: done
+                    .state
+                    .map_or(riverchief_shared::coverage::FloodStage::Normal, |s| s.stage),
+                level_m: done.state.map(|s| s.level_m),
+                observed_at: done.state.map(|s| s.observed_at),
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+fn flood_level_now(conn: &mut Conn) -> Result<FloodLevel, AppError> {
+    let mut stations = Vec::new();
+    for s in store::all_stations(conn)? {
+        let v = store::view(conn, &s)?;
+        stations.push(FloodLevelStation {
+            id: v.id,
+            code: v.code,
+            name: v.name,
+            river: v.river,
+            level_m: v.level_m,
+            observed_at: v.observed_at,
+            stage: v.stage,
+            thresholds: v.thresholds,
+        });
+    }
+    Ok(FloodLevel {
+        stations,
+        responses: store::responses_in_force(conn)?,
+    })
+}
+
+async fn flood_level(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+) -> Result<HttpResponse, AppError> {
+    let level = state.db.run(flood_level_now).await?;
+    Ok(HttpResponse::Ok().json(level))
+}
+
+/// The rivers a response may be declared on: those of the segments and the stations.
+fn known_river(conn: &mut Conn, river: &str) -> Result<bool, AppError> {
+    if store::all_stations(conn)?.iter().any(|s| s.river == river) {
+        return Ok(true);
+    }
+    Ok(db::segments::all(conn)?
+        .iter()
+        .any(|s| s.properties.river == river))
+}
+
+async fn set_response(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let body: SetResponseLevel = json_body(&req, payload, MAX_SMALL_BODY).await?;
+    validate::non_empty(&body.river, "river")?;
+    validate::text(&body.river, MAX_RIVER_CHARS, "river")?;
+    if let Some(n) = &body.note {
+        validate::text(n, MAX_NOTE_CHARS, "note")?;
+    }
+    let policy = state.coverage;
+    let by = user.id;
+    let level = state
+        .db
+        .transaction(move |conn| -> Result<FloodLevel, AppError> {
+            if !known_river(conn, &body.river)? {
+                return Err(unknown(
+                    "river",
+                    format!("no segment or station is on the river {:?}", body.river),
+                ));
+            }
+            store::declare_response(
+                conn,
+                &body.river,
+                body.level,
+                by,
+                Utc::now(),
+                body.note.as_deref(),
+            )?;
+            // Intervals in force may have changed: phones learn them through pull.
+            let ids: Vec<SegmentId> = db::segments::all(conn)?
+                .iter()
+                .map(|s| s.properties.id)
+                .collect();
+            crate::coverage::record_summaries(conn, &policy, &ids)?;
+            flood_level_now(conn)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(level))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    river: Option<String>,
+}
+
+async fn response_history(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, AppError> {
+    let river = q.river.clone().filter(|r| !r.trim().is_empty());
+    let history = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            Ok(store::response_history(conn, river.as_deref())?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "responses": history })))
+}
+
+async fn start_drill(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let body: StartDrill = json_body(&req, payload, MAX_DRILL_BODY).await?;
+    if !body.speed.is_finite() || body.speed <= 0.0 || body.speed > MAX_DRILL_SPEED {
+        return Err(AppError::Invalid(FieldError::new(
+            "out_of_range",
+            "speed",
+            format!("seconds of series per second, above 0 and at most {MAX_DRILL_SPEED}"),
+        )));
+    }
+    let series = match &body.series {
+        Some(readings) => ReadingsBatch {
+            readings: readings.clone(),
+        }
+        .validate()
+        .map_err(|mut e| {
+            e.field = e.field.replacen("readings", "series", 1);
+            batch_error(e)
+        })?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect(),
+        None => crate::drill::shipped_series()?,
+    };
+    let by = user.id;
+    let key = body.station.clone();
+    let speed = body.speed;
+    let view = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            let station = store::station(conn, &key)?
+                .ok_or_else(|| unknown("station", format!("no station {key:?}")))?;
+            if let Some(running) = store::running_drill(conn, &station.id)? {
+                return Err(AppError::Conflict(format!(
+                    "drill {running} is running for {}; stop it first",
+                    station.code
+                )));
+            }
+            let row = store::DrillRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                station_id: station.id,
+                speed,
+                state: DrillState::Running,
+                readings_total: i64::try_from(series.len()).unwrap_or(i64::MAX),
+                readings_fed: 0,
+                series,
+                started_by: by,
+                started_at: Utc::now(),
+                ended_at: None,
+            };
+            store::insert_drill(conn, &row)?;
+            Ok(crate::drill::view(conn, &row)?)
+        })
+        .await?;
+    crate::drill::spawn(
+        state.db.clone(),
+        state.coverage,
+        state.flood,
+        view.id.clone(),
+    );
+    Ok(HttpResponse::Created().json(view))
+}
+
+async fn drills(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let list = state
+        .db
+        .run(|conn| -> Result<DrillList, AppError> {
+            let mut drills = Vec::new();
+            for d in store::all_drills(conn)? {
+                drills.push(crate::drill::view(conn, &d)?);
+            }
+            Ok(DrillList { drills })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn drill(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let view = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let d = store::drill(conn, &id, false)?
+                .ok_or_else(|| AppError::NotFound(format!("no drill {id}")))?;
+            Ok(crate::drill::view(conn, &d)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn stop_drill(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_lead()?;
+    let id = path.into_inner();
+    let view = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            if store::drill(conn, &id, false)?.is_none() {
+                return Err(AppError::NotFound(format!("no drill {id}")));
+            }
+            crate::drill::end(conn, &id, DrillState::Stopped, Utc::now())?;
+            let d = store::drill(conn, &id, false)?
+                .ok_or_else(|| AppError::NotFound(format!("no drill {id}")))?;
+            Ok(crate::drill::view(conn, &d)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
