@@ -5,6 +5,7 @@
 //! - [`sync`]: applying pushed mutations (the server half of the sync protocol).
 //! - [`db`]: the only place that talks to the database.
 //! - [`alerting`]: the rules that raise and resolve alerts.
+//! - [`delivery`]: the live alert stream's feed and the webhook sender.
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
 //! - [`error`]: the one error type and its mapping to HTTP.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod coverage;
 pub mod db;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod photo_store;

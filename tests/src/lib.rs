@@ -29,7 +29,7 @@ pub struct TestServer {
     pub port: u16,
     pub data_dir: PathBuf,
     pub db: TestDb,
-    handle: actix_web::dev::ServerHandle,
+    handle: riverchief_server::app::AppHandle,
     _tmp: Option<tempfile::TempDir>,
 }
 

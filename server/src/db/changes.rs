@@ -115,6 +115,35 @@ pub fn page(
     after: i64,
     limit: usize,
 ) -> QueryResult<Page> {
+    page_of(conn, viewer, role, after, limit, None)
+}
+
+/// The newest sequence number of a change to `entity` in `(after, head]` (`None` when there is
+/// none), with the head it read first (so the answer is final, as in [`page`]).
+pub fn newest_of(
+    conn: &mut Conn,
+    entity: ChangeEntity,
+    after: i64,
+) -> QueryResult<(i64, Option<i64>)> {
+    let head = max_seq(conn)?;
+    let newest = changes::table
+        .filter(changes::seq.gt(after))
+        .filter(changes::seq.le(head))
+        .filter(changes::entity.eq(entity.as_str()))
+        .select(diesel::dsl::max(changes::seq))
+        .first::<Option<i64>>(conn)?;
+    Ok((head, newest))
+}
+
+/// [`page`], of the changes to one entity only when `entity` is given (the live alert stream).
+pub fn page_of(
+    conn: &mut Conn,
+    viewer: UserId,
+    role: Role,
+    after: i64,
+    limit: usize,
+    entity: Option<ChangeEntity>,
+) -> QueryResult<Page> {
     // Read the head first: every row at or below it is committed by then (see the module doc; on
     // PostgreSQL each statement reads a fresh snapshot, which sees at least what this one saw), so the
     // page below is final, and when it comes back short the cursor may jump to the head past rows this
@@ -127,6 +156,9 @@ pub fn page(
         .order(changes::seq.asc())
         .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
         .into_boxed();
+    if let Some(entity) = entity {
+        query = query.filter(changes::entity.eq(entity.as_str()));
+    }
     if !role.sees_everything() {
         let me = viewer.to_string();
         let my_segments = user_segments::table
