@@ -116,8 +116,20 @@ impl ServerProcess {
         db: &TestDb,
         port: u16,
     ) -> Result<ServerProcess> {
+        Self::start_with(binary, data_dir, db, port, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with more `serve` flags.
+    pub async fn start_with(
+        binary: &str,
+        data_dir: &Path,
+        db: &TestDb,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
         let mut cmd = Command::new(binary);
         cmd.args(["serve", "--demo", "--workers", "2"]);
+        cmd.args(extra);
         if let Some(url) = db.url() {
             cmd.arg("--database-url").arg(url);
         }
