@@ -849,6 +849,13 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
         d_issue.to_string()
     );
     assert_eq!(s.next().await?.alert()?["issue_id"], d_issue.to_string());
+
+    // Stopping the server ends open streams cleanly (the last chunk, not a cut connection), so a
+    // graceful stop does not wait for them.
     server.stop().await;
+    for open in [&mut s, &mut again] {
+        let end = open.next().await.err().map(|e| e.to_string());
+        assert_eq!(end.as_deref(), Some("the stream ended"));
+    }
     Ok(())
 }

@@ -382,10 +382,21 @@ pub fn claim(
         .filter(d::id.eq(&key))
         .select(DeliveryRow::as_select())
         .first(conn)?;
-    let hook: HookRow = w::table
+    let (hook, deleted): (HookRow, Option<String>) = w::table
         .filter(w::id.eq(&r.webhook_id))
-        .select(HookRow::as_select())
+        .select((HookRow::as_select(), w::deleted_at))
         .first(conn)?;
+    if deleted.is_some() {
+        // Queued by a transaction that read the webhook just before it was deleted.
+        diesel::update(d::table.filter(d::id.eq(&key)))
+            .set((
+                d::state.eq(DeliveryState::Cancelled.as_str()),
+                d::lease_until.eq(None::<String>),
+                d::leased_by.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        return Ok(None);
+    }
     let alert: Alert = serde_json::from_str(&r.alert_json)
         .map_err(|e| corrupt(format!("delivery {key}: alert: {e}")))?;
     let shown = delivery(r)?;
@@ -397,6 +408,22 @@ pub fn claim(
         attempts: shown.attempts,
         history: shown.history,
     }))
+}
+
+/// Gives up the leases `me` holds (a stopping instance), so that another instance, or this one
+/// restarted, sends those deliveries at once instead of when the leases expire. An attempt that was
+/// in flight may then be sent twice: with the same `Idempotency-Key`.
+pub fn release_leases(conn: &mut Conn, me: &str) -> QueryResult<usize> {
+    diesel::update(
+        d::table
+            .filter(d::leased_by.eq(me))
+            .filter(d::state.eq(DeliveryState::Pending.as_str())),
+    )
+    .set((
+        d::lease_until.eq(None::<String>),
+        d::leased_by.eq(None::<String>),
+    ))
+    .execute(conn)
 }
 
 /// What came of an attempt.
@@ -449,4 +476,174 @@ pub fn record_attempt(
     ))
     .execute(conn)?;
     Ok(n == 1)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use riverchief_shared::alert::{AlertLevel, AlertState};
+    use riverchief_shared::id::AlertId;
+
+    fn alert(kind: AlertKind, drill: bool) -> Alert {
+        let t = Utc::now();
+        Alert {
+            id: AlertId::new(),
+            kind,
+            subject: "issue:x".into(),
+            state: AlertState::Open,
+            level: AlertLevel::Critical,
+            drill,
+            message: "险情".into(),
+            message_en: "Hazard".into(),
+            segment_id: None,
+            issue_id: None,
+            station: None,
+            details: serde_json::Value::Null,
+            raised_at: t,
+            updated_at: t,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            acknowledged_by_name: None,
+            resolved_at: None,
+        }
+    }
+
+    fn hook(kinds: Vec<AlertKind>, include_drill: bool) -> NewWebhook {
+        NewWebhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "secret".into(),
+            kinds,
+            format: WebhookFormat::Generic,
+            include_drill,
+        }
+    }
+
+    fn failed(at: DateTime<Utc>) -> Attempt {
+        Attempt {
+            at,
+            status: Some(500),
+            error: Some("HTTP 500".into()),
+            retry_in_ms: Some(1000),
+        }
+    }
+
+    #[test]
+    fn kinds_and_drills_choose_the_webhooks() {
+        let t = |kinds, drill| Target {
+            id: WebhookId::new(),
+            url: String::new(),
+            secret: String::new(),
+            kinds,
+            format: WebhookFormat::Generic,
+            include_drill: drill,
+        };
+        let hazard = alert(AlertKind::CriticalHazard, false);
+        let drill = alert(AlertKind::CriticalHazard, true);
+        assert!(t(vec![], false).wants(&hazard));
+        assert!(!t(vec![], false).wants(&drill));
+        assert!(t(vec![], true).wants(&drill));
+        assert!(t(vec![AlertKind::CriticalHazard], false).wants(&hazard));
+        assert!(!t(vec![AlertKind::RapidRise], true).wants(&hazard));
+        assert_eq!(secret_hint("short"), "…");
+        assert_eq!(secret_hint("SEC0123456789abcd"), "…abcd");
+    }
+
+    /// The outbox on its own: head of line per webhook, one lease at a time, leases that expire,
+    /// retries that wait, and a give-up that lets the next one go.
+    #[test]
+    fn claims_are_exclusive_and_each_webhook_goes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.sqlite3").to_string_lossy()).unwrap();
+        let mut conn = db.conn().unwrap();
+        let c = &mut *conn;
+        let admin = UserId::new();
+        let now = Utc::now();
+        let all = insert(c, &hook(vec![], false), admin, now).unwrap();
+        let other = insert(c, &hook(vec![AlertKind::RapidRise], true), admin, now).unwrap();
+        let (a1, a2) = (
+            alert(AlertKind::CriticalHazard, false),
+            alert(AlertKind::CriticalHazard, false),
+        );
+        assert_eq!(enqueue(c, &a1, 10).unwrap(), 1);
+        assert_eq!(enqueue(c, &a2, 11).unwrap(), 1);
+        assert_eq!(
+            enqueue(c, &alert(AlertKind::CriticalHazard, true), 12).unwrap(),
+            0
+        );
+        let later = now + chrono::Duration::seconds(1);
+
+        let due_now = due(c, later, 10).unwrap();
+        assert_eq!(due_now.len(), 1, "only the head of the webhook's queue");
+        let first = due_now[0];
+        let lease = later + chrono::Duration::seconds(30);
+        let mine = claim(c, first, "a", later, lease).unwrap().unwrap();
+        assert_eq!(mine.alert.id, a1.id);
+        assert!(claim(c, first, "b", later, lease).unwrap().is_none());
+        assert!(
+            due(c, later, 10).unwrap().is_empty(),
+            "leased, and the second waits"
+        );
+
+        // A failure schedules a retry; the second still waits behind it.
+        let retry_at = later + chrono::Duration::seconds(5);
+        assert!(record_attempt(c, &mine, "a", failed(later), &Outcome::Retry(retry_at)).unwrap());
+        assert!(due(c, later, 10).unwrap().is_empty());
+        let at_retry = retry_at + chrono::Duration::milliseconds(1);
+        assert_eq!(due(c, at_retry, 10).unwrap(), vec![first]);
+
+        // An instance that dies holding the lease: another takes it once it expires, and the dead
+        // one's late answer is ignored.
+        let dead = claim(
+            c,
+            first,
+            "a",
+            at_retry,
+            at_retry + chrono::Duration::seconds(30),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(claim(c, first, "b", at_retry, at_retry).unwrap().is_none());
+        let expired = at_retry + chrono::Duration::seconds(31);
+        let taken = claim(
+            c,
+            first,
+            "b",
+            expired,
+            expired + chrono::Duration::seconds(30),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(taken.attempts, 1);
+        assert!(!record_attempt(c, &dead, "a", failed(expired), &Outcome::GiveUp).unwrap());
+        assert!(record_attempt(c, &taken, "b", failed(expired), &Outcome::GiveUp).unwrap());
+
+        // Given up: visible as failed, and the webhook's next delivery goes.
+        let log = deliveries(c, all.id, None, 10).unwrap();
+        assert_eq!(log[1].state, DeliveryState::Failed);
+        assert_eq!(log[1].attempts, 2);
+        assert_eq!(log[1].history.len(), 2);
+        assert_eq!(due(c, expired, 10).unwrap(), vec![log[0].id]);
+        assert!(deliveries(c, other.id, None, 10).unwrap().is_empty());
+
+        // Leases of a stopping instance are given back; a deleted webhook's queue is cancelled.
+        let next = claim(
+            c,
+            log[0].id,
+            "c",
+            expired,
+            expired + chrono::Duration::seconds(30),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(next.alert.id, a2.id);
+        assert_eq!(release_leases(c, "c").unwrap(), 1);
+        assert_eq!(due(c, expired, 10).unwrap(), vec![log[0].id]);
+        assert!(delete(c, all.id, expired).unwrap());
+        assert!(due(c, expired, 10).unwrap().is_empty());
+        let counts = counts_by_state(c).unwrap();
+        assert_eq!(counts.get("cancelled"), Some(&1));
+        assert_eq!(counts.get("failed"), Some(&1));
+    }
 }

@@ -45,7 +45,14 @@ pub async fn run(db: Db, config: DeliveryConfig, shutdown: CancellationToken) {
     let done = Arc::new(Notify::new());
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                let who = me.clone();
+                match db.run(move |c| webhooks::release_leases(c, &who).map_err(anyhow::Error::from)).await {
+                    Ok(0) | Err(_) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "webhook sender: stopping; leases given back"),
+                }
+                return;
+            }
             _ = tokio::time::sleep(config.poll) => {}
             _ = done.notified() => {}
         }
