@@ -37,6 +37,30 @@ pub fn lock(conn: &mut Conn) -> QueryResult<()> {
     super::lock(conn, Lock::ChangeLog)
 }
 
+thread_local! {
+    /// Set when the transaction running on this thread records an alert change; read and cleared
+    /// when it ends ([`transaction_ended`]).
+    static ALERT_RECORDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts transactions that committed alert changes in this process: the live streams' feed wakes
+/// on it at once, instead of at its next poll (which still brings other instances' changes).
+static ALERT_COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// A receiver that changes after each commit of an alert change in this process.
+pub fn alert_commits() -> tokio::sync::watch::Receiver<u64> {
+    ALERT_COMMITS.subscribe()
+}
+
+/// Called by `write_transaction` when a transaction ends: after a commit that recorded an alert
+/// change, signals [`alert_commits`].
+pub fn transaction_ended(committed: bool) {
+    if ALERT_RECORDED.with(|r| r.replace(false)) && committed {
+        ALERT_COMMITS.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// Appends a change. Call it inside the transaction that made the change, as late as you can.
 pub fn record(
     conn: &mut Conn,
@@ -52,6 +76,9 @@ pub fn record(
     };
     // Before the insert takes its seq: see the module doc.
     lock(conn)?;
+    if entity == ChangeEntity::Alert {
+        ALERT_RECORDED.with(|r| r.set(true));
+    }
     diesel::insert_into(changes::table)
         .values((
             changes::entity.eq(entity.as_str()),

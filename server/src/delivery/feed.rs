@@ -1,9 +1,11 @@
 //! The alert feed: one task per server process that notices new alert changes in the change log
 //! and wakes the live streams.
 //!
-//! Every `stream_poll` it reads the newest alert change above the head it read last time
-//! (`db::changes::newest_of`, an index range scan of the few rows written since), and when there is
-//! one publishes its `seq` on a [`watch`] channel. A watch channel holds one value, so memory stays
+//! Every `stream_poll`, and at once when a transaction of this process commits an alert change
+//! (`db::changes::alert_commits`, signalled by `write_transaction` after the commit), it reads the
+//! newest alert change above the head it read last time (`db::changes::newest_of`, an index range
+//! scan of the few rows written since), and when there is one publishes its `seq` on a [`watch`]
+//! channel. The poll brings the changes other instances commit. A watch channel holds one value, so memory stays
 //! flat however many streams listen and however slow they are; each stream, woken, reads the alert
 //! changes above its own cursor that its viewer may see. A stream marks the channel seen *before*
 //! it reads, so a change committed after its read wakes it again: nothing is missed.
@@ -21,11 +23,14 @@ pub async fn start(db: Db, every: Duration, shutdown: CancellationToken) -> watc
         .run(|c| changes::max_seq(c).map_err(anyhow::Error::from))
         .await
         .unwrap_or(0);
+    let mut local = changes::alert_commits();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
+                // An alert change committed in this process: read at once.
+                _ = local.changed() => {}
             }
             let after = head;
             match db

@@ -43,6 +43,8 @@ pub async fn run(db: Db, config: DeliveryConfig, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // Rung when an attempt finishes, so that the webhook's next delivery goes at once.
     let done = Arc::new(Notify::new());
+    // Deliveries are queued with alert changes: one committed here is worth looking at at once.
+    let mut local = crate::db::changes::alert_commits();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -55,6 +57,7 @@ pub async fn run(db: Db, config: DeliveryConfig, shutdown: CancellationToken) {
             }
             _ = tokio::time::sleep(config.poll) => {}
             _ = done.notified() => {}
+            _ = local.changed() => {}
         }
         let now = Utc::now();
         let due = match db
