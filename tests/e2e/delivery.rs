@@ -2,7 +2,7 @@
 //! sent from the durable outbox. The webhook receiver is a real HTTP server inside the test that
 //! checks every signature and keeps the idempotency keys it accepted, as a careful receiver would.
 
-use crate::common::{draft, phone, segment, Http};
+use crate::common::{add_user, draft, phone, segment, Http};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use futures_util::StreamExt;
@@ -765,6 +765,9 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
     let lead_token = login(&base, "chen").await?;
     let dir = tempfile::tempdir()?;
     let zhangwei = phone(dir.path(), &base, "zhangwei").await?;
+    // A patroller of another segment watches too: they see only what pull would show them.
+    add_user(&server, "wang", "patroller", &["QHL-01"])?;
+    let mut wang = Sse::open(&base, &login(&base, "wang").await?, None).await?;
 
     let mut stream = Sse::open(&base, &lead_token, None).await?;
     let a_issue = muddy_piping(&zhangwei, 0.2, "甲").await?;
@@ -855,6 +858,27 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
         d_issue.to_string()
     );
     assert_eq!(s.next().await?.alert()?["issue_id"], d_issue.to_string());
+
+    // The first alert the other segment's patroller sees is the one on their own segment.
+    let qhl01 = segment(&zhangwei, "QHL-01").await?;
+    let e_issue = zhangwei
+        .report_issue(draft(
+            &qhl01,
+            0.5,
+            IssueCategory::Leak,
+            Severity::Major,
+            None,
+            "漏洞",
+            None,
+            vec![],
+        ))
+        .await?;
+    zhangwei.sync(&|_| {}).await?;
+    assert_eq!(wang.next().await?.alert()?["issue_id"], e_issue.to_string());
+    drop(wang);
+    for open in [&mut s, &mut again] {
+        assert_eq!(open.next().await?.alert()?["issue_id"], e_issue.to_string());
+    }
 
     // Stopping the server ends open streams cleanly (the last chunk, not a cut connection), so a
     // graceful stop does not wait for them.
