@@ -550,12 +550,67 @@ mod tests {
         assert_eq!(secret_hint("SEC0123456789abcd"), "…abcd");
     }
 
+    /// Runs `f` on a fresh SQLite database, and on a fresh PostgreSQL database too when
+    /// `RIVERCHIEF_TEST_PG_URL` names a server (the PostgreSQL pass of `scripts/test`).
+    fn on_each_backend(f: impl Fn(&Db)) {
+        let dir = tempfile::tempdir().unwrap();
+        f(&Db::open(&dir.path().join("t.sqlite3").to_string_lossy()).unwrap());
+        let Ok(admin) = std::env::var("RIVERCHIEF_TEST_PG_URL") else {
+            return;
+        };
+        if admin.is_empty() {
+            return;
+        }
+        use diesel::connection::SimpleConnection;
+        let name = format!("rc_test_outbox_{}", uuid::Uuid::now_v7().simple());
+        diesel::PgConnection::establish(&admin)
+            .unwrap()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        f(&Db::open(&format!("{base}/{name}")).unwrap());
+    }
+
+    /// Many instances race to claim one due delivery: exactly one gets it.
+    #[test]
+    fn one_claim_wins_a_race() {
+        on_each_backend(|db| {
+            let mut conn = db.conn().unwrap();
+            let now = Utc::now();
+            insert(&mut conn, &hook(vec![], false), UserId::new(), now).unwrap();
+            enqueue(&mut conn, &alert(AlertKind::CriticalHazard, false), 1).unwrap();
+            drop(conn);
+            let later = now + chrono::Duration::seconds(1);
+            let id = due(&mut db.conn().unwrap(), later, 1).unwrap()[0];
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let winners: usize = (0..6)
+                .map(|i| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut conn = db.conn().unwrap();
+                        barrier.wait();
+                        let lease = later + chrono::Duration::seconds(30);
+                        claim(&mut conn, id, &format!("instance-{i}"), later, lease)
+                            .unwrap()
+                            .is_some() as usize
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(winners, 1);
+        });
+    }
+
     /// The outbox on its own: head of line per webhook, one lease at a time, leases that expire,
     /// retries that wait, and a give-up that lets the next one go.
     #[test]
     fn claims_are_exclusive_and_each_webhook_goes_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.sqlite3").to_string_lossy()).unwrap();
+        on_each_backend(outbox_story);
+    }
+
+    fn outbox_story(db: &Db) {
         let mut conn = db.conn().unwrap();
         let c = &mut *conn;
         let admin = UserId::new();
