@@ -159,7 +159,7 @@ impl Application {
             shutdown: shutdown.clone(),
         });
         let limits = config.limits;
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(json_config(limits.max_push_bytes))
@@ -168,10 +168,16 @@ impl Application {
                 .wrap(tracing_actix())
                 .configure(crate::routes::configure)
         })
-        .listen(listener)?
-        // Stopping goes through `AppHandle::stop`, which first ends the streams (actix would wait
-        // for them); the command line turns SIGINT and SIGTERM into that.
-        .disable_signals();
+        .listen(listener);
+        let mut server = match server {
+            // Stopping goes through `AppHandle::stop`, which first ends the streams (actix would
+            // wait for them); the command line turns SIGINT and SIGTERM into that.
+            Ok(s) => s.disable_signals(),
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e.into());
+            }
+        };
         if let Some(w) = config.workers {
             server = server.workers(w);
         }
