@@ -35,6 +35,8 @@ pub struct Config {
     pub housekeeping: crate::maintenance::Housekeeping,
     /// The flood watch's rules (hysteresis margin, rapid rise) and the scheduled check's period.
     pub flood: crate::flood::Settings,
+    /// The live alert stream's timing, and webhook retries (backoff base and cap, attempts).
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
             coverage: crate::coverage::Policy::default(),
             housekeeping: crate::maintenance::Housekeeping::default(),
             flood: crate::flood::Settings::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 
@@ -75,6 +78,11 @@ pub struct AppState {
     pub limits: Limits,
     pub coverage: crate::coverage::Policy,
     pub flood: crate::flood::Settings,
+    pub delivery: crate::delivery::DeliveryConfig,
+    /// The newest alert change seen (see `delivery::feed`): the live streams wait on it.
+    pub alert_feed: tokio::sync::watch::Receiver<i64>,
+    /// Cancelled when the server stops: background tasks and open streams end.
+    pub shutdown: crate::delivery::CancellationToken,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -114,6 +122,7 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    shutdown: crate::delivery::CancellationToken,
     /// Demo users and their passwords, when the demo was seeded by this start.
     pub demo_users: Vec<(String, String)>,
 }
@@ -152,16 +161,31 @@ impl Application {
         }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
+        let shutdown = crate::delivery::CancellationToken::new();
+        let alert_feed = crate::delivery::feed::start(
+            opened.db.clone(),
+            config.delivery.stream_poll,
+            shutdown.clone(),
+        )
+        .await;
+        tokio::spawn(crate::delivery::worker::run(
+            opened.db.clone(),
+            config.delivery,
+            shutdown.clone(),
+        ));
         let state = web::Data::new(AppState {
             db: opened.db,
             photos: opened.photos,
             limits: config.limits,
             coverage: config.coverage,
             flood: config.flood,
+            delivery: config.delivery,
+            alert_feed,
+            shutdown: shutdown.clone(),
         });
         let limits = config.limits;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let m = metrics.clone();
             App::new()
                 .app_data(state.clone())
@@ -173,13 +197,23 @@ impl Application {
                 .wrap_fn(move |req, srv| crate::metrics::track(m.clone(), req, srv))
                 .configure(crate::routes::configure)
         })
-        .listen(listener)?;
+        .listen(listener);
+        let mut server = match server {
+            // Stopping goes through `AppHandle::stop`, which first ends the streams (actix would
+            // wait for them); the command line turns SIGINT and SIGTERM into that.
+            Ok(s) => s.disable_signals(),
+            Err(e) => {
+                shutdown.cancel();
+                return Err(e.into());
+            }
+        };
         if let Some(w) = config.workers {
             server = server.workers(w);
         }
         Ok(Application {
             port,
             server: server.run(),
+            shutdown,
             demo_users: opened.demo_users,
         })
     }
@@ -188,8 +222,11 @@ impl Application {
         self.port
     }
 
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            server: self.server.handle(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -199,4 +236,20 @@ impl Application {
 
 fn tracing_actix() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct AppHandle {
+    server: actix_web::dev::ServerHandle,
+    shutdown: crate::delivery::CancellationToken,
+}
+
+impl AppHandle {
+    /// Ends the live streams and the background tasks, then stops the server (`graceful`: the
+    /// requests in flight finish first).
+    pub async fn stop(&self, graceful: bool) {
+        self.shutdown.cancel();
+        self.server.stop(graceful).await;
+    }
 }

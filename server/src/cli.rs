@@ -122,6 +122,44 @@ struct ServeArgs {
     patrol_intervals: Option<Intervals>,
     #[command(flatten)]
     flood: flood::FloodArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// Webhook retries: delay `base × 2^(n−1)` (at most `cap`, plus up to a quarter of jitter) after
+/// the n-th failed attempt, until `max-attempts`.
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// The first retry's delay, in milliseconds [default: 5000].
+    #[arg(long, env = "RIVERCHIEF_WEBHOOK_BACKOFF_BASE_MS", value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    webhook_backoff_base_ms: Option<u64>,
+    /// The longest delay between attempts, in milliseconds [default: 900000].
+    #[arg(long, env = "RIVERCHIEF_WEBHOOK_BACKOFF_CAP_MS", value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    webhook_backoff_cap_ms: Option<u64>,
+    /// Attempts before a delivery is given up [default: 12].
+    #[arg(long, env = "RIVERCHIEF_WEBHOOK_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    webhook_max_attempts: Option<u32>,
+    /// How long one attempt may take, in milliseconds [default: 10000].
+    #[arg(long, env = "RIVERCHIEF_WEBHOOK_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    webhook_timeout_ms: Option<u64>,
+}
+
+impl WebhookArgs {
+    fn apply(&self, d: &mut crate::delivery::DeliveryConfig) {
+        use std::time::Duration;
+        if let Some(ms) = self.webhook_backoff_base_ms {
+            d.backoff_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.webhook_backoff_cap_ms {
+            d.backoff_cap = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.webhook_max_attempts {
+            d.max_attempts = n;
+        }
+        if let Some(ms) = self.webhook_timeout_ms {
+            d.timeout = Duration::from_millis(ms);
+        }
+    }
 }
 
 /// `--patrol-intervals`, parsed: (stage, minutes) pairs.
@@ -261,6 +299,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.workers = args.workers;
     config.photo_store = args.photo_store;
     config.flood = args.flood.settings();
+    args.webhooks.apply(&mut config.delivery);
     if config.demo {
         config.coverage.requirement = crate::demo::requirement()?;
     }
@@ -288,9 +327,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         say(&format!("listening on http://{host}:{}", app.port()))?;
+        let handle = app.handle();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: ending alert streams, finishing requests in flight");
+            handle.stop(true).await;
+        });
         app.run_until_stopped().await.context("serving")?;
         Ok(())
     })
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn open_db(data: &DataDir) -> anyhow::Result<(Db, Location)> {

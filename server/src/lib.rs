@@ -8,6 +8,7 @@
 //! - [`flood`]: the flood watch: readings folded into stages (hysteresis) and rises, the stage in force.
 //! - [`checks`]: the scheduled checks (overdue segments, expiring lots, stock below quota).
 //! - [`drill`]: drills that replay a hydrograph in their own series.
+//! - [`delivery`]: the live alert stream's feed and the webhook sender.
 //! - [`photo_store`]: content-addressed photo storage and partial uploads.
 //! - [`auth`]: passwords, tokens, the authenticated-user extractor.
 //! - [`error`]: the one error type and its mapping to HTTP.
@@ -23,6 +24,7 @@ pub mod checks;
 pub mod cli;
 pub mod coverage;
 pub mod db;
+pub mod delivery;
 pub mod demo;
 pub mod drill;
 pub mod error;

@@ -108,6 +108,14 @@ id_type!(
     /// An alert raised by the server.
     AlertId
 );
+id_type!(
+    /// A webhook an admin configured.
+    WebhookId
+);
+id_type!(
+    /// One alert change to one webhook; the `Idempotency-Key` of every attempt to send it.
+    DeliveryId
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

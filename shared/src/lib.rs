@@ -16,6 +16,7 @@
 //! - [`sync`]: the sync protocol wire types (push, pull, mutations) and their validation.
 //! - [`api`]: the other request and response bodies, and the error envelope.
 //! - [`validate`]: field-path errors and limits.
+//! - [`webhook`]: webhooks, their deliveries, and what a generic webhook receives.
 
 pub mod alert;
 pub mod api;
@@ -28,5 +29,6 @@ pub mod id;
 pub mod photo;
 pub mod sync;
 pub mod validate;
+pub mod webhook;
 
 pub use validate::{FieldError, Limits};

@@ -29,7 +29,7 @@ pub struct TestServer {
     pub port: u16,
     pub data_dir: PathBuf,
     pub db: TestDb,
-    handle: actix_web::dev::ServerHandle,
+    handle: riverchief_server::app::AppHandle,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -142,6 +142,17 @@ impl ServerProcess {
         db: &TestDb,
         port: u16,
     ) -> Result<ServerProcess> {
+        Self::start_with(binary, data_dir, db, port, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with more `serve` flags.
+    pub async fn start_with(
+        binary: &str,
+        data_dir: &Path,
+        db: &TestDb,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
         let mut cmd = Command::new(binary);
         // The scheduled checks are off, as in the in-process servers: tests run them with their
         // own clock.
@@ -153,6 +164,7 @@ impl ServerProcess {
             "--check-period-seconds",
             "0",
         ]);
+        cmd.args(extra);
         if let Some(url) = db.url() {
             cmd.arg("--database-url").arg(url);
         }

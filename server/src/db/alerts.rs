@@ -187,11 +187,11 @@ fn open_row(
 }
 
 /// The single place every change of an alert passes through, inside its transaction: the change
-/// log (pull and the live stream read it).
+/// log (pull and the live stream read it) and the webhook outbox.
 fn publish(conn: &mut Conn, stored: &Stored) -> QueryResult<()> {
     let data = serde_json::to_value(&stored.alert)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-    changes::record(
+    let seq = changes::record(
         conn,
         ChangeEntity::Alert,
         &stored.alert.id.to_string(),
@@ -204,6 +204,7 @@ fn publish(conn: &mut Conn, stored: &Stored) -> QueryResult<()> {
             assignee: None,
         },
     )?;
+    super::webhooks::enqueue(conn, &stored.alert, seq)?;
     Ok(())
 }
 

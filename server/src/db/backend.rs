@@ -70,13 +70,18 @@ where
     }
     match f(conn) {
         Ok(value) => {
-            Manager::commit_transaction(conn)?;
+            let committed = Manager::commit_transaction(conn);
+            super::changes::transaction_ended(committed.is_ok());
+            committed?;
             Ok(value)
         }
-        Err(user_error) => match Manager::rollback_transaction(conn) {
-            Ok(()) | Err(Error::BrokenTransactionManager) => Err(user_error),
-            Err(rollback_error) => Err(rollback_error.into()),
-        },
+        Err(user_error) => {
+            super::changes::transaction_ended(false);
+            match Manager::rollback_transaction(conn) {
+                Ok(()) | Err(Error::BrokenTransactionManager) => Err(user_error),
+                Err(rollback_error) => Err(rollback_error.into()),
+            }
+        }
     }
 }
 

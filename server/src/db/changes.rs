@@ -37,6 +37,30 @@ pub fn lock(conn: &mut Conn) -> QueryResult<()> {
     super::lock(conn, Lock::ChangeLog)
 }
 
+thread_local! {
+    /// Set when the transaction running on this thread records an alert change; read and cleared
+    /// when it ends ([`transaction_ended`]).
+    static ALERT_RECORDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts transactions that committed alert changes in this process: the live streams' feed wakes
+/// on it at once, instead of at its next poll (which still brings other instances' changes).
+static ALERT_COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// A receiver that changes after each commit of an alert change in this process.
+pub fn alert_commits() -> tokio::sync::watch::Receiver<u64> {
+    ALERT_COMMITS.subscribe()
+}
+
+/// Called by `write_transaction` when a transaction ends: after a commit that recorded an alert
+/// change, signals [`alert_commits`].
+pub fn transaction_ended(committed: bool) {
+    if ALERT_RECORDED.with(|r| r.replace(false)) && committed {
+        ALERT_COMMITS.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// Appends a change. Call it inside the transaction that made the change, as late as you can.
 pub fn record(
     conn: &mut Conn,
@@ -52,6 +76,9 @@ pub fn record(
     };
     // Before the insert takes its seq: see the module doc.
     lock(conn)?;
+    if entity == ChangeEntity::Alert {
+        ALERT_RECORDED.with(|r| r.set(true));
+    }
     diesel::insert_into(changes::table)
         .values((
             changes::entity.eq(entity.as_str()),
@@ -115,6 +142,35 @@ pub fn page(
     after: i64,
     limit: usize,
 ) -> QueryResult<Page> {
+    page_of(conn, viewer, role, after, limit, None)
+}
+
+/// The newest sequence number of a change to `entity` in `(after, head]` (`None` when there is
+/// none), with the head it read first (so the answer is final, as in [`page`]).
+pub fn newest_of(
+    conn: &mut Conn,
+    entity: ChangeEntity,
+    after: i64,
+) -> QueryResult<(i64, Option<i64>)> {
+    let head = max_seq(conn)?;
+    let newest = changes::table
+        .filter(changes::seq.gt(after))
+        .filter(changes::seq.le(head))
+        .filter(changes::entity.eq(entity.as_str()))
+        .select(diesel::dsl::max(changes::seq))
+        .first::<Option<i64>>(conn)?;
+    Ok((head, newest))
+}
+
+/// [`page`], of the changes to one entity only when `entity` is given (the live alert stream).
+pub fn page_of(
+    conn: &mut Conn,
+    viewer: UserId,
+    role: Role,
+    after: i64,
+    limit: usize,
+    entity: Option<ChangeEntity>,
+) -> QueryResult<Page> {
     // Read the head first: every row at or below it is committed by then (see the module doc; on
     // PostgreSQL each statement reads a fresh snapshot, which sees at least what this one saw), so the
     // page below is final, and when it comes back short the cursor may jump to the head past rows this
@@ -127,6 +183,9 @@ pub fn page(
         .order(changes::seq.asc())
         .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
         .into_boxed();
+    if let Some(entity) = entity {
+        query = query.filter(changes::entity.eq(entity.as_str()));
+    }
     if !role.sees_everything() {
         let me = viewer.to_string();
         let my_segments = user_segments::table

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod segments;
 pub mod stock;
 pub mod users;
+pub mod webhooks;
 
 pub(crate) use backend::insert_or_ignore;
 pub use backend::{

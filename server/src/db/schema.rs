@@ -368,12 +368,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        secret -> Text,
+        kinds -> Text,
+        format -> Text,
+        include_drill -> Bool,
+        created_by -> Text,
+        created_at -> Text,
+        deleted_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        seq -> BigInt,
+        alert_id -> Text,
+        event -> Text,
+        alert_json -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Text,
+        lease_until -> Nullable<Text>,
+        leased_by -> Nullable<Text>,
+        last_status -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        history_json -> Text,
+        created_at -> Text,
+        delivered_at -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     stations,
     station_readings,
     station_stages,
     response_levels,
     drills,
+    webhooks,
+    webhook_deliveries,
     alerts,
     depots,
     items,

@@ -1,5 +1,6 @@
 //! The HTTP API, one module per area. Each module's `configure` registers its routes.
 
+pub mod alert_stream;
 pub mod alerts;
 pub mod body;
 pub mod coverage;
@@ -13,6 +14,7 @@ pub mod session;
 pub mod stock;
 pub mod sync;
 pub mod uploads;
+pub mod webhooks;
 
 use actix_web::web;
 
@@ -29,8 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(uploads::configure)
             .configure(photos::configure)
             .configure(stock::configure)
+            // Before `alerts`, whose `/alerts/{id}` would take `stream` for an id.
+            .configure(alert_stream::configure)
             .configure(alerts::configure)
             .configure(flood::configure)
+            .configure(webhooks::configure)
             .default_service(web::to(not_found)),
     );
 }
