@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::outbox::{self, OutboxState};
 use crate::store;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use riverchief_shared::domain::{IssueCategory, IssueEventKind, Outflow, Severity, TrackPoint};
 use riverchief_shared::geo::Position;
 use riverchief_shared::id::{IssueEventId, IssueId, MutationId, PatrolId, SegmentId, UserId};
@@ -265,6 +265,22 @@ impl Client {
         duplicate_of: Option<IssueId>,
         photos: Vec<PathBuf>,
     ) -> Result<IssueEventId> {
+        self.add_issue_event_due(issue_id, kind, note, assignee, duplicate_of, None, photos)
+            .await
+    }
+
+    /// [`Client::add_issue_event`] with a due time (for a dispatch).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_issue_event_due(
+        &self,
+        issue_id: IssueId,
+        kind: IssueEventKind,
+        note: Option<String>,
+        assignee: Option<UserId>,
+        duplicate_of: Option<IssueId>,
+        due_at: Option<DateTime<Utc>>,
+        photos: Vec<PathBuf>,
+    ) -> Result<IssueEventId> {
         let limits = self.limits();
         prevalidate(
             MutationBody::IssueEvent(IssueEventData {
@@ -275,6 +291,7 @@ impl Client {
                 assignee,
                 duplicate_of,
                 photos: Vec::new(),
+                due_at,
             }),
             photos.len(),
             &limits,
@@ -295,6 +312,7 @@ impl Client {
                 assignee,
                 duplicate_of,
                 photos: photos.iter().map(|p| p.sha256).collect(),
+                due_at,
             };
             let data = serde_json::to_string(&event)?;
             let mutation =

@@ -31,6 +31,11 @@ pub struct Config {
     pub photo_store: Option<String>,
     /// What counts as covered, and how often segments must be covered per flood stage.
     pub coverage: crate::coverage::Policy,
+    /// Failed logins allowed per username and per address before 429.
+    pub login: crate::auth::LoginLimits,
+    /// How long a report may wait to be accepted before it is escalated, in working time
+    /// (Monday to Friday, Asia/Shanghai); default one working day.
+    pub accept_within: chrono::Duration,
 }
 
 impl Config {
@@ -45,6 +50,8 @@ impl Config {
             workers: None,
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
+            login: crate::auth::LoginLimits::default(),
+            accept_within: crate::db::issues::default_accept_within(),
         }
     }
 
@@ -68,6 +75,8 @@ pub struct AppState {
     pub photos: PhotoStore,
     pub limits: Limits,
     pub coverage: crate::coverage::Policy,
+    pub login: crate::auth::LoginLimits,
+    pub accept_within: chrono::Duration,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -133,6 +142,8 @@ impl Application {
             photos: opened.photos,
             limits: config.limits,
             coverage: config.coverage,
+            login: config.login,
+            accept_within: config.accept_within,
         });
         let limits = config.limits;
         let mut server = HttpServer::new(move || {

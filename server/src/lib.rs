@@ -20,5 +20,6 @@ pub mod error;
 pub mod photo_store;
 pub mod routes;
 pub mod sync;
+pub mod workflow;
 
 pub use app::{Application, Config};

@@ -316,7 +316,7 @@ pub fn is_critical(category: IssueCategory, severity: Severity, outflow: Option<
 }
 
 /// Where an issue stands in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueStatus {
     Reported,
@@ -418,9 +418,11 @@ impl IssueEventKind {
                 return Err(format!("the issue is {}; reopen it first", s.as_str()))
             }
             (Self::Accepted, S::Reported) => S::Accepted,
-            (Self::Dispatched, S::Reported | S::Accepted | S::Dispatched | S::InProgress) => {
-                S::Dispatched
-            }
+            // From resolved too: a duty lead who finds the fix wanting sends someone (else) again.
+            (
+                Self::Dispatched,
+                S::Reported | S::Accepted | S::Dispatched | S::InProgress | S::Resolved,
+            ) => S::Dispatched,
             (Self::InProgress, S::Accepted | S::Dispatched) => S::InProgress,
             (Self::Resolved, S::Accepted | S::Dispatched | S::InProgress) => S::Resolved,
             (Self::Verified, S::Resolved) => S::Verified,
@@ -447,6 +449,131 @@ impl IssueEventKind {
             _ => false,
         }
     }
+
+    /// Whether `role` may take this step at all: patrollers comment, and start and resolve what is
+    /// dispatched to them; duty leads accept, reject, mark duplicates, dispatch, verify, reopen and
+    /// comment (and start and resolve what they dispatched to themselves); admins do everything.
+    pub fn role_may(self, role: Role, is_assignee: bool) -> bool {
+        match role {
+            Role::Admin => self != Self::Reported,
+            Role::DutyLead => match self {
+                Self::Reported => false,
+                Self::InProgress | Self::Resolved => is_assignee,
+                _ => true,
+            },
+            Role::Patroller => self.patroller_may(is_assignee),
+        }
+    }
+
+    /// Judges one step by `actor` on an issue that is now `from`: the status after it, or why not.
+    ///
+    /// A step the actor's role may never take is [`Refusal::Forbidden`]. A step that is not possible
+    /// from the current status, or that was the actor's to take when they took it but no longer is
+    /// (the work was dispatched to someone else meanwhile), is [`Refusal::Illegal`]: from a device,
+    /// such an event is kept in the history marked rejected, so its author sees why.
+    pub fn judge(self, actor: Actor, from: IssueStatus) -> Result<IssueStatus, Refusal> {
+        if !self.role_may(actor.role, actor.is_assignee) {
+            if matches!(self, Self::InProgress | Self::Resolved) && actor.was_assignee {
+                return Err(Refusal::Illegal(
+                    "the issue was dispatched to someone else meanwhile".into(),
+                ));
+            }
+            return Err(Refusal::Forbidden(format!(
+                "a {} may not add a `{}` event to this issue",
+                actor.role.as_str(),
+                self.as_str()
+            )));
+        }
+        self.apply(from).map_err(Refusal::Illegal)
+    }
+}
+
+/// Who takes a lifecycle step, as far as the permission rules need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub role: Role,
+    /// The issue is dispatched to them now.
+    pub is_assignee: bool,
+    /// The issue was dispatched to them at some point (and may since have gone to someone else).
+    pub was_assignee: bool,
+}
+
+/// Why a lifecycle step is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The actor's role may never take this step here (HTTP 403; nothing written).
+    Forbidden(String),
+    /// Not possible from the issue's current status (HTTP 409; from a device, recorded as a
+    /// rejected event).
+    Illegal(String),
+}
+
+/// Where an issue's history leaves it: the fold of its accepted events, in server order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueState {
+    pub status: IssueStatus,
+    pub assignee: Option<UserId>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl IssueState {
+    /// Folds the accepted events (those without `rejected`) by the transition table. An accepted
+    /// event the table refuses (which the server never records) leaves the state as it was.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a IssueEvent>) -> IssueState {
+        let mut state = IssueState {
+            status: IssueStatus::Reported,
+            assignee: None,
+            due_at: None,
+        };
+        for e in events {
+            if e.rejected.is_some() || e.kind == IssueEventKind::Reported {
+                continue;
+            }
+            if let Ok(next) = e.kind.apply(state.status) {
+                state.status = next;
+                if e.kind == IssueEventKind::Dispatched {
+                    state.assignee = e.assignee;
+                    state.due_at = e.due_at;
+                }
+            }
+        }
+        state
+    }
+}
+
+/// Shanghai's offset from UTC. China keeps no daylight saving time, so it is fixed.
+const SHANGHAI_SECONDS: i32 = 8 * 3600;
+
+/// `start` plus `working` time counted only on working days (Monday to Friday, Asia/Shanghai),
+/// round the clock on those days: one working day (24 h) from Friday 10:00 is Monday 10:00.
+pub fn add_working_time(start: DateTime<Utc>, working: chrono::Duration) -> DateTime<Utc> {
+    use chrono::{Datelike, Duration, FixedOffset, Weekday};
+    let Some(offset) = FixedOffset::east_opt(SHANGHAI_SECONDS) else {
+        return start + working;
+    };
+    let mut t = start.with_timezone(&offset);
+    let mut left = working.max(Duration::zero());
+    // At most one step per calendar day: bounded by the working time asked for.
+    loop {
+        let midnight = t
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|d| d.and_local_timezone(offset).single());
+        let Some(midnight) = midnight else {
+            return t.with_timezone(&Utc) + left;
+        };
+        if matches!(t.weekday(), Weekday::Sat | Weekday::Sun) {
+            t = midnight;
+            continue;
+        }
+        let today = midnight - t;
+        if left <= today {
+            return (t + left).with_timezone(&Utc);
+        }
+        left -= today;
+        t = midnight;
+    }
 }
 
 /// One entry of an issue's history as the server reports it.
@@ -465,8 +592,15 @@ pub struct IssueEvent {
     pub assignee: Option<UserId>,
     #[serde(default)]
     pub duplicate_of: Option<IssueId>,
+    /// For `dispatched`: when the work is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub photos: Vec<PhotoRef>,
+    /// Set when the server kept the event but did not apply it (it was no longer possible when it
+    /// arrived): why. Rejected events change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// An issue as the server reports it, with its history and the state of its photos.
@@ -493,6 +627,15 @@ pub struct Issue {
     pub status: IssueStatus,
     #[serde(default)]
     pub assignee: Option<UserId>,
+    /// When the current dispatch is due.
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Dispatched or in progress and past `due_at` (judged when the server wrote this answer).
+    #[serde(default)]
+    pub overdue: bool,
+    /// Still `reported` past the acceptance deadline (judged when the server wrote this answer).
+    #[serde(default)]
+    pub escalated: bool,
     pub reported_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     /// Photos of the report and of every event.

@@ -8,3 +8,4 @@ mod faults;
 mod instances;
 mod offline_loop;
 mod supplies;
+mod workflow;

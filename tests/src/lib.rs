@@ -56,11 +56,31 @@ impl TestServer {
     /// Several may share one data directory and database: that is how instances behind a load
     /// balancer run.
     pub async fn start_on(data_dir: &Path, db: &TestDb, port: u16) -> Result<TestServer> {
+        Self::start_on_with(data_dir, db, port, |_| {}).await
+    }
+
+    /// A fresh server with the demo world, its configuration changed by `configure` first.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let tmp = tempfile::tempdir()?;
+        let db = TestDb::fresh(tmp.path())?;
+        let mut s = Self::start_on_with(tmp.path(), &db, 0, configure).await?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// [`TestServer::start_on`], the configuration changed by `configure` first.
+    pub async fn start_on_with(
+        data_dir: &Path,
+        db: &TestDb,
+        port: u16,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<TestServer> {
         let mut config = Config::new(format!("127.0.0.1:{port}"), data_dir);
         config.database_url = db.url();
         config.demo = true;
         config.demo_password = Some(DEMO_PASSWORD.to_owned());
         config.workers = Some(2);
+        configure(&mut config);
         let app = Application::build(config).await?;
         let port = app.port();
         let handle = app.handle();

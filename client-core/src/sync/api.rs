@@ -257,6 +257,7 @@ async fn check(response: Response) -> Result<Response> {
                 text.chars().take(300).collect()
             },
             field: None,
+            current_status: None,
         },
     };
     Err(ClientError::Server {

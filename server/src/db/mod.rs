@@ -6,10 +6,12 @@
 //! transaction). The backend (SQLite or PostgreSQL) is chosen by the database URL ([`Location`]);
 //! backend-specific SQL stays in [`backend`], each difference in one place.
 
+pub mod audit;
 pub mod backend;
 pub mod changes;
 pub mod coverage;
 pub mod issues;
+pub mod logins;
 pub mod mutations;
 pub mod patrols;
 pub mod photos;

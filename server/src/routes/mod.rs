@@ -1,5 +1,6 @@
 //! The HTTP API, one module per area. Each module's `configure` registers its routes.
 
+pub mod audit;
 pub mod body;
 pub mod coverage;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod session;
 pub mod stock;
 pub mod sync;
 pub mod uploads;
+pub mod users;
 
 use actix_web::web;
 
@@ -27,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(uploads::configure)
             .configure(photos::configure)
             .configure(stock::configure)
+            .configure(users::configure)
+            .configure(audit::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -150,7 +150,18 @@ async fn record(
                     },
                 );
                 match moved {
-                    Ok(b) => Ok((id, b.on_hand)),
+                    Ok(b) => {
+                        db::audit::record(
+                            conn,
+                            &user.who(),
+                            "stock.move",
+                            Some(&id),
+                            &json!({"depot_id": depot_id, "item_id": item_id, "kind": kind_text,
+                                    "quantity": kind.signed(quantity), "segment_id": segment_id,
+                                    "on_hand": b.on_hand}),
+                        )?;
+                        Ok((id, b.on_hand))
+                    }
                     Err(stock::StockError::Insufficient { available }) => {
                         Err(AppError::InsufficientStock(format!(
                             "only {available} available; {quantity} asked"
@@ -297,6 +308,13 @@ async fn stocktake(
                         "adjustment": delta,
                     }));
                 }
+                db::audit::record(
+                    conn,
+                    &user.who(),
+                    "stock.stocktake",
+                    Some(&depot_id),
+                    &json!({"reason": reason, "adjustments": out}),
+                )?;
                 Ok(out)
             })
         })
