@@ -697,4 +697,142 @@ mod tests {
         assert_eq!(K::Reopened.apply(S::Verified), Ok(S::Reported));
         assert_eq!(K::Comment.apply(S::Verified), Ok(S::Verified));
     }
+
+    fn event(
+        kind: IssueEventKind,
+        by: UserId,
+        assignee: Option<UserId>,
+        rejected: bool,
+    ) -> IssueEvent {
+        IssueEvent {
+            id: IssueEventId::new(),
+            kind,
+            by,
+            at: Utc::now(),
+            recorded_at: Utc::now(),
+            note: None,
+            assignee,
+            duplicate_of: None,
+            due_at: None,
+            photos: Vec::new(),
+            rejected: rejected.then(|| "too late".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_state_is_the_fold_of_the_accepted_events() {
+        use IssueEventKind as K;
+        let (lead, li, zhang) = (UserId::new(), UserId::new(), UserId::new());
+        let history = [
+            event(K::Reported, zhang, None, false),
+            event(K::Accepted, lead, None, false),
+            event(K::Dispatched, lead, Some(li), false),
+            event(K::Dispatched, lead, Some(zhang), false),
+            // Li Na's offline steps, kept but rejected: they change nothing.
+            event(K::InProgress, li, None, true),
+            event(K::Resolved, li, None, true),
+            event(K::Comment, zhang, None, false),
+        ];
+        let s = IssueState::fold(&history);
+        assert_eq!(s.status, IssueStatus::Dispatched);
+        assert_eq!(s.assignee, Some(zhang));
+        // The same steps accepted in the other order: resolved, then sent again. Same end.
+        let other = [
+            event(K::Reported, zhang, None, false),
+            event(K::Accepted, lead, None, false),
+            event(K::Dispatched, lead, Some(li), false),
+            event(K::InProgress, li, None, false),
+            event(K::Resolved, li, None, false),
+            event(K::Dispatched, lead, Some(zhang), false),
+        ];
+        let t = IssueState::fold(&other);
+        assert_eq!((t.status, t.assignee), (s.status, s.assignee));
+        assert_eq!(IssueState::fold(&[]).status, IssueStatus::Reported);
+    }
+
+    #[test]
+    fn roles_and_transitions_are_judged_apart() {
+        use IssueEventKind as K;
+        use IssueStatus as S;
+        let patroller = |is_assignee, was_assignee| Actor {
+            role: Role::Patroller,
+            is_assignee,
+            was_assignee,
+        };
+        let lead = Actor {
+            role: Role::DutyLead,
+            is_assignee: false,
+            was_assignee: false,
+        };
+        let admin = Actor {
+            role: Role::Admin,
+            ..lead
+        };
+        assert_eq!(
+            K::Resolved.judge(patroller(true, true), S::InProgress),
+            Ok(S::Resolved)
+        );
+        assert!(matches!(
+            K::Resolved.judge(patroller(false, false), S::InProgress),
+            Err(Refusal::Forbidden(_))
+        ));
+        // Sent to someone else meanwhile: not forbidden, too late.
+        assert!(matches!(
+            K::Resolved.judge(patroller(false, true), S::Dispatched),
+            Err(Refusal::Illegal(_))
+        ));
+        assert!(matches!(
+            K::Accepted.judge(patroller(true, true), S::Reported),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert_eq!(
+            K::Comment.judge(patroller(false, false), S::Verified),
+            Ok(S::Verified)
+        );
+        assert_eq!(K::Accepted.judge(lead, S::Reported), Ok(S::Accepted));
+        assert!(matches!(
+            K::Accepted.judge(lead, S::Dispatched),
+            Err(Refusal::Illegal(_))
+        ));
+        assert!(matches!(
+            K::InProgress.judge(lead, S::Dispatched),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert_eq!(K::InProgress.judge(admin, S::Dispatched), Ok(S::InProgress));
+        assert_eq!(K::Dispatched.judge(lead, S::Resolved), Ok(S::Dispatched));
+        assert!(matches!(
+            K::Reported.judge(admin, S::Reported),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_working_day_skips_the_weekend_in_shanghai() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap()
+        };
+        let day = chrono::Duration::hours(24);
+        // Tuesday 10:00 in Shanghai: Wednesday 10:00.
+        assert_eq!(
+            add_working_time(at("2024-07-02T10:00:00+08:00"), day),
+            at("2024-07-03T10:00:00+08:00")
+        );
+        // Friday 10:00: Monday 10:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T10:00:00+08:00"), day),
+            at("2024-07-08T10:00:00+08:00")
+        );
+        // Friday 23:00 UTC is Saturday 07:00 in Shanghai: counting starts Monday 00:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T23:00:00Z"), day),
+            at("2024-07-09T00:00:00+08:00")
+        );
+        // Friday 23:30: half an hour on Friday, the rest from Monday 00:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T23:30:00+08:00"), day),
+            at("2024-07-08T23:30:00+08:00")
+        );
+    }
 }

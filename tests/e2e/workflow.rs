@@ -1052,6 +1052,33 @@ async fn duty_leads_list_filter_sort_page_and_count() -> Result<()> {
     assert_eq!(counts["by_status"]["reported"], 1, "{counts}");
     assert_eq!(counts["by_status"]["verified"], 0, "{counts}");
 
+    // The queries the alert engine calls: the overdue dispatch now, and, a week and a day on, the
+    // report nobody accepted (one working day, weekends skipped, has passed whatever today is).
+    let db = riverchief_server::db::Db::open(&match &server.db {
+        riverchief_tests::TestDb::Sqlite(p) => p.to_string_lossy().into_owned(),
+        riverchief_tests::TestDb::Pg(u) => u.clone(),
+    })?;
+    let mut conn = db.conn()?;
+    let now = chrono::Utc::now();
+    let overdue = riverchief_server::db::issues::overdue_dispatches(&mut conn, now)?;
+    assert_eq!(
+        overdue.iter().map(|o| o.issue_id).collect::<Vec<_>>(),
+        vec![late]
+    );
+    assert_eq!(overdue[0].assignee, Some(li));
+    let day = riverchief_server::db::issues::default_accept_within();
+    assert!(riverchief_server::db::issues::unaccepted_escalations(&mut conn, now, day)?.is_empty());
+    let later = riverchief_server::db::issues::unaccepted_escalations(
+        &mut conn,
+        now + chrono::Duration::days(8),
+        day,
+    )?;
+    assert_eq!(
+        later.iter().map(|e| e.issue_id).collect::<Vec<_>>(),
+        vec![waiting]
+    );
+    assert!(later[0].accept_by > later[0].recorded_at + chrono::Duration::hours(23));
+
     for bad in [
         "overdue=maybe",
         "limit=0",
