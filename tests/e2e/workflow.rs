@@ -537,8 +537,9 @@ impl Concurrent {
     }
 }
 
-/// An offline patroller resolves an issue that a duty lead, meanwhile, re-dispatches to someone
-/// else. Answers the final issue and lina's device.
+/// An offline patroller (wangfang, who patrols no segment: she sees the issue only because it was
+/// sent to her) resolves an issue that a duty lead, meanwhile, re-dispatches to someone else.
+/// Answers the final issue and her device.
 async fn resolve_versus_redispatch(
     server: &TestServer,
     lead_syncs_first: bool,
@@ -546,12 +547,18 @@ async fn resolve_versus_redispatch(
 ) -> Result<(Issue, Client)> {
     let base = server.url();
     let zhang_id = uid(&user_id(&base, "zhangwei").await?)?;
-    let li = uid(&user_id(&base, "lina").await?)?;
+    let li = uid(&user_id(&base, "wangfang").await?)?;
     let (zhang, chen) = (login(&base, "zhangwei").await?, login(&base, "chen").await?);
     let issue = dispatched_issue(&base, &zhang, &chen, li).await?;
 
-    // Both devices know the issue as dispatched to lina, then lose their signal.
-    let li_phone = phone_of(&dirs.join("lina"), &base, "lina", "lina's phone").await?;
+    // Both devices know the issue as dispatched to wangfang, then lose their signal.
+    let li_phone = phone_of(
+        &dirs.join("wangfang"),
+        &base,
+        "wangfang",
+        "wangfang's phone",
+    )
+    .await?;
     let lead_tablet = phone_of(&dirs.join("chen"), &base, "chen", "chen's tablet").await?;
     let shots = tempfile::tempdir()?;
     let after = photo_file(shots.path(), "after.jpg", 120_000, 91)?;
@@ -572,7 +579,7 @@ async fn resolve_versus_redispatch(
         .add_issue_event_due(
             issue,
             IssueEventKind::Dispatched,
-            Some("李娜无回应，改派张伟".into()),
+            Some("王芳无回应，改派张伟".into()),
             Some(zhang_id),
             None,
             Some(chrono::Utc::now() + chrono::Duration::hours(4)),
@@ -607,7 +614,8 @@ async fn resolve_versus_redispatch(
 async fn concurrent_steps_end_the_same_whatever_the_order_and_the_loser_is_told() -> Result<()> {
     let server = TestServer::start().await?;
     let base = server.url();
-    let li = uid(&user_id(&base, "lina").await?)?;
+    add_user(&server, "wangfang", "patroller", &[])?;
+    let li = uid(&user_id(&base, "wangfang").await?)?;
     let zhang = uid(&user_id(&base, "zhangwei").await?)?;
     let chen = uid(&user_id(&base, "chen").await?)?;
     let dirs = tempfile::tempdir()?;
@@ -648,7 +656,7 @@ async fn concurrent_steps_end_the_same_whatever_the_order_and_the_loser_is_told(
         (b.status, b.assignee, b.due_at.is_some())
     );
 
-    // In order 1, lina's steps are kept, marked rejected, and her phone shows why.
+    // In order 1, wangfang's steps are kept, marked rejected, and her phone shows why.
     assert_eq!(
         story(&a)[3..].to_vec(),
         vec![
@@ -673,7 +681,7 @@ async fn concurrent_steps_end_the_same_whatever_the_order_and_the_loser_is_told(
     let seen = mirrored
         .iter()
         .find(|i| i.id == a.id)
-        .ok_or_else(|| anyhow!("lina lost the issue"))?;
+        .ok_or_else(|| anyhow!("wangfang lost the issue"))?;
     let mine: Vec<_> = seen.events.iter().filter(|e| e.by == li).collect();
     assert_eq!(mine.len(), 2);
     assert!(

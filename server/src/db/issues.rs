@@ -265,7 +265,7 @@ pub fn event_exists(conn: &mut Conn, id: IssueEventId) -> QueryResult<bool> {
 }
 
 /// Whether `viewer` may see the issue: duty leads and admins see everything; a patroller sees what
-/// they reported, what is assigned to them, and what lies on their segments.
+/// they reported, what is or was dispatched to them, and what lies on their segments.
 pub fn visible_to(
     conn: &mut Conn,
     head: &IssueHead,
@@ -275,12 +275,14 @@ pub fn visible_to(
     if role.sees_everything() || head.reporter == viewer || head.assignee == Some(viewer) {
         return Ok(true);
     }
-    diesel::select(diesel::dsl::exists(
+    let on_my_segment = diesel::select(diesel::dsl::exists(
         user_segments::table
             .filter(user_segments::user_id.eq(viewer.to_string()))
             .filter(user_segments::segment_id.eq(head.segment_id.to_string())),
     ))
-    .get_result(conn)
+    .get_result(conn)?;
+    // Work once sent to them stays theirs to see (and a late step of theirs is kept, not lost).
+    Ok(on_my_segment || was_dispatched_to(conn, head.id, viewer)?)
 }
 
 /// The issues that list this photo (by its hex digest) on their report or an event.
@@ -675,11 +677,17 @@ fn matching(
         let my_segments = user_segments::table
             .filter(user_segments::user_id.eq(me.clone()))
             .select(user_segments::segment_id);
+        let sent_to_me = issue_events::table
+            .filter(issue_events::kind.eq(IssueEventKind::Dispatched.as_str()))
+            .filter(issue_events::assignee_id.eq(me.clone()))
+            .filter(issue_events::rejected_reason.is_null())
+            .select(issue_events::issue_id);
         query = query.filter(
             issues::reporter_id
                 .eq(me.clone())
                 .or(issues::assignee_id.eq(me))
-                .or(issues::segment_id.eq_any(my_segments)),
+                .or(issues::segment_id.eq_any(my_segments))
+                .or(issues::id.eq_any(sent_to_me)),
         );
     }
     let rows: Vec<(String, String, i64, String, String, Option<String>)> = query.load(conn)?;
