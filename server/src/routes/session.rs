@@ -30,6 +30,18 @@ fn bad_credentials() -> AppError {
     AppError::Unauthorized("wrong username or password".into())
 }
 
+/// How long a login waits for a password-hashing slot before it is answered 429.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Password checks running at once, per process: one per core, at least two.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
 /// A hash to verify against when the user does not exist (made once, on the blocking pool).
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
@@ -85,6 +97,12 @@ async fn login(
         None => (None, None),
     };
     let password = body.password;
+    // Guesses spread over many names and addresses pass the limit; they still wait for a hashing
+    // slot, so they cannot take every core. A login that waits too long is told to come back.
+    let _slot = tokio::time::timeout(HASH_WAIT, hashing_slots().acquire())
+        .await
+        .map_err(|_| AppError::TooManyAttempts { retry_after: 1 })?
+        .map_err(|e| AppError::Internal(format!("hashing slots: {e}")))?;
     let verified = web::block(move || {
         let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
         auth::verify_password(hash, &password)
