@@ -1105,3 +1105,240 @@ async fn duty_leads_list_filter_sort_page_and_count() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn admins_manage_accounts_and_read_the_trail_and_bad_input_is_named() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let admin_token = login(&base, "admin").await?;
+    let admin = Http::new(&base, &admin_token);
+    let post = |path: &str, body: Value| {
+        let (base, t) = (base.clone(), admin_token.clone());
+        let path = path.to_owned();
+        async move {
+            call(
+                reqwest::Method::POST,
+                &format!("{base}{path}"),
+                Some(&t),
+                Some(&body),
+            )
+            .await
+        }
+    };
+
+    // A new patroller on two segments, with a password the server makes and shows once.
+    let (s, made) = post(
+        "/api/v1/users",
+        json!({"username": "zhaolei", "display_name": "赵磊 (志愿者)", "role": "patroller", "segments": ["QHL-01", "QHL-02"]}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let password = made["password"].as_str().unwrap_or_default().to_owned();
+    assert!(password.len() >= 8, "{made}");
+    assert_eq!(
+        made["user"]["segment_ids"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let id = made["user"]["id"].as_str().unwrap_or_default().to_owned();
+    let try_login = |user: &str, pw: &str| {
+        let (base, user, pw) = (base.clone(), user.to_owned(), pw.to_owned());
+        async move {
+            call(
+                reqwest::Method::POST,
+                &format!("{base}/api/v1/auth/login"),
+                None,
+                Some(&json!({"username": user, "password": pw, "device_name": "new phone"})),
+            )
+            .await
+            .map(|r| r.0)
+        }
+    };
+    assert_eq!(try_login("zhaolei", &password).await?, StatusCode::OK);
+
+    // A reset to a chosen password: the old one stops working, the new one works.
+    let (s, b) = post(
+        &format!("/api/v1/users/{id}/password"),
+        json!({"password": "qinhuai-2024"}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["password"].is_null(),
+        "a chosen password is not echoed: {b}"
+    );
+    assert_eq!(
+        try_login("zhaolei", &password).await?,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(try_login("zhaolei", "qinhuai-2024").await?, StatusCode::OK);
+
+    // Segments replaced; the list shows it.
+    let (s, b) = call(
+        reqwest::Method::PATCH,
+        &format!("{base}/api/v1/users/{id}"),
+        Some(&admin_token),
+        Some(&json!({"segments": ["QHR-02"]})),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let users = admin.get("/api/v1/users").await?;
+    let zhao = users["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["username"] == "zhaolei"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        zhao["segment_ids"].as_array().map(Vec::len),
+        Some(1),
+        "{zhao}"
+    );
+    assert_eq!(zhao["active"], true);
+
+    // Bad input: 4xx naming the field, nothing written.
+    let before = server.db.digest()?;
+    for (method, path, body, status, field) in [
+        (
+            reqwest::Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"username": "x", "display_name": "x", "role": "king"}),
+            400,
+            Some("role"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"username": "x", "display_name": "x", "role": "patroller", "password": "short"}),
+            400,
+            Some("password"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"username": "has space", "display_name": "x", "role": "patroller"}),
+            400,
+            Some("username"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"username": "x", "display_name": "x", "role": "patroller", "segments": ["NOPE"]}),
+            422,
+            Some("segments[0]"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"username": "zhaolei", "display_name": "x", "role": "patroller"}),
+            409,
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/users/{id}"),
+            json!({"display_name": ""}),
+            400,
+            Some("display_name"),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/users/{id}"),
+            json!({"colour": "red"}),
+            400,
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/users/{}", UserId::new()),
+            json!({"active": false}),
+            404,
+            None,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/devices/no-such-token".to_owned(),
+            Value::Null,
+            404,
+            None,
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (s, b) = call(
+            method.clone(),
+            &format!("{base}{path}"),
+            Some(&admin_token),
+            body.as_ref(),
+        )
+        .await?;
+        assert_eq!(s.as_u16(), status, "{method} {path}: {b}");
+        if let Some(f) = field {
+            assert!(
+                b["error"]["field"].as_str().unwrap_or("").contains(f),
+                "{method} {path}: {b}"
+            );
+        }
+        assert_eq!(server.db.digest()?, before, "{method} {path}");
+    }
+    // The admin cannot lock themselves out.
+    let me = admin.get("/api/v1/me").await?;
+    let (s, _) = call(
+        reqwest::Method::PATCH,
+        &format!(
+            "{base}/api/v1/users/{}",
+            me["id"].as_str().unwrap_or_default()
+        ),
+        Some(&admin_token),
+        Some(&json!({"active": false})),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CONFLICT);
+    for q in ["limit=0", "before=abc", "from=yesterday", "actor=nobody"] {
+        let (s, b) = call(
+            reqwest::Method::GET,
+            &format!("{base}/api/v1/audit?{q}"),
+            Some(&admin_token),
+            None,
+        )
+        .await?;
+        assert!(s.is_client_error(), "{q}: {s} {b}");
+    }
+
+    // The trail, newest first, by actor and kind, in pages that do not overlap.
+    let trail = admin.get("/api/v1/audit?actor=admin&kind=user.").await?;
+    let kinds: Vec<&str> = trail["entries"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, vec!["user.update", "user.password", "user.add"]);
+    assert!(trail["entries"]
+        .as_array()
+        .is_some_and(|e| e.iter().all(|e| e["subject"] == json!(id))));
+    let first = admin.get("/api/v1/audit?limit=2").await?;
+    let next = first["next_before"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("{first}"))?;
+    let second = admin
+        .get(&format!("/api/v1/audit?limit=2&before={next}"))
+        .await?;
+    let seqs: Vec<i64> = first["entries"]
+        .as_array()
+        .into_iter()
+        .chain(second["entries"].as_array())
+        .flatten()
+        .filter_map(|e| e["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs.len(), 4);
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+    let window = admin
+        .get(&format!(
+            "/api/v1/audit?from={}&kind=login.ok",
+            (chrono::Utc::now() - chrono::Duration::hours(1))
+                .to_rfc3339()
+                .replace('+', "%2B")
+        ))
+        .await?;
+    assert!(
+        window["entries"].as_array().is_some_and(|e| e.len() >= 3),
+        "{window}"
+    );
+    Ok(())
+}
