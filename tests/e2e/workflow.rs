@@ -782,6 +782,27 @@ async fn two_duty_leads_verify_and_reopen_at_once_and_end_the_same() -> Result<(
         .events
         .iter()
         .any(|e| e.kind == IssueEventKind::Verified && e.rejected.is_some()));
+
+    // The tablet's answer was lost and it sends the verify again: the same refusal, nothing new.
+    let sent = sent_mutations(&dirs.path().join("b").join("chen"))?;
+    let verify = sent
+        .iter()
+        .find(|m| m["type"] == "issue.event" && m["data"]["kind"] == "verified")
+        .cloned()
+        .ok_or_else(|| anyhow!("no verify in {sent:?}"))?;
+    let chen = Http::new(&server.url(), &login(&server.url(), "chen").await?);
+    let before = server.db.digest()?;
+    let results = chen.push(DeviceId::new(), vec![verify]).await?;
+    assert_eq!(results[0]["status"], "rejected", "{results:?}");
+    assert_eq!(
+        results[0]["error"]["code"], "invalid_transition",
+        "{results:?}"
+    );
+    assert_eq!(
+        results[0]["error"]["current_status"], "reported",
+        "{results:?}"
+    );
+    assert_eq!(server.db.digest()?, before);
     Ok(())
 }
 
