@@ -292,6 +292,7 @@ impl Client {
                 duplicate_of,
                 photos: Vec::new(),
                 due_at,
+                based_on: None,
             }),
             photos.len(),
             &limits,
@@ -313,6 +314,7 @@ impl Client {
                 duplicate_of,
                 photos: photos.iter().map(|p| p.sha256).collect(),
                 due_at,
+                based_on: newest_seen_event(&tx, issue_id)?,
             };
             let data = serde_json::to_string(&event)?;
             let mutation =
@@ -350,6 +352,22 @@ impl Client {
         .await
         .map_err(|e| ClientError::Internal(format!("photo capture failed: {e}")))?
     }
+}
+
+/// The newest event of the issue as this device last pulled it: what a step taken now is based on.
+fn newest_seen_event(conn: &Connection, issue: IssueId) -> Result<Option<IssueEventId>> {
+    let data: Option<String> = conn
+        .query_row(
+            "SELECT data FROM mirror_issues WHERE id = ?1",
+            params![issue.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    let mirrored: riverchief_shared::domain::Issue = serde_json::from_str(&data)?;
+    Ok(mirrored.events.last().map(|e| e.id))
 }
 
 /// Validates a mutation body without its photos, and the number of photos.

@@ -78,6 +78,28 @@ pub enum StepError {
     Db(#[from] diesel::result::Error),
 }
 
+/// Two people dispatching the same issue without knowing of each other (both based on the same
+/// history): the dispatch with the greater event id stands, whichever arrives first. When a rival
+/// that wins has been applied already, this step is too late: why.
+fn rival(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    d: &IssueEventData,
+) -> Result<Option<String>, StepError> {
+    let Some(based_on) = d.based_on.filter(|_| d.kind == IssueEventKind::Dispatched) else {
+        return Ok(None);
+    };
+    let winner =
+        db::issues::winning_rival_dispatch(conn, d.issue_id, based_on, caller.id, d.event_id)?;
+    Ok(winner.map(|w| {
+        let to = w.assignee.map(|a| a.to_string()).unwrap_or_default();
+        format!(
+            "dispatched at the same time by {} to {to} (event {}); that dispatch stands",
+            w.by, w.event_id
+        )
+    }))
+}
+
 /// Judges the step `d` by `caller` (taken at `at`, device time for devices) and records it. Call it
 /// inside a write transaction; it writes the change-log row last.
 pub fn take_step(
@@ -103,7 +125,10 @@ pub fn take_step(
     };
     // Ok: the status after the step; Err: why the status does not allow it.
     let verdict = match d.kind.judge(actor, head.status) {
-        Ok(status) => Ok(status),
+        Ok(status) => match rival(conn, caller, d)? {
+            Some(reason) => Err(reason),
+            None => Ok(status),
+        },
         Err(Refusal::Illegal(reason)) => Err(reason),
         Err(Refusal::Forbidden(message)) => {
             return Err(StepError::Forbidden {

@@ -112,6 +112,9 @@ pub struct NewIssueEvent {
     pub due_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub photos: Vec<Sha256>,
+    /// The newest event the lead had seen (see [`crate::sync::IssueEventData::based_on`]).
+    #[serde(default)]
+    pub based_on: Option<IssueEventId>,
 }
 
 /// One line of the audit trail (`GET /api/v1/audit`).

@@ -166,6 +166,11 @@ pub struct IssueEventData {
     /// For `dispatched`: when the work is due (optional; a dispatch past it is overdue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
+    /// The newest event of the issue its author had seen when they took this step (the client
+    /// fills it from its mirror). Two dispatches by different people based on the same history are
+    /// concurrent: the server lets the same one win whatever order they arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<IssueEventId>,
 }
 
 impl IssueEventData {

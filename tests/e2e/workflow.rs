@@ -1363,3 +1363,112 @@ async fn admins_manage_accounts_and_read_the_trail_and_bad_input_is_named() -> R
     );
     Ok(())
 }
+
+/// Two duty leads dispatch the same issue to different people from tablets that were offline.
+/// Answers the issue, the assignee that should win (the dispatch with the greater event id), and
+/// the tablet whose dispatch lost.
+async fn two_dispatches(
+    server: &TestServer,
+    chen_first: bool,
+    dirs: &Path,
+) -> Result<(Issue, UserId, Client)> {
+    let base = server.url();
+    let li = uid(&user_id(&base, "lina").await?)?;
+    let zhang = uid(&user_id(&base, "zhangwei").await?)?;
+    let (zhang_token, chen_token) = (login(&base, "zhangwei").await?, login(&base, "chen").await?);
+    let issue = report_by_push(&base, &zhang_token, "漂浮物").await?;
+    let (s, b) = post_event(&base, &chen_token, issue, json!({"kind": "accepted"})).await?;
+    anyhow::ensure!(s == StatusCode::CREATED, "{b}");
+    let chen_tablet = phone_of(&dirs.join("chen"), &base, "chen", "chen's tablet").await?;
+    let zhou_tablet = phone_of(&dirs.join("zhou"), &base, "zhoulead", "zhou's tablet").await?;
+    let to_li = chen_tablet
+        .add_issue_event(
+            issue,
+            IssueEventKind::Dispatched,
+            None,
+            Some(li),
+            None,
+            vec![],
+        )
+        .await?;
+    let to_zhang = zhou_tablet
+        .add_issue_event(
+            issue,
+            IssueEventKind::Dispatched,
+            None,
+            Some(zhang),
+            None,
+            vec![],
+        )
+        .await?;
+    let (winner, chen_wins) = if to_li > to_zhang {
+        (li, true)
+    } else {
+        (zhang, false)
+    };
+    let order = if chen_first {
+        Concurrent {
+            first: chen_tablet,
+            second: zhou_tablet,
+        }
+    } else {
+        Concurrent {
+            first: zhou_tablet,
+            second: chen_tablet,
+        }
+    };
+    order.sync().await?;
+    order.sync().await?;
+    let (chen_tablet, zhou_tablet) = if chen_first {
+        (order.first, order.second)
+    } else {
+        (order.second, order.first)
+    };
+    let loser = if chen_wins { zhou_tablet } else { chen_tablet };
+    Ok((
+        get_issue(&Http::new(&base, &chen_token), issue).await?,
+        winner,
+        loser,
+    ))
+}
+
+#[tokio::test]
+async fn two_duty_leads_dispatch_to_different_people_and_the_same_dispatch_stands() -> Result<()> {
+    let server = TestServer::start().await?;
+    add_user(&server, "zhoulead", "duty_lead", &[])?;
+    let dirs = tempfile::tempdir()?;
+    for (i, chen_first) in [true, false].into_iter().enumerate() {
+        let (issue, winner, loser) =
+            two_dispatches(&server, chen_first, &dirs.path().join(i.to_string())).await?;
+        assert_eq!(issue.status, IssueStatus::Dispatched, "{:?}", story(&issue));
+        assert_eq!(issue.assignee, Some(winner), "{:?}", story(&issue));
+        assert_eq!(IssueState::fold(&issue.events).assignee, Some(winner));
+        let dispatches: Vec<_> = issue
+            .events
+            .iter()
+            .filter(|e| e.kind == IssueEventKind::Dispatched)
+            .collect();
+        assert_eq!(dispatches.len(), 2, "both are kept");
+        // The losing lead's tablet is told, whether their dispatch came first or second.
+        let status = loser.status().await?;
+        let mirrored = loser.issues().await?;
+        let seen = mirrored
+            .iter()
+            .find(|i| i.id == issue.id)
+            .ok_or_else(|| anyhow!("not mirrored"))?;
+        assert_eq!(seen.assignee, Some(winner));
+        let lost_first = dispatches[0].assignee != Some(winner);
+        if lost_first {
+            // Applied when it arrived, then overtaken: the history shows both, the later stands.
+            assert!(dispatches.iter().all(|d| d.rejected.is_none()));
+        } else {
+            assert_eq!(status.rejected.len(), 1, "{:?}", status.rejected);
+            assert_eq!(status.rejected[0].error.code, "invalid_transition");
+            assert!(seen
+                .events
+                .iter()
+                .any(|e| e.kind == IssueEventKind::Dispatched && e.rejected.is_some()));
+        }
+    }
+    Ok(())
+}

@@ -204,6 +204,59 @@ pub fn set_status(
     Ok(())
 }
 
+/// A dispatch that won against another one: who sent whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RivalDispatch {
+    pub event_id: IssueEventId,
+    pub by: UserId,
+    pub assignee: Option<UserId>,
+}
+
+/// An applied dispatch of the issue by someone other than `author`, recorded after the event
+/// `based_on` (so taken without knowing of the other), that wins the tie-break against `event`: the
+/// greater event id (a UUIDv7, so the decision taken later by its device's clock). `None` when
+/// `based_on` is not an event of this issue.
+pub fn winning_rival_dispatch(
+    conn: &mut Conn,
+    issue: IssueId,
+    based_on: IssueEventId,
+    author: UserId,
+    event: IssueEventId,
+) -> QueryResult<Option<RivalDispatch>> {
+    let base: Option<String> = issue_events::table
+        .filter(issue_events::id.eq(based_on.to_string()))
+        .filter(issue_events::issue_id.eq(issue.to_string()))
+        .select(issue_events::recorded_at)
+        .first(conn)
+        .optional()?;
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, Option<String>)> = issue_events::table
+        .filter(issue_events::issue_id.eq(issue.to_string()))
+        .filter(issue_events::kind.eq(IssueEventKind::Dispatched.as_str()))
+        .filter(issue_events::rejected_reason.is_null())
+        .filter(issue_events::recorded_at.gt(base))
+        .filter(issue_events::by_id.ne(author.to_string()))
+        .filter(issue_events::id.gt(event.to_string()))
+        .select((
+            issue_events::id,
+            issue_events::by_id,
+            issue_events::assignee_id,
+        ))
+        .order(issue_events::id.desc())
+        .first(conn)
+        .optional()?;
+    row.map(|(id, by, assignee)| {
+        Ok(RivalDispatch {
+            event_id: parse_id(&id)?,
+            by: parse_id(&by)?,
+            assignee: assignee.as_deref().map(parse_id).transpose()?,
+        })
+    })
+    .transpose()
+}
+
 /// Whether the issue was ever dispatched to `user` (by an applied dispatch).
 pub fn was_dispatched_to(conn: &mut Conn, id: IssueId, user: UserId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(

@@ -300,6 +300,7 @@ async fn add_event(
         duplicate_of: body.duplicate_of,
         photos: body.photos,
         due_at: body.due_at,
+        based_on: body.based_on,
     };
     data.check(&state.limits, "")?;
     if let Some(due) = data.due_at {
