@@ -21,7 +21,7 @@ use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use chrono::{DateTime, Utc};
 use riverchief_shared::domain::{Actor, IssueEventKind, IssueStatus, Refusal};
-use riverchief_shared::id::{IssueEventId, IssueId};
+use riverchief_shared::id::{IssueEventId, IssueId, UserId};
 use riverchief_shared::photo::Sha256;
 use riverchief_shared::sync::IssueEventData;
 use riverchief_shared::FieldError;
@@ -91,13 +91,21 @@ fn rival(
     };
     let winner =
         db::issues::winning_rival_dispatch(conn, d.issue_id, based_on, caller.id, d.event_id)?;
-    Ok(winner.map(|w| {
-        let to = w.assignee.map(|a| a.to_string()).unwrap_or_default();
-        format!(
-            "dispatched at the same time by {} to {to} (event {}); that dispatch stands",
-            w.by, w.event_id
-        )
-    }))
+    let Some(w) = winner else {
+        return Ok(None);
+    };
+    let name = |conn: &mut Conn, id: UserId| -> Result<String, StepError> {
+        Ok(db::users::by_id(conn, id)?.map_or_else(|| id.to_string(), |u| u.info.username))
+    };
+    let by = name(conn, w.by)?;
+    let to = match w.assignee {
+        Some(a) => name(conn, a)?,
+        None => String::new(),
+    };
+    Ok(Some(format!(
+        "dispatched at the same time by {by} to {to} (event {}); that dispatch stands",
+        w.event_id
+    )))
 }
 
 /// Judges the step `d` by `caller` (taken at `at`, device time for devices) and records it. Call it
