@@ -463,8 +463,8 @@ fn issue_event(
             Some(ErrorDetail {
                 code: "invalid_transition".into(),
                 message: format!(
-                    "kept in the issue's history as rejected: {reason} (the issue is {})",
-                    current.as_str()
+                    "kept in the issue's history as rejected: {}",
+                    workflow::naming_status(&reason, current)
                 ),
                 field: Some("data.kind".into()),
                 current_status: Some(current),

@@ -78,6 +78,15 @@ pub enum StepError {
     Db(#[from] diesel::result::Error),
 }
 
+/// A refusal's reason, with the issue's status added unless the reason already names it.
+pub fn naming_status(reason: &str, status: IssueStatus) -> String {
+    if reason.contains(status.as_str()) {
+        reason.to_owned()
+    } else {
+        format!("{reason} (the issue is {})", status.as_str())
+    }
+}
+
 /// Two people dispatching the same issue without knowing of each other (both based on the same
 /// history): the dispatch with the greater event id stands, whichever arrives first. When a rival
 /// that wins has been applied already, this step is too late: why.
@@ -168,7 +177,7 @@ pub fn take_step(
         Err(reason) => match source {
             Source::Api => {
                 return Err(StepError::Illegal {
-                    message: format!("{reason} (the issue is {})", head.status.as_str()),
+                    message: naming_status(&reason, head.status),
                     current: head.status,
                 })
             }
