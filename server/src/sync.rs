@@ -589,10 +589,20 @@ fn stock_move(
         },
     );
     match moved {
-        Ok(b) => to_json(&StockMoveResult {
-            movement_id: d.movement_id,
-            on_hand: b.on_hand,
-        }),
+        Ok(b) => {
+            db::audit::record(
+                conn,
+                &caller.who(),
+                "stock.move",
+                Some(&d.movement_id.to_string()),
+                &serde_json::json!({"depot_id": depot, "item_id": item, "kind": d.kind,
+                    "quantity": kind.signed(d.quantity), "segment_id": segment, "on_hand": b.on_hand}),
+            )?;
+            to_json(&StockMoveResult {
+                movement_id: d.movement_id,
+                on_hand: b.on_hand,
+            })
+        }
         Err(db::stock::StockError::Insufficient { available }) => Err(reject(
             "insufficient_stock",
             "data.quantity",

@@ -1361,6 +1361,25 @@ async fn admins_manage_accounts_and_read_the_trail_and_bad_input_is_named() -> R
         window["entries"].as_array().is_some_and(|e| e.len() >= 3),
         "{window}"
     );
+
+    // Stock moved from a device is on the trail too, with the device it came from.
+    let phone = Http::new(&base, &login(&base, "zhangwei").await?);
+    let results = phone
+        .push(
+            DeviceId::new(),
+            vec![mutation(
+                1,
+                "stock.move",
+                json!({"movement_id": uuid::Uuid::now_v7(), "depot": "ZHWY-P", "item": "BAG-JUTE",
+                       "kind": "dispatch", "quantity": 3, "segment": "QHL-02"}),
+            )],
+        )
+        .await?;
+    assert_eq!(results[0]["status"], "applied", "{results:?}");
+    let moves = admin.get("/api/v1/audit?kind=stock.move").await?;
+    assert_eq!(moves["entries"][0]["actor_name"], "zhangwei", "{moves}");
+    assert_eq!(moves["entries"][0]["device_name"], "e2e", "{moves}");
+    assert_eq!(moves["entries"][0]["detail"]["quantity"], -3, "{moves}");
     Ok(())
 }
 
