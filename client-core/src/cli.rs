@@ -195,9 +195,18 @@ enum IssueCommand {
         assignee: Option<UserId>,
         #[arg(long)]
         duplicate_of: Option<IssueId>,
+        /// For a dispatch: when the work is due (RFC 3339, e.g. 2024-07-03T18:00:00+08:00).
+        #[arg(long, value_parser = parse_due)]
+        due: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long = "photo")]
         photos: Vec<PathBuf>,
     },
+}
+
+fn parse_due(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (2024-07-03T18:00:00+08:00)"))
 }
 
 #[derive(Debug, Args)]
@@ -581,10 +590,11 @@ async fn issue(client: &Client, command: IssueCommand, json: bool) -> anyhow::Re
             note,
             assignee,
             duplicate_of,
+            due,
             photos,
         } => {
             let id = client
-                .add_issue_event(issue, kind, note, assignee, duplicate_of, photos)
+                .add_issue_event_due(issue, kind, note, assignee, duplicate_of, due, photos)
                 .await?;
             say!("{id}");
         }
@@ -607,10 +617,11 @@ async fn issue(client: &Client, command: IssueCommand, json: bool) -> anyhow::Re
             for i in &issues {
                 let status = match (&i.server, &i.local) {
                     (Some(server), _) => format!(
-                        "{} photos {}/{}",
+                        "{} photos {}/{}{}",
                         server.status.as_str(),
                         server.photos_arrived,
-                        server.photos_expected
+                        server.photos_expected,
+                        if server.overdue { " OVERDUE" } else { "" }
                     ),
                     (None, Some(local)) => match &local.error {
                         Some(e) => format!("refused: {}", e.message),
@@ -623,8 +634,25 @@ async fn issue(client: &Client, command: IssueCommand, json: bool) -> anyhow::Re
                     .cloned()
                     .unwrap_or_else(|| i.segment_id.to_string());
                 let description: String = i.description.chars().take(40).collect();
+                // Steps of mine the server kept but did not apply: say so, with the reason.
+                let refused: Vec<String> = i
+                    .server
+                    .iter()
+                    .flat_map(|s| s.events.iter())
+                    .filter(|e| Some(e.by) == me)
+                    .filter_map(|e| {
+                        e.rejected
+                            .as_ref()
+                            .map(|r| format!("your {} was refused: {r}", e.kind.as_str()))
+                    })
+                    .collect();
+                let refused = if refused.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", refused.join("; "))
+                };
                 say!(
-                    "{}  {}  {} {}/{}  sev {}{}  {}  [{status}]",
+                    "{}  {}  {} {}/{}  sev {}{}  {}  [{status}]{refused}",
                     i.id,
                     i.reported_at.format("%Y-%m-%d %H:%M"),
                     segment,

@@ -291,6 +291,7 @@ pub(crate) fn settle(
                 code: "rejected".into(),
                 message: "the server refused this mutation without saying why".into(),
                 field: None,
+                current_status: None,
             })?),
             (None, _) => None,
         };
@@ -354,6 +355,7 @@ pub(crate) fn error_message(error: Option<&str>) -> Option<ErrorDetail> {
             code: "unknown".into(),
             message: text.to_owned(),
             field: None,
+            current_status: None,
         })
     })
 }

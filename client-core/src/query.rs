@@ -367,6 +367,7 @@ fn read_status(conn: &mut Connection) -> Result<Status> {
                     code: "rejected".into(),
                     message: "refused by the server".into(),
                     field: None,
+                    current_status: None,
                 }),
                 created_at: store::parse_time(&created_at)?,
             });

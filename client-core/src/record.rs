@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::outbox::{self, OutboxState};
 use crate::store;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use riverchief_shared::domain::{IssueCategory, IssueEventKind, Outflow, Severity, TrackPoint};
 use riverchief_shared::geo::Position;
 use riverchief_shared::id::{IssueEventId, IssueId, MutationId, PatrolId, SegmentId, UserId};
@@ -265,6 +265,22 @@ impl Client {
         duplicate_of: Option<IssueId>,
         photos: Vec<PathBuf>,
     ) -> Result<IssueEventId> {
+        self.add_issue_event_due(issue_id, kind, note, assignee, duplicate_of, None, photos)
+            .await
+    }
+
+    /// [`Client::add_issue_event`] with a due time (for a dispatch).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_issue_event_due(
+        &self,
+        issue_id: IssueId,
+        kind: IssueEventKind,
+        note: Option<String>,
+        assignee: Option<UserId>,
+        duplicate_of: Option<IssueId>,
+        due_at: Option<DateTime<Utc>>,
+        photos: Vec<PathBuf>,
+    ) -> Result<IssueEventId> {
         let limits = self.limits();
         prevalidate(
             MutationBody::IssueEvent(IssueEventData {
@@ -275,6 +291,8 @@ impl Client {
                 assignee,
                 duplicate_of,
                 photos: Vec::new(),
+                due_at,
+                based_on: None,
             }),
             photos.len(),
             &limits,
@@ -295,6 +313,8 @@ impl Client {
                 assignee,
                 duplicate_of,
                 photos: photos.iter().map(|p| p.sha256).collect(),
+                due_at,
+                based_on: newest_seen_event(&tx, issue_id)?,
             };
             let data = serde_json::to_string(&event)?;
             let mutation =
@@ -332,6 +352,22 @@ impl Client {
         .await
         .map_err(|e| ClientError::Internal(format!("photo capture failed: {e}")))?
     }
+}
+
+/// The newest event of the issue as this device last pulled it: what a step taken now is based on.
+fn newest_seen_event(conn: &Connection, issue: IssueId) -> Result<Option<IssueEventId>> {
+    let data: Option<String> = conn
+        .query_row(
+            "SELECT data FROM mirror_issues WHERE id = ?1",
+            params![issue.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    let mirrored: riverchief_shared::domain::Issue = serde_json::from_str(&data)?;
+    Ok(mirrored.events.last().map(|e| e.id))
 }
 
 /// Validates a mutation body without its photos, and the number of photos.

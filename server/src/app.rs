@@ -37,6 +37,11 @@ pub struct Config {
     pub flood: crate::flood::Settings,
     /// The live alert stream's timing, and webhook retries (backoff base and cap, attempts).
     pub delivery: crate::delivery::DeliveryConfig,
+    /// Failed logins allowed per username and per address before 429.
+    pub login: crate::auth::LoginLimits,
+    /// How long a report may wait to be accepted before it is escalated, in working time
+    /// (Monday to Friday, Asia/Shanghai); default one working day.
+    pub accept_within: chrono::Duration,
 }
 
 impl Config {
@@ -54,6 +59,8 @@ impl Config {
             housekeeping: crate::maintenance::Housekeeping::default(),
             flood: crate::flood::Settings::default(),
             delivery: crate::delivery::DeliveryConfig::default(),
+            login: crate::auth::LoginLimits::default(),
+            accept_within: crate::db::issues::default_accept_within(),
         }
     }
 
@@ -83,6 +90,8 @@ pub struct AppState {
     pub alert_feed: tokio::sync::watch::Receiver<i64>,
     /// Cancelled when the server stops: background tasks and open streams end.
     pub shutdown: crate::delivery::CancellationToken,
+    pub login: crate::auth::LoginLimits,
+    pub accept_within: chrono::Duration,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -182,6 +191,8 @@ impl Application {
             delivery: config.delivery,
             alert_feed,
             shutdown: shutdown.clone(),
+            login: config.login,
+            accept_within: config.accept_within,
         });
         let limits = config.limits;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());

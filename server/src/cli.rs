@@ -1,6 +1,7 @@
-//! The `riverchief-server` command line: `serve`, `migrate`, `user add` / `user passwd`, `stock check`,
-//! `changes compact`, `station add|list` and `readings import` (the flood-watch commands are in
-//! `cli/flood.rs`).
+//! The `riverchief-server` command line: `serve`, `migrate`, `user add|passwd|role|activate|
+//! deactivate|list|devices|revoke`, `stock check`, `changes compact`, `station add|list` and
+//! `readings import` (the flood-watch commands are in `cli/flood.rs`). User changes are audited
+//! (actor: the server's command line) in the transaction that makes them.
 //!
 //! Every flag of `serve` also reads a `RIVERCHIEF_*` variable. `serve` prints exactly one line
 //! `listening on http://HOST:PORT` to stdout once it is bound (with the real port when asked for
@@ -120,6 +121,23 @@ struct ServeArgs {
     /// which are the demo file's when --demo is given).
     #[arg(long, env = "RIVERCHIEF_PATROL_INTERVALS", value_parser = parse_intervals)]
     patrol_intervals: Option<Intervals>,
+    /// How long a report may wait to be accepted before it is escalated, in working hours
+    /// (Monday to Friday round the clock, Asia/Shanghai) [default: 24, one working day].
+    #[arg(long, env = "RIVERCHIEF_ACCEPT_WITHIN_HOURS", value_parser = clap::value_parser!(u32).range(1..=2000))]
+    accept_within_hours: Option<u32>,
+    /// Failed logins allowed per username within the login window before 429 [default: 5].
+    #[arg(long, env = "RIVERCHIEF_LOGIN_FAILURES_PER_USER", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    login_failures_per_user: Option<u32>,
+    /// Failed logins allowed per client address within the login window [default: 20].
+    #[arg(long, env = "RIVERCHIEF_LOGIN_FAILURES_PER_ADDRESS", value_parser = clap::value_parser!(u32).range(1..=100000))]
+    login_failures_per_address: Option<u32>,
+    /// The login window in seconds [default: 900].
+    #[arg(long, env = "RIVERCHIEF_LOGIN_WINDOW_SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    login_window_secs: Option<u32>,
+    /// Take the client address for the login limit from X-Forwarded-For / Forwarded (only behind a
+    /// proxy that sets them).
+    #[arg(long, env = "RIVERCHIEF_TRUST_FORWARDED", value_parser = clap::builder::BoolishValueParser::new())]
+    trust_forwarded: bool,
     #[command(flatten)]
     flood: flood::FloodArgs,
     #[command(flatten)]
@@ -197,6 +215,46 @@ enum UserCommand {
     Add(UserAddArgs),
     /// Set a user's password.
     Passwd(UserPasswdArgs),
+    /// Set a user's role.
+    Role(UserRoleArgs),
+    /// Let a switched-off user log in again.
+    Activate(UserNameArgs),
+    /// Switch a user off: their tokens stop working at once and they cannot log in.
+    Deactivate(UserNameArgs),
+    /// List users with their role, state and number of live device tokens.
+    List(DataDir),
+    /// List a user's device tokens (id, device, created, revoked).
+    Devices(UserNameArgs),
+    /// Revoke a device token by its id (from `user devices`): it gets 401 from its next request.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct UserRoleArgs {
+    #[arg(long)]
+    username: String,
+    /// patroller, duty_lead or admin.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Debug, Args)]
+struct UserNameArgs {
+    #[arg(long)]
+    username: String,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    /// The token id.
+    #[arg(long)]
+    token: String,
+    #[command(flatten)]
+    data: DataDir,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +317,12 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => migrate(args),
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::User(UserCommand::Passwd(args)) => user_passwd(args),
+        Command::User(UserCommand::Role(args)) => user_role(args),
+        Command::User(UserCommand::Activate(args)) => user_active(args, true),
+        Command::User(UserCommand::Deactivate(args)) => user_active(args, false),
+        Command::User(UserCommand::List(args)) => user_list(args),
+        Command::User(UserCommand::Devices(args)) => user_devices(args),
+        Command::User(UserCommand::Revoke(args)) => user_revoke(args),
         Command::Stock(StockCommand::Check(args)) => stock_check(args),
         Command::Changes(ChangesCommand::Compact(args)) => changes_compact(args),
         Command::Station(c) => flood::station(c),
@@ -300,6 +364,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.photo_store = args.photo_store;
     config.flood = args.flood.settings();
     args.webhooks.apply(&mut config.delivery);
+    if let Some(h) = args.accept_within_hours {
+        config.accept_within = chrono::Duration::hours(i64::from(h));
+    }
+    if let Some(n) = args.login_failures_per_user {
+        config.login.per_user = n as usize;
+    }
+    if let Some(n) = args.login_failures_per_address {
+        config.login.per_address = n as usize;
+    }
+    if let Some(s) = args.login_window_secs {
+        config.login.window = chrono::Duration::seconds(i64::from(s));
+    }
+    config.login.trust_forwarded = args.trust_forwarded;
     if config.demo {
         config.coverage.requirement = crate::demo::requirement()?;
     }
@@ -437,6 +514,13 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         }
         db::users::insert(conn, &info, &hash)?;
         db::users::assign_segments(conn, info.id, &segments)?;
+        db::audit::record(
+            conn,
+            &db::audit::Who::cli(),
+            "user.add",
+            Some(&info.id.to_string()),
+            &serde_json::json!({"username": info.username, "role": info.role, "segments": segments}),
+        )?;
         Ok(())
     })?;
     say(&format!(
@@ -458,12 +542,134 @@ fn user_passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
     let mut conn = db.conn()?;
     let user = db::users::by_username(&mut conn, &args.username)?
         .ok_or_else(|| anyhow!("no user named {:?}", args.username))?;
-    db::users::set_password(&mut conn, user.info.id, &hash)?;
+    db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
+        db::users::set_password(conn, user.info.id, &hash)?;
+        db::audit::record(
+            conn,
+            &db::audit::Who::cli(),
+            "user.password",
+            Some(&user.info.id.to_string()),
+            &serde_json::json!({"username": args.username, "generated": generated}),
+        )?;
+        Ok(())
+    })?;
     say(&format!("password of {} changed", args.username))?;
     if generated {
         say(&format!("password: {password}"))?;
     }
     Ok(())
+}
+
+fn find_user(conn: &mut db::Conn, username: &str) -> anyhow::Result<UserInfo> {
+    Ok(db::users::by_username(conn, username)?
+        .ok_or_else(|| anyhow!("no user named {username:?}"))?
+        .info)
+}
+
+fn user_role(args: UserRoleArgs) -> anyhow::Result<()> {
+    let (db, _) = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
+        let user = find_user(conn, &args.username)?;
+        db::users::set_role(conn, user.id, args.role)?;
+        db::audit::record(
+            conn,
+            &db::audit::Who::cli(),
+            "user.update",
+            Some(&user.id.to_string()),
+            &serde_json::json!({"username": user.username,
+                "before": {"role": user.role}, "after": {"role": args.role}}),
+        )?;
+        Ok(())
+    })?;
+    say(&format!("{} is now {}", args.username, args.role.as_str()))
+}
+
+fn user_active(args: UserNameArgs, active: bool) -> anyhow::Result<()> {
+    let (db, _) = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    db::write_transaction(&mut conn, |conn| -> anyhow::Result<()> {
+        let user = find_user(conn, &args.username)?;
+        db::users::set_active(conn, user.id, active)?;
+        db::audit::record(
+            conn,
+            &db::audit::Who::cli(),
+            "user.update",
+            Some(&user.id.to_string()),
+            &serde_json::json!({"username": user.username, "after": {"active": active}}),
+        )?;
+        Ok(())
+    })?;
+    say(&format!(
+        "{} is {}",
+        args.username,
+        if active { "active" } else { "switched off" }
+    ))
+}
+
+fn user_list(args: DataDir) -> anyhow::Result<()> {
+    let (db, _) = open_db(&args)?;
+    let mut conn = db.conn()?;
+    for a in db::users::accounts(&mut conn)? {
+        let live = db::users::devices(&mut conn, a.user.id)?
+            .iter()
+            .filter(|d| d.revoked_at.is_none())
+            .count();
+        say(&format!(
+            "{}  {}  {}  {}  {} device(s)  {}",
+            a.user.username,
+            a.user.role.as_str(),
+            if a.active { "active" } else { "off" },
+            a.user.id,
+            live,
+            a.user.display_name
+        ))?;
+    }
+    Ok(())
+}
+
+fn user_devices(args: UserNameArgs) -> anyhow::Result<()> {
+    let (db, _) = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    let user = find_user(&mut conn, &args.username)?;
+    for d in db::users::devices(&mut conn, user.id)? {
+        say(&format!(
+            "{}  {}  created {}  {}",
+            d.id,
+            d.device_name,
+            d.created_at.to_rfc3339(),
+            match d.revoked_at {
+                Some(t) => format!("revoked {}", t.to_rfc3339()),
+                None => "live".into(),
+            }
+        ))?;
+    }
+    Ok(())
+}
+
+fn user_revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    let (db, _) = open_db(&args.data)?;
+    let mut conn = db.conn()?;
+    let revoked = db::write_transaction(&mut conn, |conn| -> anyhow::Result<bool> {
+        let (owner, device_name, _) = db::users::token(conn, &args.token)?
+            .ok_or_else(|| anyhow!("no device token {:?}", args.token))?;
+        let revoked = db::users::revoke_token(conn, &args.token)?;
+        if revoked {
+            db::audit::record(
+                conn,
+                &db::audit::Who::cli(),
+                "token.revoke",
+                Some(&args.token),
+                &serde_json::json!({"user_id": owner, "device_name": device_name}),
+            )?;
+        }
+        Ok(revoked)
+    })?;
+    say(&if revoked {
+        format!("token {} revoked", args.token)
+    } else {
+        format!("token {} was already revoked", args.token)
+    })
 }
 
 #[cfg(test)]

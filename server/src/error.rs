@@ -49,6 +49,17 @@ pub enum AppError {
     /// tus checksum extension: the bytes do not match their digest (status 460).
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// A lifecycle step refused: 403 `forbidden` when the role may not take it, 409
+    /// `invalid_transition` when the issue's status does not allow it; both name the status.
+    #[error("{message}")]
+    Step {
+        forbidden: bool,
+        message: String,
+        current: riverchief_shared::domain::IssueStatus,
+    },
+    /// Too many failed logins (429, with `Retry-After` in seconds).
+    #[error("too many failed logins; try again in {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("I/O: {0}")]
@@ -86,6 +97,11 @@ impl AppError {
             AppError::TooLarge(_) => "too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::ChecksumMismatch(_) => "checksum_mismatch",
+            AppError::Step {
+                forbidden: true, ..
+            } => "forbidden",
+            AppError::Step { .. } => "invalid_transition",
+            AppError::TooManyAttempts { .. } => "too_many_attempts",
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -104,6 +120,7 @@ impl AppError {
                     code: e.code.clone(),
                     message: e.message.clone(),
                     field: None,
+                    current_status: None,
                 }
             }
             AppError::Invalid(e)
@@ -114,11 +131,19 @@ impl AppError {
                 code: "internal".into(),
                 message: "internal error; it has been logged".into(),
                 field: None,
+                current_status: None,
+            },
+            AppError::Step { current, .. } => ErrorDetail {
+                code: self.code().into(),
+                message: self.to_string(),
+                field: Some("kind".into()),
+                current_status: Some(*current),
             },
             other => ErrorDetail {
                 code: other.code().into(),
                 message: other.to_string(),
                 field: None,
+                current_status: None,
             },
         }
     }
@@ -142,6 +167,11 @@ impl ResponseError for AppError {
             AppError::ChecksumMismatch(_) => {
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
             }
+            AppError::Step {
+                forbidden: true, ..
+            } => StatusCode::FORBIDDEN,
+            AppError::Step { .. } => StatusCode::CONFLICT,
+            AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -156,6 +186,9 @@ impl ResponseError for AppError {
         let mut resp = HttpResponse::build(status);
         if matches!(self, AppError::Unauthorized(_)) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let AppError::TooManyAttempts { retry_after } = self {
+            resp.insert_header(("Retry-After", retry_after.to_string()));
         }
         resp.json(ErrorBody {
             error: self.detail(),

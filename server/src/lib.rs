@@ -34,5 +34,6 @@ pub mod metrics;
 pub mod photo_store;
 pub mod routes;
 pub mod sync;
+pub mod workflow;
 
 pub use app::{Application, Config};

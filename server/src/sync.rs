@@ -154,6 +154,7 @@ pub fn push_one_with(
                               send this one again with a new id if it still applies"
                         .into(),
                     field: None,
+                    current_status: None,
                 },
             ))
         }
@@ -177,10 +178,15 @@ fn apply_once(
     db::lock(conn, db::Lock::Mutation(m.id))?;
     if let Some(prev) = db::mutations::find(conn, m.id)? {
         if prev.fingerprint == fingerprint && prev.user == caller.id {
+            let kept = kept_as_rejected(&prev.result);
             return Ok(PushResult {
                 id: Some(m.id),
-                status: PushStatus::Duplicate,
-                error: None,
+                status: if kept.is_some() {
+                    PushStatus::Rejected
+                } else {
+                    PushStatus::Duplicate
+                },
+                error: kept,
                 result: Some(prev.result),
             });
         }
@@ -203,10 +209,15 @@ fn apply_once(
             result: &result,
         },
     )?;
+    let kept = kept_as_rejected(&result);
     Ok(PushResult {
         id: Some(m.id),
-        status: PushStatus::Applied,
-        error: None,
+        status: if kept.is_some() {
+            PushStatus::Rejected
+        } else {
+            PushStatus::Applied
+        },
+        error: kept,
         result: Some(result),
     })
 }
@@ -415,9 +426,21 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
             note: None,
             assignee: None,
             duplicate_of: None,
+            due_at: None,
+            rejected: None,
         },
     )?;
     db::issues::insert_photos(conn, d.issue_id, &d.issue_id.to_string(), &d.photos)?;
+    db::audit::record(
+        conn,
+        &caller.who(),
+        "issue.report",
+        Some(&d.issue_id.to_string()),
+        &serde_json::json!({
+            "issue_id": d.issue_id, "to": "reported", "category": d.category,
+            "severity": d.severity, "critical": critical, "segment_id": d.segment_id,
+        }),
+    )?;
     let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
     db::issues::record_issue_change(conn, d.issue_id)?;
     issue_alerts(conn, d.issue_id)?;
@@ -436,89 +459,76 @@ fn issue_event(
     m: &Mutation,
     d: &IssueEventData,
 ) -> Result<Value, Failure> {
-    let no_issue = || {
-        reject(
-            "unknown_reference",
-            "data.issue_id",
-            format!("no issue {}", d.issue_id),
-        )
-    };
-    // The lifecycle step is judged against the issue's status; no other step may change it until
-    // this transaction ends.
-    db::lock(conn, db::Lock::Issue(d.issue_id))?;
-    let head = db::issues::head(conn, d.issue_id)?.ok_or_else(no_issue)?;
-    // An issue the caller may not see is answered as if it did not exist.
-    if !db::issues::visible_to(conn, &head, caller.id, caller.role)? {
-        return Err(no_issue());
-    }
-    if db::issues::event_exists(conn, d.event_id)? {
-        return Err(reject(
-            "conflict",
-            "data.event_id",
-            format!("event {} already exists", d.event_id),
-        ));
-    }
-    if !caller.role.sees_everything() && !d.kind.patroller_may(head.assignee == Some(caller.id)) {
-        return Err(reject(
-            "forbidden",
-            "data.kind",
-            format!(
-                "a patroller may not add a `{}` event to this issue",
-                d.kind.as_str()
-            ),
-        ));
-    }
-    let status = d
-        .kind
-        .apply(head.status)
-        .map_err(|msg| reject("invalid", "data.kind", msg))?;
-    if let Some(a) = d.assignee {
-        if db::users::by_id(conn, a)?.is_none() {
+    use crate::workflow::{self, Outcome, StepError};
+    let outcome = workflow::take_step(conn, caller, d, m.at, workflow::Source::Device);
+    let (status, photos_missing, rejected) = match outcome {
+        Ok(Outcome::Applied {
+            status,
+            photos_missing,
+        }) => (status, photos_missing, None),
+        Ok(Outcome::Kept { current, reason }) => (
+            current,
+            Vec::new(),
+            Some(ErrorDetail {
+                code: "invalid_transition".into(),
+                message: format!(
+                    "kept in the issue's history as rejected: {}",
+                    workflow::naming_status(&reason, current)
+                ),
+                field: Some("data.kind".into()),
+                current_status: Some(current),
+            }),
+        ),
+        Err(StepError::NoIssue(id)) => {
             return Err(reject(
                 "unknown_reference",
-                "data.assignee",
-                format!("no user {a}"),
-            ));
+                "data.issue_id",
+                format!("no issue {id}"),
+            ))
         }
-    }
-    if let Some(dup) = d.duplicate_of {
-        if !db::issues::exists(conn, dup)? {
+        Err(StepError::EventTaken(id)) => {
             return Err(reject(
-                "unknown_reference",
-                "data.duplicate_of",
-                format!("no issue {dup}"),
-            ));
+                "conflict",
+                "data.event_id",
+                format!("event {id} already exists"),
+            ))
         }
-    }
-    db::issues::insert_event(
-        conn,
-        &db::issues::NewEvent {
-            id: d.event_id,
-            issue_id: d.issue_id,
-            kind: d.kind,
-            by: caller.id,
-            at: m.at,
-            note: d.note.as_deref(),
-            assignee: d.assignee,
-            duplicate_of: d.duplicate_of,
-        },
-    )?;
-    db::issues::insert_photos(conn, d.issue_id, &d.event_id.to_string(), &d.photos)?;
-    let assignee = if d.kind == IssueEventKind::Dispatched {
-        d.assignee
-    } else {
-        None
+        Err(StepError::Forbidden { message, current }) => {
+            return Err(Failure::Reject(ErrorDetail {
+                code: "forbidden".into(),
+                message,
+                field: Some("data.kind".into()),
+                current_status: Some(current),
+            }))
+        }
+        Err(StepError::Illegal { message, current }) => {
+            return Err(Failure::Reject(ErrorDetail {
+                code: "invalid_transition".into(),
+                message,
+                field: Some("data.kind".into()),
+                current_status: Some(current),
+            }))
+        }
+        Err(StepError::UnknownReference(e)) => {
+            return Err(reject(&e.code, &format!("data.{}", e.field), e.message))
+        }
+        Err(StepError::Db(e)) => return Err(Failure::Database(e)),
     };
-    db::issues::set_status(conn, d.issue_id, status, assignee)?;
-    let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
-    db::issues::record_issue_change(conn, d.issue_id)?;
-    issue_alerts(conn, d.issue_id)?;
     to_json(&IssueEventResult {
         issue_id: d.issue_id,
         event_id: d.event_id,
         status,
         photos_missing,
+        rejected,
     })
+}
+
+/// A result journaled for an event kept as rejected ([`IssueEventResult::rejected`]): the error
+/// its push result (and every replay) answers.
+fn kept_as_rejected(result: &Value) -> Option<ErrorDetail> {
+    result
+        .get("rejected")
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
 /// A stock movement from a device, through the same [`db::stock::move_stock`] as the API. A patroller
@@ -590,6 +600,14 @@ fn stock_move(
     match moved {
         Ok(b) => {
             crate::alerting::stock_moved(conn, &depot, &item, chrono::Utc::now())?;
+            db::audit::record(
+                conn,
+                &caller.who(),
+                "stock.move",
+                Some(&d.movement_id.to_string()),
+                &serde_json::json!({"depot_id": depot, "item_id": item, "kind": d.kind,
+                    "quantity": kind.signed(d.quantity), "segment_id": segment, "on_hand": b.on_hand}),
+            )?;
             to_json(&StockMoveResult {
                 movement_id: d.movement_id,
                 on_hand: b.on_hand,

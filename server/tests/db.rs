@@ -606,6 +606,8 @@ fn seeded(db: &Db) -> (AuthUser, String) {
             id: user.id,
             username: user.username,
             role: user.role,
+            token_id: "test-token".into(),
+            device_name: "test".into(),
         },
         segment.properties.id.to_string(),
     )
@@ -635,11 +637,7 @@ fn push_together(
         .zip(instances.iter().cycle())
         .map(|(raw, db)| {
             let db = db.clone();
-            let user = AuthUser {
-                id: user.id,
-                username: user.username.clone(),
-                role: user.role,
-            };
+            let user = user.clone();
             let start = start.clone();
             thread::spawn(move || {
                 let mut conn = db.conn().unwrap();

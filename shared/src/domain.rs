@@ -316,7 +316,7 @@ pub fn is_critical(category: IssueCategory, severity: Severity, outflow: Option<
 }
 
 /// Where an issue stands in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueStatus {
     Reported,
@@ -418,9 +418,11 @@ impl IssueEventKind {
                 return Err(format!("the issue is {}; reopen it first", s.as_str()))
             }
             (Self::Accepted, S::Reported) => S::Accepted,
-            (Self::Dispatched, S::Reported | S::Accepted | S::Dispatched | S::InProgress) => {
-                S::Dispatched
-            }
+            // From resolved too: a duty lead who finds the fix wanting sends someone (else) again.
+            (
+                Self::Dispatched,
+                S::Reported | S::Accepted | S::Dispatched | S::InProgress | S::Resolved,
+            ) => S::Dispatched,
             (Self::InProgress, S::Accepted | S::Dispatched) => S::InProgress,
             (Self::Resolved, S::Accepted | S::Dispatched | S::InProgress) => S::Resolved,
             (Self::Verified, S::Resolved) => S::Verified,
@@ -447,6 +449,131 @@ impl IssueEventKind {
             _ => false,
         }
     }
+
+    /// Whether `role` may take this step at all: patrollers comment, and start and resolve what is
+    /// dispatched to them; duty leads accept, reject, mark duplicates, dispatch, verify, reopen and
+    /// comment (and start and resolve what they dispatched to themselves); admins do everything.
+    pub fn role_may(self, role: Role, is_assignee: bool) -> bool {
+        match role {
+            Role::Admin => self != Self::Reported,
+            Role::DutyLead => match self {
+                Self::Reported => false,
+                Self::InProgress | Self::Resolved => is_assignee,
+                _ => true,
+            },
+            Role::Patroller => self.patroller_may(is_assignee),
+        }
+    }
+
+    /// Judges one step by `actor` on an issue that is now `from`: the status after it, or why not.
+    ///
+    /// A step the actor's role may never take is [`Refusal::Forbidden`]. A step that is not possible
+    /// from the current status, or that was the actor's to take when they took it but no longer is
+    /// (the work was dispatched to someone else meanwhile), is [`Refusal::Illegal`]: from a device,
+    /// such an event is kept in the history marked rejected, so its author sees why.
+    pub fn judge(self, actor: Actor, from: IssueStatus) -> Result<IssueStatus, Refusal> {
+        if !self.role_may(actor.role, actor.is_assignee) {
+            if matches!(self, Self::InProgress | Self::Resolved) && actor.was_assignee {
+                return Err(Refusal::Illegal(
+                    "the issue was dispatched to someone else meanwhile".into(),
+                ));
+            }
+            return Err(Refusal::Forbidden(format!(
+                "a {} may not add a `{}` event to this issue",
+                actor.role.as_str(),
+                self.as_str()
+            )));
+        }
+        self.apply(from).map_err(Refusal::Illegal)
+    }
+}
+
+/// Who takes a lifecycle step, as far as the permission rules need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub role: Role,
+    /// The issue is dispatched to them now.
+    pub is_assignee: bool,
+    /// The issue was dispatched to them at some point (and may since have gone to someone else).
+    pub was_assignee: bool,
+}
+
+/// Why a lifecycle step is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The actor's role may never take this step here (HTTP 403; nothing written).
+    Forbidden(String),
+    /// Not possible from the issue's current status (HTTP 409; from a device, recorded as a
+    /// rejected event).
+    Illegal(String),
+}
+
+/// Where an issue's history leaves it: the fold of its accepted events, in server order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueState {
+    pub status: IssueStatus,
+    pub assignee: Option<UserId>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl IssueState {
+    /// Folds the accepted events (those without `rejected`) by the transition table. An accepted
+    /// event the table refuses (which the server never records) leaves the state as it was.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a IssueEvent>) -> IssueState {
+        let mut state = IssueState {
+            status: IssueStatus::Reported,
+            assignee: None,
+            due_at: None,
+        };
+        for e in events {
+            if e.rejected.is_some() || e.kind == IssueEventKind::Reported {
+                continue;
+            }
+            if let Ok(next) = e.kind.apply(state.status) {
+                state.status = next;
+                if e.kind == IssueEventKind::Dispatched {
+                    state.assignee = e.assignee;
+                    state.due_at = e.due_at;
+                }
+            }
+        }
+        state
+    }
+}
+
+/// Shanghai's offset from UTC. China keeps no daylight saving time, so it is fixed.
+const SHANGHAI_SECONDS: i32 = 8 * 3600;
+
+/// `start` plus `working` time counted only on working days (Monday to Friday, Asia/Shanghai),
+/// round the clock on those days: one working day (24 h) from Friday 10:00 is Monday 10:00.
+pub fn add_working_time(start: DateTime<Utc>, working: chrono::Duration) -> DateTime<Utc> {
+    use chrono::{Datelike, Duration, FixedOffset, Weekday};
+    let Some(offset) = FixedOffset::east_opt(SHANGHAI_SECONDS) else {
+        return start + working;
+    };
+    let mut t = start.with_timezone(&offset);
+    let mut left = working.max(Duration::zero());
+    // At most one step per calendar day: bounded by the working time asked for.
+    loop {
+        let midnight = t
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|d| d.and_local_timezone(offset).single());
+        let Some(midnight) = midnight else {
+            return t.with_timezone(&Utc) + left;
+        };
+        if matches!(t.weekday(), Weekday::Sat | Weekday::Sun) {
+            t = midnight;
+            continue;
+        }
+        let today = midnight - t;
+        if left <= today {
+            return (t + left).with_timezone(&Utc);
+        }
+        left -= today;
+        t = midnight;
+    }
 }
 
 /// One entry of an issue's history as the server reports it.
@@ -465,8 +592,15 @@ pub struct IssueEvent {
     pub assignee: Option<UserId>,
     #[serde(default)]
     pub duplicate_of: Option<IssueId>,
+    /// For `dispatched`: when the work is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub photos: Vec<PhotoRef>,
+    /// Set when the server kept the event but did not apply it (it was no longer possible when it
+    /// arrived): why. Rejected events change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// An issue as the server reports it, with its history and the state of its photos.
@@ -493,6 +627,15 @@ pub struct Issue {
     pub status: IssueStatus,
     #[serde(default)]
     pub assignee: Option<UserId>,
+    /// When the current dispatch is due.
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Dispatched or in progress and past `due_at` (judged when the server wrote this answer).
+    #[serde(default)]
+    pub overdue: bool,
+    /// Still `reported` past the acceptance deadline (judged when the server wrote this answer).
+    #[serde(default)]
+    pub escalated: bool,
     pub reported_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     /// Photos of the report and of every event.
@@ -553,5 +696,143 @@ mod tests {
         assert!(K::Accepted.apply(S::Verified).is_err());
         assert_eq!(K::Reopened.apply(S::Verified), Ok(S::Reported));
         assert_eq!(K::Comment.apply(S::Verified), Ok(S::Verified));
+    }
+
+    fn event(
+        kind: IssueEventKind,
+        by: UserId,
+        assignee: Option<UserId>,
+        rejected: bool,
+    ) -> IssueEvent {
+        IssueEvent {
+            id: IssueEventId::new(),
+            kind,
+            by,
+            at: Utc::now(),
+            recorded_at: Utc::now(),
+            note: None,
+            assignee,
+            duplicate_of: None,
+            due_at: None,
+            photos: Vec::new(),
+            rejected: rejected.then(|| "too late".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_state_is_the_fold_of_the_accepted_events() {
+        use IssueEventKind as K;
+        let (lead, li, zhang) = (UserId::new(), UserId::new(), UserId::new());
+        let history = [
+            event(K::Reported, zhang, None, false),
+            event(K::Accepted, lead, None, false),
+            event(K::Dispatched, lead, Some(li), false),
+            event(K::Dispatched, lead, Some(zhang), false),
+            // Li Na's offline steps, kept but rejected: they change nothing.
+            event(K::InProgress, li, None, true),
+            event(K::Resolved, li, None, true),
+            event(K::Comment, zhang, None, false),
+        ];
+        let s = IssueState::fold(&history);
+        assert_eq!(s.status, IssueStatus::Dispatched);
+        assert_eq!(s.assignee, Some(zhang));
+        // The same steps accepted in the other order: resolved, then sent again. Same end.
+        let other = [
+            event(K::Reported, zhang, None, false),
+            event(K::Accepted, lead, None, false),
+            event(K::Dispatched, lead, Some(li), false),
+            event(K::InProgress, li, None, false),
+            event(K::Resolved, li, None, false),
+            event(K::Dispatched, lead, Some(zhang), false),
+        ];
+        let t = IssueState::fold(&other);
+        assert_eq!((t.status, t.assignee), (s.status, s.assignee));
+        assert_eq!(IssueState::fold(&[]).status, IssueStatus::Reported);
+    }
+
+    #[test]
+    fn roles_and_transitions_are_judged_apart() {
+        use IssueEventKind as K;
+        use IssueStatus as S;
+        let patroller = |is_assignee, was_assignee| Actor {
+            role: Role::Patroller,
+            is_assignee,
+            was_assignee,
+        };
+        let lead = Actor {
+            role: Role::DutyLead,
+            is_assignee: false,
+            was_assignee: false,
+        };
+        let admin = Actor {
+            role: Role::Admin,
+            ..lead
+        };
+        assert_eq!(
+            K::Resolved.judge(patroller(true, true), S::InProgress),
+            Ok(S::Resolved)
+        );
+        assert!(matches!(
+            K::Resolved.judge(patroller(false, false), S::InProgress),
+            Err(Refusal::Forbidden(_))
+        ));
+        // Sent to someone else meanwhile: not forbidden, too late.
+        assert!(matches!(
+            K::Resolved.judge(patroller(false, true), S::Dispatched),
+            Err(Refusal::Illegal(_))
+        ));
+        assert!(matches!(
+            K::Accepted.judge(patroller(true, true), S::Reported),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert_eq!(
+            K::Comment.judge(patroller(false, false), S::Verified),
+            Ok(S::Verified)
+        );
+        assert_eq!(K::Accepted.judge(lead, S::Reported), Ok(S::Accepted));
+        assert!(matches!(
+            K::Accepted.judge(lead, S::Dispatched),
+            Err(Refusal::Illegal(_))
+        ));
+        assert!(matches!(
+            K::InProgress.judge(lead, S::Dispatched),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert_eq!(K::InProgress.judge(admin, S::Dispatched), Ok(S::InProgress));
+        assert_eq!(K::Dispatched.judge(lead, S::Resolved), Ok(S::Dispatched));
+        assert!(matches!(
+            K::Reported.judge(admin, S::Reported),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_working_day_skips_the_weekend_in_shanghai() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap()
+        };
+        let day = chrono::Duration::hours(24);
+        // Tuesday 10:00 in Shanghai: Wednesday 10:00.
+        assert_eq!(
+            add_working_time(at("2024-07-02T10:00:00+08:00"), day),
+            at("2024-07-03T10:00:00+08:00")
+        );
+        // Friday 10:00: Monday 10:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T10:00:00+08:00"), day),
+            at("2024-07-08T10:00:00+08:00")
+        );
+        // Friday 23:00 UTC is Saturday 07:00 in Shanghai: counting starts Monday 00:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T23:00:00Z"), day),
+            at("2024-07-09T00:00:00+08:00")
+        );
+        // Friday 23:30: half an hour on Friday, the rest from Monday 00:00.
+        assert_eq!(
+            add_working_time(at("2024-07-05T23:30:00+08:00"), day),
+            at("2024-07-08T23:30:00+08:00")
+        );
     }
 }

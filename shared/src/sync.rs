@@ -163,6 +163,92 @@ pub struct IssueEventData {
     pub duplicate_of: Option<IssueId>,
     #[serde(default)]
     pub photos: Vec<Sha256>,
+    /// For `dispatched`: when the work is due (optional; a dispatch past it is overdue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// The newest event of the issue its author had seen when they took this step (the client
+    /// fills it from its mirror). Two dispatches by different people based on the same history are
+    /// concurrent: the server lets the same one win whatever order they arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<IssueEventId>,
+}
+
+impl IssueEventData {
+    /// The rules an event obeys whatever the issue's state: a dispatch names its person, a
+    /// duplicate its original, a rejection or a reopening its reason. `field_prefix` is `data.`
+    /// inside a mutation and empty for the API's body.
+    pub fn check(&self, limits: &Limits, prefix: &str) -> Result<(), FieldError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        optional_text(&self.note, limits, &field("note"))?;
+        photos(&self.photos, limits, &field("photos"))?;
+        let needs_reason = matches!(
+            self.kind,
+            IssueEventKind::Rejected | IssueEventKind::Reopened
+        );
+        if needs_reason && self.note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Err(FieldError::new(
+                "required",
+                field("note"),
+                format!(
+                    "a `{}` event gives its reason in `note`",
+                    self.kind.as_str()
+                ),
+            ));
+        }
+        match self.kind {
+            IssueEventKind::Dispatched if self.assignee.is_none() => {
+                return Err(FieldError::new(
+                    "required",
+                    field("assignee"),
+                    "dispatch names the person sent",
+                ))
+            }
+            IssueEventKind::Duplicate if self.duplicate_of.is_none() => {
+                return Err(FieldError::new(
+                    "required",
+                    field("duplicate_of"),
+                    "a duplicate names the issue it repeats",
+                ))
+            }
+            IssueEventKind::Duplicate if self.duplicate_of == Some(self.issue_id) => {
+                return Err(FieldError::new(
+                    "invalid",
+                    field("duplicate_of"),
+                    "an issue cannot duplicate itself",
+                ))
+            }
+            IssueEventKind::Reported => {
+                return Err(FieldError::new(
+                    "invalid",
+                    field("kind"),
+                    "an issue is reported by issue.report",
+                ))
+            }
+            _ => {}
+        }
+        if self.assignee.is_some() && self.kind != IssueEventKind::Dispatched {
+            return Err(FieldError::new(
+                "invalid",
+                field("assignee"),
+                "only a dispatch names an assignee",
+            ));
+        }
+        if self.due_at.is_some() && self.kind != IssueEventKind::Dispatched {
+            return Err(FieldError::new(
+                "invalid",
+                field("due_at"),
+                "only a dispatch has a due time",
+            ));
+        }
+        if self.duplicate_of.is_some() && self.kind != IssueEventKind::Duplicate {
+            return Err(FieldError::new(
+                "invalid",
+                field("duplicate_of"),
+                "only a duplicate names the issue it repeats",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The envelope, parsed before the payload.
@@ -186,6 +272,18 @@ fn earliest() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Refuses a due time before 2000 or more than ten years ahead.
+pub fn sane_due(t: DateTime<Utc>, field: &str) -> Result<(), FieldError> {
+    if t < earliest() || t > Utc::now() + Duration::days(3650) {
+        return Err(FieldError::new(
+            "out_of_range",
+            field,
+            "a due time between 2000 and ten years from now",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a device time before 2000 or more than a day ahead of `now` (a phone's clock may be off,
@@ -373,45 +471,9 @@ impl Mutation {
                 }
             }
             MutationBody::IssueEvent(d) => {
-                optional_text(&d.note, limits, "data.note")?;
-                photos(&d.photos, limits, "data.photos")?;
-                match d.kind {
-                    IssueEventKind::Dispatched if d.assignee.is_none() => {
-                        return Err(FieldError::new(
-                            "required",
-                            "data.assignee",
-                            "dispatch names the person sent",
-                        ))
-                    }
-                    IssueEventKind::Duplicate if d.duplicate_of.is_none() => {
-                        return Err(FieldError::new(
-                            "required",
-                            "data.duplicate_of",
-                            "a duplicate names the issue it repeats",
-                        ))
-                    }
-                    IssueEventKind::Duplicate if d.duplicate_of == Some(d.issue_id) => {
-                        return Err(FieldError::new(
-                            "invalid",
-                            "data.duplicate_of",
-                            "an issue cannot duplicate itself",
-                        ))
-                    }
-                    IssueEventKind::Reported => {
-                        return Err(FieldError::new(
-                            "invalid",
-                            "data.kind",
-                            "an issue is reported by issue.report",
-                        ))
-                    }
-                    _ => {}
-                }
-                if d.assignee.is_some() && d.kind != IssueEventKind::Dispatched {
-                    return Err(FieldError::new(
-                        "invalid",
-                        "data.assignee",
-                        "only a dispatch names an assignee",
-                    ));
+                d.check(limits, "data.")?;
+                if let Some(due) = d.due_at {
+                    sane_due(due, "data.due_at")?;
                 }
             }
         }
@@ -489,6 +551,10 @@ pub struct IssueEventResult {
     /// The issue's status after the event.
     pub status: crate::domain::IssueStatus,
     pub photos_missing: Vec<Sha256>,
+    /// Set when the event arrived too late to apply: it is kept in the issue's history marked
+    /// rejected, and the push result is `rejected` with this error (a replay answers the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<crate::api::ErrorDetail>,
 }
 
 /// What kind of record a change is about.

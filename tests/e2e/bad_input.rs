@@ -244,6 +244,10 @@ async fn requests_without_a_valid_token_are_refused() -> Result<()> {
             assert_envelope(status, &b, StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
+    assert_eq!(server.db.digest()?, before);
+    // A wrong password is refused; what it leaves is only its trace for the rate limit and the
+    // audit trail (issue 7), no token.
+    let tokens = server.db.scalar("SELECT COUNT(*) FROM device_tokens")?;
     let r = http
         .post(format!("{}/api/v1/auth/login", server.url()))
         .json(&json!({"username": "zhangwei", "password": "wrong", "device_name": "x"}))
@@ -256,7 +260,22 @@ async fn requests_without_a_valid_token_are_refused() -> Result<()> {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
-    assert_eq!(server.db.digest()?, before);
+    assert_eq!(
+        server.db.scalar("SELECT COUNT(*) FROM device_tokens")?,
+        tokens
+    );
+    assert_eq!(
+        server
+            .db
+            .scalar("SELECT COUNT(*) FROM login_attempts WHERE success = FALSE")?,
+        1
+    );
+    assert_eq!(
+        server
+            .db
+            .scalar("SELECT COUNT(*) FROM audit WHERE kind = 'login.failed'")?,
+        1
+    );
     Ok(())
 }
 

@@ -12,3 +12,4 @@ mod instances;
 mod offline_loop;
 mod ops;
 mod supplies;
+mod workflow;

@@ -44,7 +44,7 @@ impl TestServer {
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Result<TestServer> {
         let tmp = tempfile::tempdir()?;
         let db = TestDb::fresh(tmp.path())?;
-        let mut s = Self::start_configured(tmp.path(), &db, 0, configure).await?;
+        let mut s = Self::start_on_with(tmp.path(), &db, 0, configure).await?;
         s._tmp = Some(tmp);
         Ok(s)
     }
@@ -72,10 +72,11 @@ impl TestServer {
     /// Several may share one data directory and database: that is how instances behind a load
     /// balancer run.
     pub async fn start_on(data_dir: &Path, db: &TestDb, port: u16) -> Result<TestServer> {
-        Self::start_configured(data_dir, db, port, |_| {}).await
+        Self::start_on_with(data_dir, db, port, |_| {}).await
     }
 
-    async fn start_configured(
+    /// [`TestServer::start_on`], the configuration changed by `configure` first.
+    pub async fn start_on_with(
         data_dir: &Path,
         db: &TestDb,
         port: u16,

@@ -272,6 +272,7 @@ async fn check(response: Response) -> Result<Response> {
                 text.chars().take(300).collect()
             },
             field: None,
+            current_status: None,
         },
     };
     Err(ClientError::Server {

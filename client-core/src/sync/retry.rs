@@ -136,6 +136,7 @@ mod tests {
                 code: "x".into(),
                 message: "x".into(),
                 field: None,
+                current_status: None,
             },
         }
     }

@@ -307,6 +307,7 @@ async fn attempt_upload(
                 code: "not_found".into(),
                 message: "the finished upload did not yield the photo".into(),
                 field: None,
+                current_status: None,
             },
         });
     }

@@ -12,8 +12,8 @@ use super::{parse_id, parse_ts, ts, Conn, QueryResult};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use riverchief_shared::domain::{
-    Chainage, Issue, IssueCategory, IssueEvent, IssueEventKind, IssueStatus, Outflow, Role,
-    Severity,
+    add_working_time, Chainage, Issue, IssueCategory, IssueEvent, IssueEventKind, IssueStatus,
+    Outflow, Role, Severity,
 };
 use riverchief_shared::geo::{Lat, Lon, Position};
 use riverchief_shared::id::{IssueEventId, IssueId, PatrolId, SegmentId, UserId};
@@ -101,6 +101,9 @@ pub struct NewEvent<'a> {
     pub note: Option<&'a str>,
     pub assignee: Option<UserId>,
     pub duplicate_of: Option<IssueId>,
+    pub due_at: Option<DateTime<Utc>>,
+    /// Kept but not applied: why (see [`IssueEvent::rejected`]).
+    pub rejected: Option<&'a str>,
 }
 
 pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
@@ -115,6 +118,8 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
             issue_events::note.eq(event.note),
             issue_events::assignee_id.eq(event.assignee.map(|u| u.to_string())),
             issue_events::duplicate_of.eq(event.duplicate_of.map(|i| i.to_string())),
+            issue_events::due_at.eq(event.due_at.map(ts)),
+            issue_events::rejected_reason.eq(event.rejected),
         ))
         .execute(conn)?;
     Ok(())
@@ -170,20 +175,22 @@ fn arrived_set(conn: &mut Conn, hexes: &[String]) -> QueryResult<HashSet<String>
     Ok(out)
 }
 
-/// Sets the status after an event; `assignee` replaces the assignee when given.
+/// Sets the status after an event. A dispatch (`dispatch` = `Some((assignee, due))`) also sets
+/// the assignee and the due time.
 pub fn set_status(
     conn: &mut Conn,
     id: IssueId,
     status: IssueStatus,
-    assignee: Option<UserId>,
+    dispatch: Option<(UserId, Option<DateTime<Utc>>)>,
 ) -> QueryResult<()> {
     let target = issues::table.filter(issues::id.eq(id.to_string()));
     let now = ts(Utc::now());
-    match assignee {
-        Some(a) => diesel::update(target)
+    match dispatch {
+        Some((a, due)) => diesel::update(target)
             .set((
                 issues::status.eq(status.as_str()),
                 issues::assignee_id.eq(a.to_string()),
+                issues::due_at.eq(due.map(ts)),
                 issues::updated_at.eq(now),
             ))
             .execute(conn)?,
@@ -195,6 +202,71 @@ pub fn set_status(
             .execute(conn)?,
     };
     Ok(())
+}
+
+/// A dispatch that won against another one: who sent whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RivalDispatch {
+    pub event_id: IssueEventId,
+    pub by: UserId,
+    pub assignee: Option<UserId>,
+}
+
+/// An applied dispatch of the issue by someone other than `author`, recorded after the event
+/// `based_on` (so taken without knowing of the other), that wins the tie-break against `event`: the
+/// greater event id (a UUIDv7, so the decision taken later by its device's clock). `None` when
+/// `based_on` is not an event of this issue.
+pub fn winning_rival_dispatch(
+    conn: &mut Conn,
+    issue: IssueId,
+    based_on: IssueEventId,
+    author: UserId,
+    event: IssueEventId,
+) -> QueryResult<Option<RivalDispatch>> {
+    let base: Option<String> = issue_events::table
+        .filter(issue_events::id.eq(based_on.to_string()))
+        .filter(issue_events::issue_id.eq(issue.to_string()))
+        .select(issue_events::recorded_at)
+        .first(conn)
+        .optional()?;
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, Option<String>)> = issue_events::table
+        .filter(issue_events::issue_id.eq(issue.to_string()))
+        .filter(issue_events::kind.eq(IssueEventKind::Dispatched.as_str()))
+        .filter(issue_events::rejected_reason.is_null())
+        .filter(issue_events::recorded_at.gt(base))
+        .filter(issue_events::by_id.ne(author.to_string()))
+        .filter(issue_events::id.gt(event.to_string()))
+        .select((
+            issue_events::id,
+            issue_events::by_id,
+            issue_events::assignee_id,
+        ))
+        .order(issue_events::id.desc())
+        .first(conn)
+        .optional()?;
+    row.map(|(id, by, assignee)| {
+        Ok(RivalDispatch {
+            event_id: parse_id(&id)?,
+            by: parse_id(&by)?,
+            assignee: assignee.as_deref().map(parse_id).transpose()?,
+        })
+    })
+    .transpose()
+}
+
+/// Whether the issue was ever dispatched to `user` (by an applied dispatch).
+pub fn was_dispatched_to(conn: &mut Conn, id: IssueId, user: UserId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        issue_events::table
+            .filter(issue_events::issue_id.eq(id.to_string()))
+            .filter(issue_events::kind.eq(IssueEventKind::Dispatched.as_str()))
+            .filter(issue_events::assignee_id.eq(user.to_string()))
+            .filter(issue_events::rejected_reason.is_null()),
+    ))
+    .get_result(conn)
 }
 
 /// What deciding who may see or act on an issue needs.
@@ -246,7 +318,7 @@ pub fn event_exists(conn: &mut Conn, id: IssueEventId) -> QueryResult<bool> {
 }
 
 /// Whether `viewer` may see the issue: duty leads and admins see everything; a patroller sees what
-/// they reported, what is assigned to them, and what lies on their segments.
+/// they reported, what is or was dispatched to them, and what lies on their segments.
 pub fn visible_to(
     conn: &mut Conn,
     head: &IssueHead,
@@ -256,12 +328,14 @@ pub fn visible_to(
     if role.sees_everything() || head.reporter == viewer || head.assignee == Some(viewer) {
         return Ok(true);
     }
-    diesel::select(diesel::dsl::exists(
+    let on_my_segment = diesel::select(diesel::dsl::exists(
         user_segments::table
             .filter(user_segments::user_id.eq(viewer.to_string()))
             .filter(user_segments::segment_id.eq(head.segment_id.to_string())),
     ))
-    .get_result(conn)
+    .get_result(conn)?;
+    // Work once sent to them stays theirs to see (and a late step of theirs is kept, not lost).
+    Ok(on_my_segment || was_dispatched_to(conn, head.id, viewer)?)
 }
 
 /// The issues that list this photo (by its hex digest) on their report or an event.
@@ -287,6 +361,16 @@ pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<Iss
 /// late as you can. It takes the change-log lock before reading the issue, so the snapshot includes
 /// everything that committed before it (a photo arriving meanwhile, say).
 pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<()> {
+    record_issue_change_for(conn, id, None)
+}
+
+/// [`record_issue_change`], and the same change for `also` when they are neither the reporter nor
+/// the assignee (the author of a rejected step on an issue that went to someone else).
+pub fn record_issue_change_also(conn: &mut Conn, id: IssueId, also: UserId) -> QueryResult<()> {
+    record_issue_change_for(conn, id, Some(also))
+}
+
+fn record_issue_change_for(conn: &mut Conn, id: IssueId, also: Option<UserId>) -> QueryResult<()> {
     changes::lock(conn)?;
     let Some(issue) = view(conn, id)? else {
         return Ok(());
@@ -306,7 +390,60 @@ pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<()> {
             assignee: issue.assignee,
         },
     )?;
+    if let Some(also) = also.filter(|a| *a != issue.reporter && Some(*a) != issue.assignee) {
+        changes::record(
+            conn,
+            ChangeEntity::Issue,
+            &id.to_string(),
+            ChangeOp::Upsert,
+            &data,
+            &Audience {
+                public: false,
+                owner: Some(also),
+                segment: None,
+                assignee: None,
+            },
+        )?;
+    }
     Ok(())
+}
+
+/// How the server judges an issue's deadlines: the time to judge at, and how long a report may
+/// wait to be accepted before it is escalated (counted in working time, see
+/// [`riverchief_shared::domain::add_working_time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub now: DateTime<Utc>,
+    pub accept_within: chrono::Duration,
+}
+
+/// One working day: 24 hours of Monday-to-Friday time in Asia/Shanghai.
+pub fn default_accept_within() -> chrono::Duration {
+    chrono::Duration::hours(24)
+}
+
+impl Deadlines {
+    /// Judged now, with the default acceptance time.
+    pub fn now() -> Deadlines {
+        Deadlines {
+            now: Utc::now(),
+            accept_within: default_accept_within(),
+        }
+    }
+
+    /// When a report that reached the server at `recorded_at` must have been accepted.
+    pub fn accept_by(&self, recorded_at: DateTime<Utc>) -> DateTime<Utc> {
+        add_working_time(recorded_at, self.accept_within)
+    }
+
+    fn overdue(&self, status: IssueStatus, due_at: Option<DateTime<Utc>>) -> bool {
+        matches!(status, IssueStatus::Dispatched | IssueStatus::InProgress)
+            && due_at.is_some_and(|d| d < self.now)
+    }
+
+    fn escalated(&self, status: IssueStatus, recorded_at: DateTime<Utc>) -> bool {
+        status == IssueStatus::Reported && self.accept_by(recorded_at) <= self.now
+    }
 }
 
 type Row = (
@@ -326,6 +463,7 @@ type Row = (
     Option<String>, // assignee_id
     String,         // reported_at
     String,         // recorded_at
+    Option<String>, // due_at
 );
 
 type Columns = (
@@ -345,6 +483,7 @@ type Columns = (
     issues::assignee_id,
     issues::reported_at,
     issues::recorded_at,
+    issues::due_at,
 );
 
 const COLUMNS: Columns = (
@@ -364,6 +503,7 @@ const COLUMNS: Columns = (
     issues::assignee_id,
     issues::reported_at,
     issues::recorded_at,
+    issues::due_at,
 );
 
 type EventRow = (
@@ -376,15 +516,32 @@ type EventRow = (
     Option<String>, // note
     Option<String>, // assignee_id
     Option<String>, // duplicate_of
+    Option<String>, // due_at
+    Option<String>, // rejected_reason
 );
 
-/// One issue, whole: its events and its photos with their arrival.
+/// One issue, whole: its events and its photos with their arrival; deadlines judged now.
 pub fn view(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
+    view_at(conn, id, &Deadlines::now())
+}
+
+/// [`view`], with deadlines judged by `deadlines`.
+pub fn view_at(conn: &mut Conn, id: IssueId, deadlines: &Deadlines) -> QueryResult<Option<Issue>> {
     let rows: Vec<Row> = issues::table
         .filter(issues::id.eq(id.to_string()))
         .select(COLUMNS)
         .load(conn)?;
-    Ok(assemble(conn, rows)?.into_iter().next())
+    Ok(assemble(conn, rows, deadlines)?.into_iter().next())
+}
+
+/// How a list is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Most severe first, then the oldest report first (what a duty lead works through).
+    #[default]
+    Severity,
+    /// The newest report first.
+    Newest,
 }
 
 /// What `GET /issues` may filter on. Empty lists mean "any".
@@ -394,20 +551,132 @@ pub struct Filter {
     pub segment: Option<SegmentId>,
     pub categories: Vec<IssueCategory>,
     pub severities: Vec<Severity>,
+    pub reporter: Option<UserId>,
+    pub assignee: Option<UserId>,
+    /// Only overdue dispatches (`true`) or only the others (`false`).
+    pub overdue: Option<bool>,
+    /// Only escalated reports (`true`) or only the others (`false`).
+    pub escalated: Option<bool>,
     /// `reported_at >= from`
     pub from: Option<DateTime<Utc>>,
     /// `reported_at < to`
     pub to: Option<DateTime<Utc>>,
 }
 
-/// The issues matching `filter` that `viewer` may see, newest report first.
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub issues: Vec<Issue>,
+    /// How many issues match the filter in all.
+    pub total: u64,
+    /// The offset of the next page, when there is one.
+    pub next_offset: Option<u64>,
+}
+
+/// The columns a list is filtered and sorted on, before whole issues are assembled for one page.
+struct Brief {
+    id: String,
+    status: IssueStatus,
+    severity: i64,
+    reported_at: String,
+    overdue: bool,
+    escalated: bool,
+}
+
+/// The issues matching `filter` that `viewer` may see, in `sort` order, `limit` from `offset`.
+#[allow(clippy::too_many_arguments)]
 pub fn list(
     conn: &mut Conn,
     filter: &Filter,
     viewer: UserId,
     role: Role,
-) -> QueryResult<Vec<Issue>> {
-    let mut query = issues::table.select(COLUMNS).into_boxed();
+    deadlines: &Deadlines,
+    sort: Sort,
+    offset: u64,
+    limit: u64,
+) -> QueryResult<Page> {
+    let mut briefs = matching(conn, filter, viewer, role, deadlines)?;
+    match sort {
+        Sort::Severity => briefs.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.reported_at.cmp(&b.reported_at))
+                .then_with(|| a.id.cmp(&b.id))
+        }),
+        Sort::Newest => briefs.sort_by(|a, b| {
+            b.reported_at
+                .cmp(&a.reported_at)
+                .then_with(|| b.id.cmp(&a.id))
+        }),
+    }
+    let total = u64::try_from(briefs.len()).unwrap_or(u64::MAX);
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(briefs.len());
+    let end = start
+        .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+        .min(briefs.len());
+    let page_ids: Vec<String> = briefs[start..end].iter().map(|b| b.id.clone()).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for chunk in page_ids.chunks(CHUNK) {
+        rows.extend(
+            issues::table
+                .filter(issues::id.eq_any(chunk))
+                .select(COLUMNS)
+                .load::<Row>(conn)?,
+        );
+    }
+    let position: HashMap<&str, usize> = page_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    rows.sort_by_key(|r| position.get(r.0.as_str()).copied().unwrap_or(usize::MAX));
+    let issues = assemble(conn, rows, deadlines)?;
+    let next_offset = (end < briefs.len()).then(|| u64::try_from(end).unwrap_or(u64::MAX));
+    Ok(Page {
+        issues,
+        total,
+        next_offset,
+    })
+}
+
+/// How many issues matching `filter` that `viewer` may see are in each status (every status is
+/// listed, zeros included).
+pub fn counts(
+    conn: &mut Conn,
+    filter: &Filter,
+    viewer: UserId,
+    role: Role,
+    deadlines: &Deadlines,
+) -> QueryResult<Vec<(IssueStatus, u64)>> {
+    let briefs = matching(conn, filter, viewer, role, deadlines)?;
+    Ok(IssueStatus::ALL
+        .into_iter()
+        .map(|s| {
+            let n = briefs.iter().filter(|b| b.status == s).count();
+            (s, u64::try_from(n).unwrap_or(u64::MAX))
+        })
+        .collect())
+}
+
+fn matching(
+    conn: &mut Conn,
+    filter: &Filter,
+    viewer: UserId,
+    role: Role,
+    deadlines: &Deadlines,
+) -> QueryResult<Vec<Brief>> {
+    let mut query = issues::table
+        .select((
+            issues::id,
+            issues::status,
+            issues::severity,
+            issues::reported_at,
+            issues::recorded_at,
+            issues::due_at,
+        ))
+        .into_boxed();
     if !filter.statuses.is_empty() {
         query = query.filter(
             issues::status.eq_any(
@@ -444,6 +713,12 @@ pub fn list(
             ),
         );
     }
+    if let Some(r) = filter.reporter {
+        query = query.filter(issues::reporter_id.eq(r.to_string()));
+    }
+    if let Some(a) = filter.assignee {
+        query = query.filter(issues::assignee_id.eq(a.to_string()));
+    }
     if let Some(from) = filter.from {
         query = query.filter(issues::reported_at.ge(ts(from)));
     }
@@ -455,21 +730,145 @@ pub fn list(
         let my_segments = user_segments::table
             .filter(user_segments::user_id.eq(me.clone()))
             .select(user_segments::segment_id);
+        let sent_to_me = issue_events::table
+            .filter(issue_events::kind.eq(IssueEventKind::Dispatched.as_str()))
+            .filter(issue_events::assignee_id.eq(me.clone()))
+            .filter(issue_events::rejected_reason.is_null())
+            .select(issue_events::issue_id);
         query = query.filter(
             issues::reporter_id
                 .eq(me.clone())
                 .or(issues::assignee_id.eq(me))
-                .or(issues::segment_id.eq_any(my_segments)),
+                .or(issues::segment_id.eq_any(my_segments))
+                .or(issues::id.eq_any(sent_to_me)),
         );
     }
-    let rows: Vec<Row> = query
-        .order((issues::reported_at.desc(), issues::id.desc()))
+    let rows: Vec<(String, String, i64, String, String, Option<String>)> = query.load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, status, severity, reported_at, recorded_at, due_at) in rows {
+        let status = IssueStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("issue {id}: status {status:?}")))?;
+        let due_at = due_at.as_deref().map(parse_ts).transpose()?;
+        let brief = Brief {
+            overdue: deadlines.overdue(status, due_at),
+            escalated: deadlines.escalated(status, parse_ts(&recorded_at)?),
+            id,
+            status,
+            severity,
+            reported_at,
+        };
+        if filter.overdue.is_some_and(|o| o != brief.overdue)
+            || filter.escalated.is_some_and(|e| e != brief.escalated)
+        {
+            continue;
+        }
+        out.push(brief);
+    }
+    Ok(out)
+}
+
+/// A dispatch past its due time: what the alert engine raises an alert for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverdueDispatch {
+    pub issue_id: IssueId,
+    pub segment_id: SegmentId,
+    pub severity: Severity,
+    pub assignee: Option<UserId>,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Issues dispatched or in progress whose due time is before `now`, the longest overdue first.
+pub fn overdue_dispatches(
+    conn: &mut Conn,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<OverdueDispatch>> {
+    type OverdueRow = (String, String, i64, Option<String>, Option<String>);
+    let rows: Vec<OverdueRow> = issues::table
+        .filter(issues::status.eq_any([
+            IssueStatus::Dispatched.as_str(),
+            IssueStatus::InProgress.as_str(),
+        ]))
+        .filter(issues::due_at.lt(ts(now)))
+        .select((
+            issues::id,
+            issues::segment_id,
+            issues::severity,
+            issues::assignee_id,
+            issues::due_at,
+        ))
+        .order((issues::due_at.asc(), issues::id.asc()))
         .load(conn)?;
-    assemble(conn, rows)
+    rows.into_iter()
+        .filter_map(|(id, segment, severity, assignee, due)| {
+            due.map(|d| (id, segment, severity, assignee, d))
+        })
+        .map(|(id, segment, severity, assignee, due)| {
+            Ok(OverdueDispatch {
+                severity: severity_of(&id, severity)?,
+                issue_id: parse_id(&id)?,
+                segment_id: parse_id(&segment)?,
+                assignee: assignee.as_deref().map(parse_id).transpose()?,
+                due_at: parse_ts(&due)?,
+            })
+        })
+        .collect()
+}
+
+/// A report nobody accepted in time: what the alert engine raises an escalation for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Escalation {
+    pub issue_id: IssueId,
+    pub segment_id: SegmentId,
+    pub severity: Severity,
+    pub recorded_at: DateTime<Utc>,
+    /// When it should have been accepted by.
+    pub accept_by: DateTime<Utc>,
+}
+
+/// Issues still `reported` past their acceptance deadline at `now` (the oldest first).
+pub fn unaccepted_escalations(
+    conn: &mut Conn,
+    now: DateTime<Utc>,
+    accept_within: chrono::Duration,
+) -> QueryResult<Vec<Escalation>> {
+    let deadlines = Deadlines { now, accept_within };
+    // Working time is never shorter than wall-clock time, so nothing newer can be late.
+    let rows: Vec<(String, String, i64, String)> = issues::table
+        .filter(issues::status.eq(IssueStatus::Reported.as_str()))
+        .filter(issues::recorded_at.le(ts(now - accept_within)))
+        .select((
+            issues::id,
+            issues::segment_id,
+            issues::severity,
+            issues::recorded_at,
+        ))
+        .order((issues::recorded_at.asc(), issues::id.asc()))
+        .load(conn)?;
+    let mut out = Vec::new();
+    for (id, segment, severity, recorded_at) in rows {
+        let recorded_at = parse_ts(&recorded_at)?;
+        if deadlines.escalated(IssueStatus::Reported, recorded_at) {
+            out.push(Escalation {
+                severity: severity_of(&id, severity)?,
+                issue_id: parse_id(&id)?,
+                segment_id: parse_id(&segment)?,
+                accept_by: deadlines.accept_by(recorded_at),
+                recorded_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn severity_of(id: &str, severity: i64) -> QueryResult<Severity> {
+    u8::try_from(severity)
+        .ok()
+        .and_then(|s| Severity::try_from(s).ok())
+        .ok_or_else(|| corrupt(format!("issue {id}: severity {severity}")))
 }
 
 /// Turns issue rows into whole issues, loading events and photos for all of them at once.
-fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
+fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResult<Vec<Issue>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -491,6 +890,8 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
                     issue_events::note,
                     issue_events::assignee_id,
                     issue_events::duplicate_of,
+                    issue_events::due_at,
+                    issue_events::rejected_reason,
                 ))
                 .load::<EventRow>(conn)?,
         );
@@ -530,7 +931,9 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
     }
 
     let mut events_by_issue: HashMap<String, Vec<IssueEvent>> = HashMap::new();
-    for (id, issue_id, kind, by, at, recorded_at, note, assignee, duplicate_of) in events {
+    for (id, issue_id, kind, by, at, recorded_at, note, assignee, duplicate_of, due_at, rejected) in
+        events
+    {
         let event = IssueEvent {
             kind: IssueEventKind::parse(&kind)
                 .ok_or_else(|| corrupt(format!("event {id}: kind {kind:?}")))?,
@@ -540,7 +943,9 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
             note,
             assignee: assignee.as_deref().map(parse_id).transpose()?,
             duplicate_of: duplicate_of.as_deref().map(parse_id).transpose()?,
+            due_at: due_at.as_deref().map(parse_ts).transpose()?,
             photos: photos_by_owner.get(&id).cloned().unwrap_or_default(),
+            rejected,
             id: parse_id(&id)?,
         };
         events_by_issue.entry(issue_id).or_default().push(event);
@@ -549,12 +954,12 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Issue>> {
     rows.into_iter()
         .map(|row| {
             let events = events_by_issue.remove(&row.0).unwrap_or_default();
-            to_issue(row, events)
+            to_issue(row, events, deadlines)
         })
         .collect()
 }
 
-fn to_issue(row: Row, events: Vec<IssueEvent>) -> QueryResult<Issue> {
+fn to_issue(row: Row, events: Vec<IssueEvent>, deadlines: &Deadlines) -> QueryResult<Issue> {
     let (
         id,
         segment_id,
@@ -572,13 +977,11 @@ fn to_issue(row: Row, events: Vec<IssueEvent>) -> QueryResult<Issue> {
         assignee,
         reported_at,
         recorded_at,
+        due_at,
     ) = row;
     let bad = |what: &str| corrupt(format!("issue {id}: {what}"));
     let category = IssueCategory::parse(&category).ok_or_else(|| bad("category"))?;
-    let severity = u8::try_from(severity)
-        .ok()
-        .and_then(|s| Severity::try_from(s).ok())
-        .ok_or_else(|| bad("severity"))?;
+    let severity = severity_of(&id, severity)?;
     let outflow = match outflow {
         Some(o) => Some(parse_outflow(&o).ok_or_else(|| bad("outflow"))?),
         None => None,
@@ -597,6 +1000,9 @@ fn to_issue(row: Row, events: Vec<IssueEvent>) -> QueryResult<Issue> {
     let photos_expected = u32::try_from(photos.len()).unwrap_or(u32::MAX);
     let photos_arrived =
         u32::try_from(photos.iter().filter(|p| p.arrived).count()).unwrap_or(u32::MAX);
+    let status = IssueStatus::parse(&status).ok_or_else(|| bad("status"))?;
+    let due_at = due_at.as_deref().map(parse_ts).transpose()?;
+    let recorded_at = parse_ts(&recorded_at)?;
     Ok(Issue {
         segment_id: parse_id(&segment_id)?,
         patrol_id: patrol_id.as_deref().map(parse_id).transpose()?,
@@ -611,10 +1017,13 @@ fn to_issue(row: Row, events: Vec<IssueEvent>) -> QueryResult<Issue> {
         outflow,
         critical,
         description,
-        status: IssueStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        status,
         assignee: assignee.as_deref().map(parse_id).transpose()?,
+        due_at,
+        overdue: deadlines.overdue(status, due_at),
+        escalated: deadlines.escalated(status, recorded_at),
         reported_at: parse_ts(&reported_at)?,
-        recorded_at: parse_ts(&recorded_at)?,
+        recorded_at,
         photos,
         photos_expected,
         photos_arrived,

@@ -7,11 +7,13 @@
 //! backend-specific SQL stays in [`backend`], each difference in one place.
 
 pub mod alerts;
+pub mod audit;
 pub mod backend;
 pub mod changes;
 pub mod coverage;
 pub mod flood;
 pub mod issues;
+pub mod logins;
 pub mod mutations;
 pub mod patrols;
 pub mod photos;

@@ -16,6 +16,7 @@ diesel::table! {
         role -> Text,
         password_hash -> Text,
         created_at -> Text,
+        active -> Bool,
     }
 }
 
@@ -26,6 +27,8 @@ diesel::table! {
         device_name -> Text,
         created_at -> Text,
         last_used_at -> Text,
+        id -> Nullable<Text>,
+        revoked_at -> Nullable<Text>,
     }
 }
 
@@ -105,6 +108,7 @@ diesel::table! {
         reported_at -> Text,
         recorded_at -> Text,
         updated_at -> Text,
+        due_at -> Nullable<Text>,
     }
 }
 
@@ -119,6 +123,8 @@ diesel::table! {
         note -> Nullable<Text>,
         assignee_id -> Nullable<Text>,
         duplicate_of -> Nullable<Text>,
+        due_at -> Nullable<Text>,
+        rejected_reason -> Nullable<Text>,
     }
 }
 
@@ -435,4 +441,31 @@ diesel::allow_tables_to_appear_in_same_query!(
     uploads,
     mutations,
     changes,
+    audit,
+    login_attempts,
 );
+
+diesel::table! {
+    audit (seq) {
+        seq -> BigInt,
+        at -> Text,
+        actor_id -> Nullable<Text>,
+        actor_name -> Nullable<Text>,
+        token_id -> Nullable<Text>,
+        device_name -> Nullable<Text>,
+        address -> Nullable<Text>,
+        kind -> Text,
+        subject -> Nullable<Text>,
+        detail_json -> Text,
+    }
+}
+
+diesel::table! {
+    login_attempts (id) {
+        id -> BigInt,
+        username -> Text,
+        address -> Text,
+        at -> Text,
+        success -> Bool,
+    }
+}

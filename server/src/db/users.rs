@@ -3,7 +3,7 @@
 use super::schema::{device_tokens, user_segments, users};
 use super::{insert_or_ignore, parse_id, ts, Conn, QueryResult};
 use diesel::prelude::*;
-use riverchief_shared::api::UserInfo;
+use riverchief_shared::api::{DeviceToken, UserAccount, UserInfo};
 use riverchief_shared::domain::Role;
 use riverchief_shared::id::{SegmentId, UserId};
 
@@ -111,13 +111,20 @@ pub fn assigned_segments(conn: &mut Conn, user: UserId) -> QueryResult<Vec<Segme
         .collect()
 }
 
+/// Makes a token's public id (what admins see and revoke by; the token itself is never stored).
+pub fn new_token_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Records a login's token; answers its id.
 pub fn insert_token(
     conn: &mut Conn,
     token_hash: &str,
     user: UserId,
     device_name: &str,
-) -> QueryResult<()> {
+) -> QueryResult<String> {
     let now = ts(chrono::Utc::now());
+    let id = new_token_id();
     diesel::insert_into(device_tokens::table)
         .values((
             device_tokens::token_hash.eq(token_hash),
@@ -125,20 +132,177 @@ pub fn insert_token(
             device_tokens::device_name.eq(device_name),
             device_tokens::created_at.eq(&now),
             device_tokens::last_used_at.eq(&now),
+            device_tokens::id.eq(&id),
         ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// The user behind a live token, and the token's id and device.
+pub struct TokenOwner {
+    pub user: UserInfo,
+    pub token_id: String,
+    pub device_name: String,
+}
+
+/// The active user a token hash belongs to, unless the token was revoked.
+pub fn by_token(conn: &mut Conn, token_hash: &str) -> QueryResult<Option<TokenOwner>> {
+    let row: Option<(String, Option<String>, String)> = device_tokens::table
+        .filter(device_tokens::token_hash.eq(token_hash))
+        .filter(device_tokens::revoked_at.is_null())
+        .select((
+            device_tokens::user_id,
+            device_tokens::id,
+            device_tokens::device_name,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((user_id, token_id, device_name)) = row else {
+        return Ok(None);
+    };
+    let user = parse_id(&user_id)?;
+    if !is_active(conn, user)? {
+        return Ok(None);
+    }
+    Ok(by_id(conn, user)?.map(|r| TokenOwner {
+        user: r.info,
+        token_id: token_id.unwrap_or_default(),
+        device_name,
+    }))
+}
+
+pub fn is_active(conn: &mut Conn, id: UserId) -> QueryResult<bool> {
+    Ok(users::table
+        .filter(users::id.eq(id.to_string()))
+        .select(users::active)
+        .first::<bool>(conn)
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Every user, as admins manage them, by username.
+pub fn accounts(conn: &mut Conn) -> QueryResult<Vec<UserAccount>> {
+    let ids: Vec<String> = users::table
+        .order(users::username.asc())
+        .select(users::id)
+        .load(conn)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(a) = account(conn, parse_id(&id)?)? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// One user as admins manage them.
+pub fn account(conn: &mut Conn, id: UserId) -> QueryResult<Option<UserAccount>> {
+    let Some(row) = by_id(conn, id)? else {
+        return Ok(None);
+    };
+    let (active, created_at): (bool, String) = users::table
+        .filter(users::id.eq(id.to_string()))
+        .select((users::active, users::created_at))
+        .first(conn)?;
+    let mut segment_ids = assigned_segments(conn, id)?;
+    segment_ids.sort();
+    Ok(Some(UserAccount {
+        user: row.info,
+        active,
+        segment_ids,
+        created_at: super::parse_ts(&created_at)?,
+    }))
+}
+
+pub fn set_role(conn: &mut Conn, id: UserId, role: Role) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::id.eq(id.to_string())))
+        .set(users::role.eq(role.as_str()))
         .execute(conn)?;
     Ok(())
 }
 
-/// The user a token hash belongs to.
-pub fn by_token(conn: &mut Conn, token_hash: &str) -> QueryResult<Option<UserInfo>> {
-    let user_id: Option<String> = device_tokens::table
-        .filter(device_tokens::token_hash.eq(token_hash))
-        .select(device_tokens::user_id)
+pub fn set_display_name(conn: &mut Conn, id: UserId, name: &str) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::id.eq(id.to_string())))
+        .set(users::display_name.eq(name))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_active(conn: &mut Conn, id: UserId, active: bool) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::id.eq(id.to_string())))
+        .set(users::active.eq(active))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replaces the user's segments with `segments`.
+pub fn replace_segments(conn: &mut Conn, user: UserId, segments: &[SegmentId]) -> QueryResult<()> {
+    diesel::delete(user_segments::table.filter(user_segments::user_id.eq(user.to_string())))
+        .execute(conn)?;
+    assign_segments(conn, user, segments)
+}
+
+/// A user's logins (device tokens), newest first.
+pub fn devices(conn: &mut Conn, user: UserId) -> QueryResult<Vec<DeviceToken>> {
+    type DeviceRow = (Option<String>, String, String, String, Option<String>);
+    let rows: Vec<DeviceRow> = device_tokens::table
+        .filter(device_tokens::user_id.eq(user.to_string()))
+        .select((
+            device_tokens::id,
+            device_tokens::device_name,
+            device_tokens::created_at,
+            device_tokens::last_used_at,
+            device_tokens::revoked_at,
+        ))
+        .order((device_tokens::created_at.desc(), device_tokens::id.desc()))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(id, device_name, created_at, last_used_at, revoked_at)| {
+            Ok(DeviceToken {
+                id: id.unwrap_or_default(),
+                device_name,
+                created_at: super::parse_ts(&created_at)?,
+                last_used_at: super::parse_ts(&last_used_at)?,
+                revoked_at: revoked_at.as_deref().map(super::parse_ts).transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// A token by its id: its user and device name.
+pub fn token(conn: &mut Conn, token_id: &str) -> QueryResult<Option<(UserId, String, bool)>> {
+    let row: Option<(String, String, Option<String>)> = device_tokens::table
+        .filter(device_tokens::id.eq(token_id))
+        .select((
+            device_tokens::user_id,
+            device_tokens::device_name,
+            device_tokens::revoked_at,
+        ))
         .first(conn)
         .optional()?;
-    match user_id {
-        Some(id) => Ok(by_id(conn, parse_id(&id)?)?.map(|r| r.info)),
-        None => Ok(None),
-    }
+    row.map(|(u, d, r)| Ok((parse_id(&u)?, d, r.is_some())))
+        .transpose()
+}
+
+/// Revokes a token: it stops working at once. Answers whether it was live.
+pub fn revoke_token(conn: &mut Conn, token_id: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        device_tokens::table
+            .filter(device_tokens::id.eq(token_id))
+            .filter(device_tokens::revoked_at.is_null()),
+    )
+    .set(device_tokens::revoked_at.eq(ts(chrono::Utc::now())))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Revokes every live token of a user (a password reset, a user switched off); answers how many.
+pub fn revoke_all(conn: &mut Conn, user: UserId) -> QueryResult<usize> {
+    diesel::update(
+        device_tokens::table
+            .filter(device_tokens::user_id.eq(user.to_string()))
+            .filter(device_tokens::revoked_at.is_null()),
+    )
+    .set(device_tokens::revoked_at.eq(ts(chrono::Utc::now())))
+    .execute(conn)
 }

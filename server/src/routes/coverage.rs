@@ -163,6 +163,13 @@ async fn set_stage(
                     Utc::now(),
                     body.note.as_deref(),
                 )?;
+                db::audit::record(
+                    conn,
+                    &user.who(),
+                    "flood_stage.set",
+                    None,
+                    &serde_json::json!({"stage": body.stage, "note": body.note}),
+                )?;
                 // Every segment's interval in force changed: phones learn it through pull.
                 let ids: Vec<SegmentId> = db::segments::all(conn)?
                     .iter()

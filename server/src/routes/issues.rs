@@ -1,23 +1,35 @@
-//! `GET /issues` (filtered list) and `GET /issues/{id}` (one issue with its history). Visibility is
-//! the pull's: duty leads and admins see every issue; a patroller sees what they reported, what is
-//! on their segments and what is dispatched to them. An invisible issue is answered as not found.
+//! `GET /issues` (filtered, sorted, paged list), `GET /issues/counts` (by status),
+//! `GET /issues/{id}` (one issue with its history) and `POST /issues/{id}/events` (a lifecycle step
+//! taken online, judged by [`crate::workflow`]). Visibility is the pull's: duty leads and admins see
+//! every issue; a patroller sees what they reported, what is on their segments and what is
+//! dispatched to them. An invisible issue is answered as not found.
 
+use super::body::json_body;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use riverchief_shared::api::IssueList;
+use riverchief_shared::api::{IssueCounts, IssueList, NewIssueEvent};
 use riverchief_shared::domain::{IssueCategory, IssueStatus, Severity};
-use riverchief_shared::id::{IssueId, SegmentId};
+use riverchief_shared::id::{IssueId, SegmentId, UserId};
+use riverchief_shared::sync::IssueEventData;
 use riverchief_shared::FieldError;
 use serde::Deserialize;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/issues", web::get().to(list))
-        .route("/issues/{id}", web::get().to(get));
+        .route("/issues/counts", web::get().to(counts))
+        .route("/issues/{id}", web::get().to(get))
+        .route("/issues/{id}/events", web::post().to(add_event));
 }
+
+/// Issue pages are at most this long.
+const MAX_LIMIT: u64 = 500;
+const DEFAULT_LIMIT: u64 = 100;
+/// An event body is small; photos are listed by digest.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
@@ -25,8 +37,63 @@ struct ListQuery {
     segment: Option<String>,
     category: Option<String>,
     severity: Option<String>,
+    reporter: Option<String>,
+    assignee: Option<String>,
+    overdue: Option<String>,
+    escalated: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    sort: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+fn parse_bool(value: Option<&str>, field: &str) -> Result<Option<bool>, FieldError> {
+    match value.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(FieldError::new(
+            "invalid",
+            field,
+            format!("{other:?} is not true or false"),
+        )),
+    }
+}
+
+fn parse_count(
+    value: Option<&str>,
+    field: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, FieldError> {
+    value
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "invalid",
+                        field,
+                        format!("{s:?} is not a whole number from {min} to {max}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn parse_user(value: Option<&str>, field: &str) -> Result<Option<UserId>, FieldError> {
+    value
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            UserId::parse(s)
+                .map_err(|_| FieldError::new("invalid", field, format!("{s:?} is not a user id")))
+        })
+        .transpose()
 }
 
 /// Splits a comma-separated filter value and parses each item, naming `field` when one is unknown.
@@ -84,9 +151,25 @@ fn parse_filter(q: &ListQuery) -> Result<db::issues::Filter, FieldError> {
         segment: None,
         categories: parse_list(q.category.as_deref(), "category", IssueCategory::parse)?,
         severities: parse_list(q.severity.as_deref(), "severity", parse_severity)?,
+        reporter: parse_user(q.reporter.as_deref(), "reporter")?,
+        assignee: parse_user(q.assignee.as_deref(), "assignee")?,
+        overdue: parse_bool(q.overdue.as_deref(), "overdue")?,
+        escalated: parse_bool(q.escalated.as_deref(), "escalated")?,
         from: parse_time(q.from.as_deref(), "from")?,
         to: parse_time(q.to.as_deref(), "to")?,
     })
+}
+
+fn parse_sort(value: Option<&str>) -> Result<db::issues::Sort, FieldError> {
+    match value.map(str::trim).filter(|s| !s.is_empty()) {
+        None | Some("severity") => Ok(db::issues::Sort::Severity),
+        Some("newest") => Ok(db::issues::Sort::Newest),
+        Some(other) => Err(FieldError::new(
+            "invalid",
+            "sort",
+            format!("{other:?} is not severity or newest"),
+        )),
+    }
 }
 
 /// A segment named by id or by code.
@@ -104,7 +187,49 @@ fn find_segment(conn: &mut Conn, key: &str) -> Result<SegmentId, AppError> {
     })
 }
 
+fn deadlines(state: &AppState) -> db::issues::Deadlines {
+    db::issues::Deadlines {
+        now: Utc::now(),
+        accept_within: state.accept_within,
+    }
+}
+
 async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let mut filter = parse_filter(&query)?;
+    let sort = parse_sort(query.sort.as_deref())?;
+    let limit =
+        parse_count(query.limit.as_deref(), "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let offset =
+        parse_count(query.offset.as_deref(), "offset", 0, u64::from(u32::MAX))?.unwrap_or(0);
+    let segment = query
+        .segment
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let deadlines = deadlines(&state);
+    let page = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            if let Some(key) = segment {
+                filter.segment = Some(find_segment(conn, &key)?);
+            }
+            Ok(db::issues::list(
+                conn, &filter, user.id, user.role, &deadlines, sort, offset, limit,
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(IssueList {
+        issues: page.issues,
+        total: page.total,
+        next_offset: page.next_offset,
+    }))
+}
+
+async fn counts(
     state: web::Data<AppState>,
     user: AuthUser,
     query: web::Query<ListQuery>,
@@ -115,16 +240,22 @@ async fn list(
         .segment
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
-    let issues = state
+    let deadlines = deadlines(&state);
+    let by_status = state
         .db
         .run(move |conn| -> Result<_, AppError> {
             if let Some(key) = segment {
                 filter.segment = Some(find_segment(conn, &key)?);
             }
-            Ok(db::issues::list(conn, &filter, user.id, user.role)?)
+            Ok(db::issues::counts(
+                conn, &filter, user.id, user.role, &deadlines,
+            )?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(IssueList { issues }))
+    Ok(HttpResponse::Ok().json(IssueCounts {
+        total: by_status.iter().map(|(_, n)| n).sum(),
+        by_status: by_status.into_iter().collect(),
+    }))
 }
 
 async fn get(
@@ -134,6 +265,7 @@ async fn get(
 ) -> Result<HttpResponse, AppError> {
     let not_found = || AppError::NotFound("no such issue".into());
     let id = IssueId::parse(&path).map_err(|_| not_found())?;
+    let deadlines = deadlines(&state);
     let issue = state
         .db
         .run(move |conn| -> Result<_, AppError> {
@@ -141,10 +273,71 @@ async fn get(
             if !db::issues::visible_to(conn, &head, user.id, user.role)? {
                 return Err(not_found());
             }
-            db::issues::view(conn, id)?.ok_or_else(not_found)
+            db::issues::view_at(conn, id, &deadlines)?.ok_or_else(not_found)
         })
         .await?;
     Ok(HttpResponse::Ok().json(issue))
+}
+
+/// `POST /issues/{id}/events`: one step, judged as a device's would be, except that an illegal
+/// step is refused (409) instead of kept. Answers 201 with the issue as it now is.
+async fn add_event(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let not_found = || AppError::NotFound("no such issue".into());
+    let id = IssueId::parse(&path).map_err(|_| not_found())?;
+    let body: NewIssueEvent = json_body(&req, payload, MAX_EVENT_BYTES).await?;
+    let data = IssueEventData {
+        event_id: body.event_id.unwrap_or_default(),
+        issue_id: id,
+        kind: body.kind,
+        note: body.note,
+        assignee: body.assignee,
+        duplicate_of: body.duplicate_of,
+        photos: body.photos,
+        due_at: body.due_at,
+        based_on: body.based_on,
+    };
+    data.check(&state.limits, "")?;
+    if let Some(due) = data.due_at {
+        riverchief_shared::sync::sane_due(due, "due_at")?;
+    }
+    let deadlines = deadlines(&state);
+    let issue = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            use crate::workflow::{self, StepError};
+            match workflow::take_step(conn, &user, &data, Utc::now(), workflow::Source::Api) {
+                Ok(_) => {}
+                Err(StepError::NoIssue(_)) => return Err(not_found()),
+                Err(StepError::EventTaken(e)) => {
+                    return Err(AppError::Conflict(format!("event {e} already exists")))
+                }
+                Err(StepError::Forbidden { message, current }) => {
+                    return Err(AppError::Step {
+                        forbidden: true,
+                        message,
+                        current,
+                    })
+                }
+                Err(StepError::Illegal { message, current }) => {
+                    return Err(AppError::Step {
+                        forbidden: false,
+                        message,
+                        current,
+                    })
+                }
+                Err(StepError::UnknownReference(e)) => return Err(AppError::UnknownReference(e)),
+                Err(StepError::Db(e)) => return Err(e.into()),
+            }
+            db::issues::view_at(conn, id, &deadlines)?.ok_or_else(not_found)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(issue))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod alert_stream;
 pub mod alerts;
+pub mod audit;
 pub mod body;
 pub mod coverage;
 pub mod flood;
@@ -14,6 +15,7 @@ pub mod session;
 pub mod stock;
 pub mod sync;
 pub mod uploads;
+pub mod users;
 pub mod webhooks;
 
 use actix_web::web;
@@ -36,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(alerts::configure)
             .configure(flood::configure)
             .configure(webhooks::configure)
+            .configure(users::configure)
+            .configure(audit::configure)
             .default_service(web::to(not_found)),
     );
 }

@@ -152,6 +152,15 @@ async fn record(
                 match moved {
                     Ok(b) => {
                         crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
+                        db::audit::record(
+                            conn,
+                            &user.who(),
+                            "stock.move",
+                            Some(&id),
+                            &json!({"depot_id": depot_id, "item_id": item_id, "kind": kind_text,
+                                    "quantity": kind.signed(quantity), "segment_id": segment_id,
+                                    "on_hand": b.on_hand}),
+                        )?;
                         Ok((id, b.on_hand))
                     }
                     Err(stock::StockError::Insufficient { available }) => {
@@ -302,6 +311,13 @@ async fn stocktake(
                         "adjustment": delta,
                     }));
                 }
+                db::audit::record(
+                    conn,
+                    &user.who(),
+                    "stock.stocktake",
+                    Some(&depot_id),
+                    &json!({"reason": reason, "adjustments": out}),
+                )?;
                 Ok(out)
             })
         })

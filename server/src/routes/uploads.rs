@@ -363,6 +363,7 @@ fn refusal(status: StatusCode, code: &str, message: String) -> HttpResponse {
             code: code.into(),
             message,
             field: None,
+            current_status: None,
         },
     })
 }

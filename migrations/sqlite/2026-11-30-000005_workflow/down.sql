@@ -1,0 +1,15 @@
+DROP INDEX login_attempts_address;
+DROP INDEX login_attempts_username;
+DROP TABLE login_attempts;
+DROP INDEX audit_kind;
+DROP INDEX audit_actor;
+DROP INDEX audit_at;
+DROP TABLE audit;
+DROP INDEX device_tokens_id;
+ALTER TABLE device_tokens DROP COLUMN revoked_at;
+ALTER TABLE device_tokens DROP COLUMN id;
+ALTER TABLE users DROP COLUMN active;
+ALTER TABLE issue_events DROP COLUMN rejected_reason;
+ALTER TABLE issue_events DROP COLUMN due_at;
+DROP INDEX issues_status_due;
+ALTER TABLE issues DROP COLUMN due_at;

@@ -1,0 +1,286 @@
+//! User administration (admins only): `GET/POST /users`, `PATCH /users/{id}` (role, display name,
+//! active, segments), `POST /users/{id}/password` (reset), `GET /users/{id}/devices` and
+//! `DELETE /devices/{token_id}` (revoke a device's token: it gets 401 from its next request on).
+//! Every change writes an audit row in its own transaction.
+
+use super::body::json_body;
+use crate::app::AppState;
+use crate::auth::{self, AuthUser};
+use crate::db::{self, Conn};
+use crate::error::AppError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use riverchief_shared::api::{
+    DeviceList, NewUser, PasswordReset, UserCreated, UserInfo, UserList, UserPatch,
+};
+use riverchief_shared::id::{SegmentId, UserId};
+use riverchief_shared::{validate, FieldError};
+use serde_json::json;
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_NAME_CHARS: usize = 100;
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 200;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users", web::get().to(list))
+        .route("/users", web::post().to(create))
+        .route("/users/{id}", web::patch().to(update))
+        .route("/users/{id}/password", web::post().to(reset_password))
+        .route("/users/{id}/devices", web::get().to(devices))
+        .route("/devices/{token_id}", web::delete().to(revoke));
+}
+
+fn no_user() -> AppError {
+    AppError::NotFound("no such user".into())
+}
+
+fn user_id(path: &str) -> Result<UserId, AppError> {
+    UserId::parse(path).map_err(|_| no_user())
+}
+
+/// Checks a password chosen by a person (8 to 200 characters, no NUL).
+pub fn check_password(password: &str, field: &str) -> Result<(), FieldError> {
+    validate::text(password, MAX_PASSWORD_CHARS, field)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(FieldError::new(
+            "invalid",
+            field,
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(value: &str, field: &str) -> Result<(), FieldError> {
+    validate::non_empty(value, field)?;
+    validate::text(value, MAX_NAME_CHARS, field)
+}
+
+/// Segments named by id or code, in order; an unknown one is 422 naming `field[i]`.
+fn resolve_segments(
+    conn: &mut Conn,
+    keys: &[String],
+    field: &str,
+) -> Result<Vec<SegmentId>, AppError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let id = crate::sync::stock_segment(conn, key.trim())?
+            .and_then(|s| SegmentId::parse(&s).ok())
+            .ok_or_else(|| {
+                AppError::UnknownReference(FieldError::new(
+                    "unknown_reference",
+                    format!("{field}[{i}]"),
+                    format!("no segment with id or code {key:?}"),
+                ))
+            })?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let users = state
+        .db
+        .run(|conn| db::users::accounts(conn).map_err(AppError::from))
+        .await?;
+    Ok(HttpResponse::Ok().json(UserList { users }))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let body: NewUser = json_body(&req, payload, MAX_BODY_BYTES).await?;
+    check_name(&body.username, "username")?;
+    if body.username.trim() != body.username || body.username.contains(char::is_whitespace) {
+        return Err(FieldError::new("invalid", "username", "no spaces in a username").into());
+    }
+    check_name(&body.display_name, "display_name")?;
+    let (hash, generated) = hash_chosen_or_new(body.password.clone()).await?;
+    let account = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            if db::users::by_username(conn, &body.username)?.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "the username {:?} is taken",
+                    body.username
+                )));
+            }
+            let segments = resolve_segments(conn, &body.segments, "segments")?;
+            let info = UserInfo {
+                id: UserId::new(),
+                username: body.username.clone(),
+                display_name: body.display_name.trim().to_owned(),
+                role: body.role,
+            };
+            db::users::insert(conn, &info, &hash)?;
+            db::users::assign_segments(conn, info.id, &segments)?;
+            db::audit::record(
+                conn,
+                &user.who(),
+                "user.add",
+                Some(&info.id.to_string()),
+                &json!({"username": info.username, "role": info.role, "segments": segments}),
+            )?;
+            db::users::account(conn, info.id)?.ok_or_else(no_user)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(UserCreated {
+        user: account,
+        password: generated,
+    }))
+}
+
+/// Hashes the password given (after checking it), or a new one that is answered once.
+async fn hash_chosen_or_new(chosen: Option<String>) -> Result<(String, Option<String>), AppError> {
+    let generated = chosen.is_none().then(auth::generate_password);
+    let password = chosen.or_else(|| generated.clone()).unwrap_or_default();
+    check_password(&password, "password")?;
+    let hash = web::block(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing: {e}")))??;
+    Ok((hash, generated))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let id = user_id(&path)?;
+    let body: UserPatch = json_body(&req, payload, MAX_BODY_BYTES).await?;
+    if let Some(name) = &body.display_name {
+        check_name(name, "display_name")?;
+    }
+    if id == user.id && (body.active == Some(false) || body.role.is_some_and(|r| r != user.role)) {
+        return Err(AppError::Conflict(
+            "an admin may not switch themselves off or change their own role; ask another admin"
+                .into(),
+        ));
+    }
+    let account = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            let before = db::users::account(conn, id)?.ok_or_else(no_user)?;
+            let segments = match &body.segments {
+                Some(keys) => Some(resolve_segments(conn, keys, "segments")?),
+                None => None,
+            };
+            if let Some(role) = body.role {
+                db::users::set_role(conn, id, role)?;
+            }
+            if let Some(name) = &body.display_name {
+                db::users::set_display_name(conn, id, name.trim())?;
+            }
+            if let Some(active) = body.active {
+                db::users::set_active(conn, id, active)?;
+            }
+            if let Some(segments) = &segments {
+                db::users::replace_segments(conn, id, segments)?;
+            }
+            let after = db::users::account(conn, id)?.ok_or_else(no_user)?;
+            db::audit::record(
+                conn,
+                &user.who(),
+                "user.update",
+                Some(&id.to_string()),
+                &json!({
+                    "username": after.user.username,
+                    "before": {"role": before.user.role, "display_name": before.user.display_name,
+                               "active": before.active, "segments": before.segment_ids},
+                    "after": {"role": after.user.role, "display_name": after.user.display_name,
+                              "active": after.active, "segments": after.segment_ids},
+                }),
+            )?;
+            Ok(after)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(account))
+}
+
+async fn reset_password(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let id = user_id(&path)?;
+    let body: PasswordReset = json_body(&req, payload, MAX_BODY_BYTES).await?;
+    let (hash, generated) = hash_chosen_or_new(body.password).await?;
+    let was_generated = generated.is_some();
+    let account = state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            let account = db::users::account(conn, id)?.ok_or_else(no_user)?;
+            db::users::set_password(conn, id, &hash)?;
+            db::audit::record(
+                conn,
+                &user.who(),
+                "user.password",
+                Some(&id.to_string()),
+                &json!({"username": account.user.username, "generated": was_generated}),
+            )?;
+            Ok(account)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserCreated {
+        user: account,
+        password: generated,
+    }))
+}
+
+async fn devices(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let id = user_id(&path)?;
+    let devices = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            db::users::account(conn, id)?.ok_or_else(no_user)?;
+            Ok(db::users::devices(conn, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(DeviceList { devices }))
+}
+
+/// Revokes a device token. Idempotent: revoking a revoked token answers 204 again, and audits once.
+async fn revoke(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let token_id = path.into_inner();
+    state
+        .db
+        .transaction(move |conn| -> Result<_, AppError> {
+            let (owner, device_name, _) = db::users::token(conn, &token_id)?
+                .ok_or_else(|| AppError::NotFound("no such device token".into()))?;
+            if db::users::revoke_token(conn, &token_id)? {
+                db::audit::record(
+                    conn,
+                    &user.who(),
+                    "token.revoke",
+                    Some(&token_id),
+                    &json!({"user_id": owner, "device_name": device_name}),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
