@@ -648,11 +648,42 @@ async fn a_drill_raises_only_drill_alerts_and_real_ones_stay_real() -> Result<()
         "the drill's own stage ends where the series ends"
     );
 
-    // The patroller's phone carries the drill mark.
+    // The duty lead acknowledges the hazard; the patroller's phone carries the drill mark and the
+    // receipt, and the CLI shows both.
+    let hazard_id = hazards[0]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, acked) = post(
+        &base,
+        &token,
+        &format!("/api/v1/alerts/{hazard_id}/ack"),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{acked}");
     zhang.sync(&|_| {}).await?;
     let mirrored = zhang.alerts().await?;
     assert!(mirrored.iter().any(|a| a.drill));
     assert!(mirrored.iter().any(|a| !a.drill));
+    let cli = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rc-client"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let listed = cli(&["alerts", "--all"])?;
+    assert!(listed.contains("演练/DRILL"), "{listed}");
+    assert!(listed.contains("critical_hazard"), "{listed}");
+    assert!(listed.contains("acknowledged by"), "{listed}");
+    let issues = cli(&["issue", "list"])?;
+    let name = acked["acknowledged_by_name"].as_str().unwrap_or("?");
+    assert!(
+        issues.contains(&format!("receipt: acknowledged by {name}")),
+        "{issues}"
+    );
     Ok(())
 }
 
