@@ -756,6 +756,31 @@ async fn stock_below_quota_comes_with_a_dispatch_and_goes_with_a_receive() -> Re
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["state"], "resolved");
 
+    // A patroller's dispatch from the bank (a `stock.move` pushed by the phone) raises it again; a
+    // stocktake that finds the full quota resolves it.
+    let dir = tempfile::tempdir()?;
+    let zhang = phone(dir.path(), &base, "zhangwei").await?;
+    zhang
+        .move_stock("FHXA-C", "BAG-WOVEN", "dispatch", 40, Some("QHL-02"), None)
+        .await?;
+    zhang.sync(&|_| {}).await?;
+    let open = of_subject(alerts(&lead, "kind=stock_below_quota&state=active").await?);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["details"]["on_hand"], 1460);
+    let (status, answer) = post(
+        &base,
+        &token,
+        "/api/v1/stock/stocktakes",
+        json!({"depot": "FHXA-C", "reason": "盘点", "counts": [{"item": "BAG-WOVEN", "counted": 1500}]}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(of_subject(alerts(&lead, "kind=stock_below_quota&state=active").await?).is_empty());
+    assert_eq!(
+        of_subject(alerts(&lead, "kind=stock_below_quota").await?).len(),
+        2
+    );
+
     // The scheduled check, on 1 July 2026, finds what the demo stocked short (lights) and the lot
     // of lights dated 30 June 2026; the life jackets (May 2027) are not yet near.
     let july = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 7, 1, 8, 0, 0)
