@@ -211,6 +211,13 @@ async fn the_2024_series_changes_stage_once_each_way_and_tightens_the_intervals(
     let token = login(&base, "chen").await?;
     let lead = Http::new(&base, &token);
     assert_eq!(intervals(&lead).await?, vec![10080; 4]);
+    // Never walked: overdue even at the weekly interval.
+    check(&server, Utc::now())?;
+    let weekly = alerts(&lead, "kind=segment_overdue&state=active").await?;
+    assert_eq!(weekly.len(), 4);
+    assert!(weekly
+        .iter()
+        .all(|a| a["details"]["interval_minutes"] == 10080));
 
     // A gauge feed: two days per batch, in order, except that the third batch arrives before the
     // second (a late batch), up to the batch of the first crossing of 8.80 m.
@@ -247,6 +254,10 @@ async fn the_2024_series_changes_stage_once_each_way_and_tightens_the_intervals(
     check(&server, in_an_hour)?;
     let overdue = open_overdue(&lead).await?;
     assert_eq!(overdue.len(), 4, "{overdue:?}");
+    // Raised afresh under the tightened interval: what they say is what is required now.
+    for a in alerts(&lead, "kind=segment_overdue&state=active").await? {
+        assert!(a["details"]["interval_minutes"].as_i64() <= Some(30), "{a}");
+    }
     let patroller_sees = Http::new(&base, &login(&base, "zhangwei").await?);
     let theirs = patroller_sees
         .get("/api/v1/alerts?kind=segment_overdue")
