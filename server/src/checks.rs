@@ -5,7 +5,9 @@
 //! own. It runs in one write transaction and only raises and resolves, both idempotent (`raise` is an
 //! insert-or-ignore on the open-alert key; `resolve` takes the change-log lock before it looks), so
 //! several instances running it at once raise each alert once and need no lock of their own.
-//! Drills do not make segments overdue: only real stages set intervals.
+//! An open overdue alert raised under another interval is resolved and raised afresh (the stage
+//! changed: what it says must be what is required now). Drills do not make segments overdue: only
+//! real stages set intervals.
 
 use crate::coverage::{self, Policy};
 use crate::db::alerts::{self, NewAlert};
@@ -104,6 +106,16 @@ pub fn run(
             let summary = coverage::summary(conn, policy, &segment)?;
             let interval = Duration::minutes(summary.interval_minutes);
             if is_overdue(summary.last_covered, interval, now) {
+                // An alert raised under another interval (the stage changed since) is replaced,
+                // so that what it says is what is required now.
+                let subject = segment_subject(segment.properties.id);
+                let stale = alerts::open_alert(conn, AlertKind::SegmentOverdue, &subject, false)?
+                    .is_some_and(|a| {
+                        a.details["interval_minutes"].as_i64() != Some(summary.interval_minutes)
+                    });
+                if stale {
+                    alerts::resolve(conn, AlertKind::SegmentOverdue, &subject, false, now)?;
+                }
                 alerts::raise(conn, &overdue_alert(&segment, &summary, now), now)?;
                 report.overdue += 1;
             } else {

@@ -929,3 +929,105 @@ fn compaction_keeps_what_every_cursor_pulls_and_the_head() {
         assert_eq!(changes::compact(&mut conn, future, 10).unwrap(), 0);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Flood watch across instances
+
+#[test]
+fn the_overdue_check_at_two_instances_raises_each_alert_once() {
+    on_each_backend("overdue check twice", |t| {
+        let instances = [t.open(), t.open()];
+        seeded(&instances[0]);
+        let segments = {
+            let mut conn = instances[0].conn().unwrap();
+            db::segments::all(&mut conn).unwrap().len()
+        };
+        for round in 0..5 {
+            let start = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = instances
+                .iter()
+                .map(|db| {
+                    let (db, start) = (db.clone(), start.clone());
+                    thread::spawn(move || {
+                        let mut conn = db.conn().unwrap();
+                        start.wait();
+                        riverchief_server::checks::run(
+                            &mut conn,
+                            &riverchief_server::coverage::Policy::default(),
+                            &riverchief_server::flood::Settings::default(),
+                            chrono::Utc::now(),
+                        )
+                        .unwrap_or_else(|e| panic!("a check failed: {e}"))
+                    })
+                })
+                .collect();
+            for th in threads {
+                assert_eq!(th.join().unwrap().overdue, segments);
+            }
+            let mut conn = instances[1].conn().unwrap();
+            let open = db::alerts::unresolved_of_kind(&mut conn, AlertKind::SegmentOverdue, false)
+                .unwrap();
+            assert_eq!(
+                open.len(),
+                segments,
+                "{:?}, round {round}",
+                t.location.backend()
+            );
+        }
+    });
+}
+
+#[test]
+fn the_same_readings_from_two_feeds_at_once_are_stored_once() {
+    on_each_backend("readings twice", |t| {
+        let instances = [t.open(), t.open()];
+        seeded(&instances[0]);
+        let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+        for round in 0..10i64 {
+            let batch: Vec<(usize, riverchief_shared::flood::Reading)> = (0..50i64)
+                .map(|i| {
+                    let reading = riverchief_shared::flood::Reading {
+                        observed_at: t0 + chrono::Duration::minutes(round * 50 + i),
+                        level_m: 8.0 + (round * 50 + i) as f64 * 0.001,
+                    };
+                    (usize::try_from(i).unwrap(), reading)
+                })
+                .collect();
+            let start = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = instances
+                .iter()
+                .map(|db| {
+                    let (db, start, batch) = (db.clone(), start.clone(), batch.clone());
+                    thread::spawn(move || {
+                        let mut conn = db.conn().unwrap();
+                        let station = db::flood::station(&mut conn, "DONGSHAN").unwrap().unwrap();
+                        start.wait();
+                        db::write_transaction(&mut conn, |c| {
+                            riverchief_server::flood::ingest(
+                                c,
+                                &riverchief_server::flood::Settings::default(),
+                                &riverchief_server::coverage::Policy::default(),
+                                &station,
+                                db::flood::REAL,
+                                &batch,
+                                chrono::Utc::now(),
+                            )
+                        })
+                        .unwrap_or_else(|e| panic!("an ingest failed: {e}"))
+                    })
+                })
+                .collect();
+            let mut inserted: Vec<usize> = threads
+                .into_iter()
+                .map(|th| th.join().unwrap().inserted)
+                .collect();
+            inserted.sort_unstable();
+            assert_eq!(
+                inserted,
+                vec![0, 50],
+                "{:?}, round {round}",
+                t.location.backend()
+            );
+        }
+    });
+}

@@ -20,6 +20,17 @@ use serde::{Deserialize, Serialize};
 pub const LEVEL_RANGE_M: std::ops::RangeInclusive<f64> = -100.0..=1000.0;
 /// Readings in one `POST /stations/{id}/readings`.
 pub const MAX_READINGS_PER_BATCH: usize = 5000;
+/// Observed times a reading may have: [1900-01-01, 2200-01-01).
+fn observed_range() -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::TimeZone;
+    let year = |y| {
+        Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    (year(1900), year(2200))
+}
+
 /// Rounding slack when comparing a level with a threshold (levels are given to the centimetre).
 const EPS: f64 = 1e-9;
 
@@ -224,7 +235,15 @@ impl ReadingsBatch {
             ));
         }
         let mut seen: std::collections::BTreeMap<DateTime<Utc>, (usize, f64)> = Default::default();
+        let (earliest, latest) = observed_range();
         for (i, r) in self.readings.iter().enumerate() {
+            if r.observed_at < earliest || r.observed_at >= latest {
+                return Err(FieldError::new(
+                    "out_of_range",
+                    format!("readings[{i}].observed_at"),
+                    "a time from 1900 to 2199",
+                ));
+            }
             let field = format!("readings[{i}].level_m");
             if !r.level_m.is_finite() {
                 return Err(FieldError::new("not_finite", field, "a finite number"));
@@ -527,6 +546,10 @@ pub fn parse_csv<R: std::io::Read>(input: R) -> Result<Vec<CsvReading>, CsvError
         let observed_at = DateTime::parse_from_rfc3339(at)
             .map_err(|e| bad(format!("observed_at {at:?}: not an RFC 3339 time ({e})")))?
             .with_timezone(&Utc);
+        let (earliest, latest) = observed_range();
+        if observed_at < earliest || observed_at >= latest {
+            return Err(bad(format!("observed_at {at}: a time from 1900 to 2199")));
+        }
         let level_m: f64 = level
             .parse()
             .map_err(|_| bad(format!("level_m {level:?}: not a number")))?;

@@ -211,6 +211,13 @@ async fn the_2024_series_changes_stage_once_each_way_and_tightens_the_intervals(
     let token = login(&base, "chen").await?;
     let lead = Http::new(&base, &token);
     assert_eq!(intervals(&lead).await?, vec![10080; 4]);
+    // Never walked: overdue even at the weekly interval.
+    check(&server, Utc::now())?;
+    let weekly = alerts(&lead, "kind=segment_overdue&state=active").await?;
+    assert_eq!(weekly.len(), 4);
+    assert!(weekly
+        .iter()
+        .all(|a| a["details"]["interval_minutes"] == 10080));
 
     // A gauge feed: two days per batch, in order, except that the third batch arrives before the
     // second (a late batch), up to the batch of the first crossing of 8.80 m.
@@ -247,6 +254,10 @@ async fn the_2024_series_changes_stage_once_each_way_and_tightens_the_intervals(
     check(&server, in_an_hour)?;
     let overdue = open_overdue(&lead).await?;
     assert_eq!(overdue.len(), 4, "{overdue:?}");
+    // Raised afresh under the tightened interval: what they say is what is required now.
+    for a in alerts(&lead, "kind=segment_overdue&state=active").await? {
+        assert!(a["details"]["interval_minutes"].as_i64() <= Some(30), "{a}");
+    }
     let patroller_sees = Http::new(&base, &login(&base, "zhangwei").await?);
     let theirs = patroller_sees
         .get("/api/v1/alerts?kind=segment_overdue")
@@ -648,11 +659,42 @@ async fn a_drill_raises_only_drill_alerts_and_real_ones_stay_real() -> Result<()
         "the drill's own stage ends where the series ends"
     );
 
-    // The patroller's phone carries the drill mark.
+    // The duty lead acknowledges the hazard; the patroller's phone carries the drill mark and the
+    // receipt, and the CLI shows both.
+    let hazard_id = hazards[0]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, acked) = post(
+        &base,
+        &token,
+        &format!("/api/v1/alerts/{hazard_id}/ack"),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{acked}");
     zhang.sync(&|_| {}).await?;
     let mirrored = zhang.alerts().await?;
     assert!(mirrored.iter().any(|a| a.drill));
     assert!(mirrored.iter().any(|a| !a.drill));
+    let cli = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rc-client"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let listed = cli(&["alerts", "--all"])?;
+    assert!(listed.contains("演练/DRILL"), "{listed}");
+    assert!(listed.contains("critical_hazard"), "{listed}");
+    assert!(listed.contains("acknowledged by"), "{listed}");
+    let issues = cli(&["issue", "list"])?;
+    let name = acked["acknowledged_by_name"].as_str().unwrap_or("?");
+    assert!(
+        issues.contains(&format!("receipt: acknowledged by {name}")),
+        "{issues}"
+    );
     Ok(())
 }
 
@@ -724,6 +766,31 @@ async fn stock_below_quota_comes_with_a_dispatch_and_goes_with_a_receive() -> Re
     let all = of_subject(alerts(&lead, "kind=stock_below_quota").await?);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["state"], "resolved");
+
+    // A patroller's dispatch from the bank (a `stock.move` pushed by the phone) raises it again; a
+    // stocktake that finds the full quota resolves it.
+    let dir = tempfile::tempdir()?;
+    let zhang = phone(dir.path(), &base, "zhangwei").await?;
+    zhang
+        .move_stock("FHXA-C", "BAG-WOVEN", "dispatch", 40, Some("QHL-02"), None)
+        .await?;
+    zhang.sync(&|_| {}).await?;
+    let open = of_subject(alerts(&lead, "kind=stock_below_quota&state=active").await?);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["details"]["on_hand"], 1460);
+    let (status, answer) = post(
+        &base,
+        &token,
+        "/api/v1/stock/stocktakes",
+        json!({"depot": "FHXA-C", "reason": "盘点", "counts": [{"item": "BAG-WOVEN", "counted": 1500}]}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(of_subject(alerts(&lead, "kind=stock_below_quota&state=active").await?).is_empty());
+    assert_eq!(
+        of_subject(alerts(&lead, "kind=stock_below_quota").await?).len(),
+        2
+    );
 
     // The scheduled check, on 1 July 2026, finds what the demo stocked short (lights) and the lot
     // of lights dated 30 June 2026; the life jackets (May 2027) are not yet near.
