@@ -31,6 +31,8 @@ pub struct Config {
     pub photo_store: Option<String>,
     /// What counts as covered, and how often segments must be covered per flood stage.
     pub coverage: crate::coverage::Policy,
+    /// What the dashboard page is told (`/config.json`): the base map's tile URL.
+    pub dashboard: crate::routes::dashboard::DashboardConfig,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             workers: None,
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
+            dashboard: Default::default(),
         }
     }
 
@@ -135,9 +138,11 @@ impl Application {
             coverage: config.coverage,
         });
         let limits = config.limits;
+        let dashboard = web::Data::new(config.dashboard.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(dashboard.clone())
                 .app_data(json_config(limits.max_push_bytes))
                 .app_data(query_config())
                 .app_data(path_config())

@@ -91,6 +91,18 @@ struct ServeArgs {
     /// which are the demo file's when --demo is given).
     #[arg(long, env = "RIVERCHIEF_PATROL_INTERVALS", value_parser = parse_intervals)]
     patrol_intervals: Option<Intervals>,
+    /// The dashboard's base map: a tile URL template with {z}, {x} and {y} (and {s} for subdomains),
+    /// e.g. an in-house tile server or Tianditu with your key; none = segments on a plain background.
+    #[arg(long, env = "RIVERCHIEF_TILE_URL", value_parser = parse_tile_url)]
+    tile_url: Option<String>,
+    /// The attribution the tile provider asks to show on the map.
+    #[arg(long, env = "RIVERCHIEF_TILE_ATTRIBUTION")]
+    tile_attribution: Option<String>,
+}
+
+fn parse_tile_url(s: &str) -> Result<String, String> {
+    crate::routes::dashboard::DashboardConfig::check_tile_url(s.trim())?;
+    Ok(s.trim().to_owned())
 }
 
 /// `--patrol-intervals`, parsed: (stage, minutes) pairs.
@@ -226,6 +238,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.demo_password = args.demo_password;
     config.workers = args.workers;
     config.photo_store = args.photo_store;
+    config.dashboard.tile_url = args.tile_url;
+    config.dashboard.tile_attribution = args.tile_attribution;
     if config.demo {
         config.coverage.requirement = crate::demo::requirement()?;
     }

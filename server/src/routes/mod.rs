@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod coverage;
+pub mod dashboard;
 pub mod health;
 pub mod issues;
 pub mod patrols;
@@ -16,6 +17,7 @@ use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    dashboard::configure(cfg);
     cfg.service(
         web::scope("/api/v1")
             .configure(session::configure)
