@@ -81,7 +81,7 @@ async function start() {
   $('#login').hidden = true;
   $('#app').hidden = false;
   document.body.classList.add('signed-in');
-  $('#who').textContent = `${s.user.display_name} · ${t(`role_${s.user.role}`)}`;
+  $('#who').textContent = s.user.display_name;
   if (!state.map) {
     state.map = new BankMap($('#map'), {
       tileUrl: state.config.tile_url,
@@ -489,7 +489,6 @@ function rerender() {
     drawAlerts();
     if (state.detail) drawIssue(state.detail);
   }
-  if (state.user) $('#who').textContent = `${state.user.display_name} · ${t(`role_${state.user.role}`)}`;
 }
 
 function wire() {

@@ -34,7 +34,7 @@ export class BankMap {
   constructor(el, { tileUrl, tileAttribution, onIssue, onSegment }) {
     this.onIssue = onIssue;
     this.onSegment = onSegment;
-    this.map = L.map(el, { zoomControl: true, attributionControl: true, preferCanvas: false });
+    this.map = L.map(el, { zoomControl: true, attributionControl: true, zoomSnap: 0.25 });
     this.map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
     this.hasTiles = Boolean(tileUrl);
     if (tileUrl) {

@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod coverage;
+mod dashboard;
 mod faults;
 mod instances;
 mod offline_loop;
