@@ -180,7 +180,7 @@ function loadStock() {
     const [view, depots] = await Promise.all([api.api('/api/v1/stock'), api.optional('/api/v1/depots')]);
     state.stock = view;
     state.depots = depots;
-    renderStock($('#stock-body'), view);
+    renderStock($('#stock-body'), view, depots);
     if (depots) state.map.setDepots(depots, view.stock);
   });
 }
@@ -484,7 +484,7 @@ function rerender() {
     state.map.renderLegend();
     state.map.restyle();
     renderIssues($('#issues-body'), state.issues || [], state.segmentsById);
-    if (state.stock) renderStock($('#stock-body'), state.stock);
+    if (state.stock) renderStock($('#stock-body'), state.stock, state.depots);
     renderWater($('#water-body'), state.water);
     drawAlerts();
     if (state.detail) drawIssue(state.detail);

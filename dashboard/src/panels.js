@@ -151,13 +151,16 @@ export function renderIssues(el, issues, segmentsById) {
         <b>${esc(zh ? i.category_zh : i.category_en)}</b>
         <span class="muted">${esc(seg?.code || '')} ${esc(i.chainage)}</span>
         <span class="status">${esc(statusLabel(i.status))}</span>
-        <span class="muted">${esc(fmtTime(i.reported_at, 'short'))}</span></button></li>`;
+        <span class="muted">${esc(fmtTime(i.reported_at, 'short'))}</span>
+        <span class="desc">${esc(i.description)}</span></button></li>`;
     })
     .join('')}</ul>`;
 }
 
 /** Stock per depot: shortfalls first and in red, then lots past or near their date. */
-export function renderStock(el, view) {
+export function renderStock(el, view, depots) {
+  const names = new Map((depots?.features || []).map((f) => [f.properties.code, f.properties]));
+  const zh = getLang() === 'zh';
   const byDepot = new Map();
   for (const s of view.stock || []) {
     if (!byDepot.has(s.depot)) byDepot.set(s.depot, []);
@@ -174,7 +177,9 @@ export function renderStock(el, view) {
     const lots = lines
       .flatMap((s) => (s.lots_expiring || []).map((l) => `<li>${esc(s.item_name)} ×${l.quantity} · ${t('expires')} ${esc(l.expires_on)}</li>`))
       .join('');
-    blocks.push(`<section class="depot" data-depot="${esc(depot)}"><h4>${esc(depot)}</h4>
+    const d = names.get(depot);
+    const title = d ? `${esc(zh ? d.name : d.name_en || d.name)} <span class="muted">${esc(depot)}</span>` : esc(depot);
+    blocks.push(`<section class="depot" data-depot="${esc(depot)}"><h4>${title}</h4>
       <table><thead><tr><th>${t('item')}</th><th>${t('on_hand')}</th><th>${t('quota')}</th><th>${t('shortfall')}</th><th></th></tr></thead>
       <tbody>${rows}</tbody></table>${lots ? `<p class="muted">${t('expiring')}</p><ul class="lots">${lots}</ul>` : ''}</section>`);
   }
