@@ -3,8 +3,9 @@
 //! - The migrations (`embed_migrations!` in `src/db/mod.rs`): a new migration folder must rebuild the
 //!   server even when no Rust file changed.
 //! - The duty lead's dashboard (`../dashboard/src`) and the Leaflet files it loads
-//!   (`../dashboard/node_modules/leaflet/dist`). When Leaflet is missing (a fresh checkout) this runs
-//!   `npm ci` in `dashboard/`, which installs exactly what `package-lock.json` pins. The list of files
+//!   (`../dashboard/node_modules/leaflet/dist`). When Leaflet is missing (a fresh checkout), or is not
+//!   the version `package-lock.json` pins (the lock file moved on), this runs `npm ci` in `dashboard/`,
+//!   which installs exactly what the lock file pins. The list of files
 //!   is written to `$OUT_DIR/dashboard_assets.rs` as `include_bytes!` entries, which
 //!   `src/routes/dashboard.rs` includes.
 
@@ -15,7 +16,14 @@ use std::process::Command;
 
 type BuildResult<T> = Result<T, Box<dyn Error>>;
 
-fn main() -> BuildResult<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> BuildResult<()> {
     println!("cargo:rerun-if-changed=../migrations");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let dashboard = manifest
@@ -30,7 +38,8 @@ fn main() -> BuildResult<()> {
     );
     println!("cargo:rerun-if-changed={}", leaflet.display());
 
-    if !leaflet.join("leaflet.js").is_file() {
+    let pinned = locked_leaflet_version(&dashboard)?;
+    if !leaflet.join("leaflet.js").is_file() || installed_leaflet_version(&dashboard) != pinned {
         npm_ci(&dashboard)?;
     }
 
@@ -58,6 +67,24 @@ fn main() -> BuildResult<()> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("dashboard_assets.rs"), out)?;
     Ok(())
+}
+
+/// The Leaflet version `dashboard/package-lock.json` pins.
+fn locked_leaflet_version(dashboard: &Path) -> BuildResult<Option<String>> {
+    let path = dashboard.join("package-lock.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lock: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(lock["packages"]["node_modules/leaflet"]["version"]
+        .as_str()
+        .map(str::to_owned))
+}
+
+/// The Leaflet version in `dashboard/node_modules`, if any.
+fn installed_leaflet_version(dashboard: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dashboard.join("node_modules/leaflet/package.json")).ok()?;
+    let package: serde_json::Value = serde_json::from_str(&text).ok()?;
+    package["version"].as_str().map(str::to_owned)
 }
 
 /// Installs the dashboard's npm dependencies from its lock file.
