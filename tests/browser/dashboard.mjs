@@ -145,6 +145,8 @@ const apiRequests = [];
 // through, and only as long as the endpoint really is missing.
 const OPTIONAL = ['/api/v1/flood-level', '/api/v1/alerts'];
 const missing = new Set();
+// Contexts where a 401 is what the step is about (a token the server does not know).
+const expecting401 = new Set();
 
 function watch(page, label) {
   page.on('console', (msg) => {
@@ -152,6 +154,7 @@ function watch(page, label) {
     const url = msg.location()?.url || '';
     const p = url.startsWith(BASE) ? new URL(url).pathname : '';
     if (/status of 404/.test(msg.text()) && [...missing].some((m) => p === m)) return;
+    if (/status of 401/.test(msg.text()) && expecting401.has(label)) return;
     problems.push(`${label} console error: ${msg.text()} (${url})`);
   });
   page.on('pageerror', (e) => problems.push(`${label} page error: ${e.message}`));
@@ -300,6 +303,14 @@ async function main() {
     await ph.click('#logout');
     await ph.locator('#login:not([hidden])').waitFor({ timeout: WAIT });
     check((await ph.evaluate(() => sessionStorage.getItem('rc.token'))) === null, 'token dropped on logout');
+
+    // A token the server no longer honours: the next poll's 401 brings the login form back.
+    await signIn(ph, 'chen');
+    expecting401.add('phone');
+    await ph.evaluate(() => sessionStorage.setItem('rc.token', '00'.repeat(32)));
+    await ph.locator('#login:not([hidden])').waitFor({ timeout: WAIT });
+    check((await ph.textContent('#login-error')).includes('登录已过期'), 'the form says the session ended');
+    log('a 401 returns to the login form');
     await desk.close();
     await mobile.close();
   } catch (e) {
