@@ -1,7 +1,7 @@
 // Talking to the server: the bearer token (kept in sessionStorage, so it ends with the tab), one
 // fetch wrapper that sends it on every /api/ request and returns to the login form on a 401, the
 // Server-Sent Events reader for the alert stream (fetch, because EventSource cannot send a header),
-// and issue events pushed as sync mutations, as any device does.
+// and issue steps (through the issue events endpoint, or as the sync mutation any device pushes).
 
 const TOKEN_KEY = 'rc.token';
 const USER_KEY = 'rc.user';
@@ -135,16 +135,29 @@ function device() {
   return { id, seq };
 }
 
+// Whether this server takes issue steps at `POST /api/v1/issues/{id}/events` (answered at once, 409
+// for a step the status does not allow). Older servers only know the `issue.event` mutation.
+let eventsEndpoint = true;
+
 /**
- * Adds an event to an issue (accept, dispatch, verify, reject, comment...) as an `issue.event`
- * mutation. Resolves to the push result; a rejection throws an ApiError with the server's reason.
+ * Adds an event to an issue (accept, dispatch, verify, reject, comment...). Resolves when the server
+ * has taken it; a refusal throws an ApiError with the server's reason.
  */
 export async function issueEvent(issueId, kind, { note, assignee } = {}) {
-  const d = device();
-  const data = { event_id: uuidv7(), issue_id: issueId, kind };
+  const data = { event_id: uuidv7(), kind };
   if (note) data.note = note;
   if (assignee) data.assignee = assignee;
-  const mutation = { id: uuidv7(), device_seq: d.seq, type: 'issue.event', at: new Date().toISOString(), data };
+  if (eventsEndpoint) {
+    const res = await request(`/api/v1/issues/${encodeURIComponent(issueId)}/events`, { method: 'POST', body: data });
+    if (res.ok) return res.json();
+    const err = await errorOf(res);
+    if (!(res.status === 404 && /no such endpoint/.test(err.message)) && res.status !== 405) throw err;
+    eventsEndpoint = false;
+  }
+  const d = device();
+  const mutation = {
+    id: uuidv7(), device_seq: d.seq, type: 'issue.event', at: new Date().toISOString(), data: { ...data, issue_id: issueId },
+  };
   const body = await api('/api/v1/sync/push', { method: 'POST', body: { device_id: d.id, mutations: [mutation] } });
   const r = body.results && body.results[0];
   if (!r || r.status === 'rejected') {

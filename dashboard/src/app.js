@@ -426,16 +426,30 @@ function drawIssue(i) {
       <div class="actions">${actions}</div><p id="issue-msg" class="muted"></p>` : ''}`;
 }
 
-/** The people a duty lead can dispatch to, if this server lists users (null otherwise). */
-async function users() {
-  if (state.users !== undefined) return state.users;
-  try {
-    const body = await api.optional('/api/v1/users');
-    state.users = body ? (Array.isArray(body) ? body : body.users || null) : null;
-  } catch {
-    state.users = null;
+/**
+ * The people a duty lead can dispatch to: the server's user list when this user may read it (admins),
+ * else those who patrolled the issue's segment in the last week.
+ */
+async function people(issue) {
+  if (state.user?.role === 'admin') {
+    try {
+      const body = await api.optional('/api/v1/users');
+      const list = body ? (Array.isArray(body) ? body : body.users || []) : [];
+      const active = list.filter((u) => u.active !== false && u.role !== 'admin');
+      if (active.length) return active.map((u) => ({ id: u.id, name: u.display_name || u.username }));
+    } catch {
+      // Fall through to the segment's patrollers.
+    }
   }
-  return state.users;
+  const from = new Date(Date.now() - 7 * 86400_000).toISOString();
+  try {
+    const timeline = await api.api(`/api/v1/segments/${encodeURIComponent(issue.segment_id)}/coverage?from=${encodeURIComponent(from)}`);
+    const seen = new Map();
+    for (const p of timeline.patrols || []) seen.set(p.patroller, p.patroller_name);
+    return [...seen.entries()].map(([id, name]) => ({ id, name }));
+  } catch {
+    return [];
+  }
 }
 
 async function act(kind) {
@@ -447,12 +461,12 @@ async function act(kind) {
     const box = $('#assignee-box');
     const sel = $('#issue-assignee');
     if (box.hidden) {
-      const list = await users();
-      if (!list || !list.length) {
-        $('#issue-msg').textContent = getLang() === 'zh' ? '本服务器未提供人员名单，无法派遣' : 'This server does not list users to dispatch to';
+      const list = await people(issue);
+      if (!list.length) {
+        $('#issue-msg').textContent = getLang() === 'zh' ? '近7天无人巡查此堤段，无可派遣人员' : 'Nobody patrolled this segment in the last 7 days to send';
         return;
       }
-      sel.innerHTML = list.map((u) => `<option value="${esc(u.id)}">${esc(u.display_name || u.username)}</option>`).join('');
+      sel.innerHTML = list.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join('');
       box.hidden = false;
       return; // the second click sends
     }
