@@ -171,7 +171,7 @@ export async function issueEvent(issueId, kind, { note, assignee } = {}) {
  * Reads a Server-Sent Events stream with fetch (so that it carries the token), calling
  * `onEvent({id, event, data})` per event and `onState(live)` when the connection opens or drops.
  * Reconnects with `Last-Event-ID`, backing off to 30 s. Resolves `false` at once if the server has no
- * such stream (404), and `true` when `signal` aborts.
+ * such stream (a 4xx other than 401 and 429), and `true` when `signal` aborts.
  */
 export async function readEventStream(path, { onEvent, onState, signal }) {
   let lastId = null;
@@ -181,7 +181,8 @@ export async function readEventStream(path, { onEvent, onState, signal }) {
       const headers = { Accept: 'text/event-stream' };
       if (lastId) headers['Last-Event-ID'] = lastId;
       const res = await request(path, { headers, signal });
-      if (res.status === 404) return false;
+      // A server without the stream (404, or an older route answering 400/405): poll instead.
+      if (res.status >= 400 && res.status < 500 && res.status !== 429) return false;
       if (!res.ok || !res.body) throw new ApiError(res.status, 'stream', `stream answered ${res.status}`);
       backoff = 1000;
       onState(true);

@@ -9,6 +9,7 @@ import { renderCoverage, renderWater, renderAlerts, renderIssues, renderStock } 
 
 const COVERAGE_POLL_MS = 5000;
 const ISSUES_POLL_MS = 15000;
+const ALERTS_POLL_MS = 5000;
 const SLOW_POLL_MS = 60000;
 const READINGS_HOURS = 72;
 
@@ -121,6 +122,10 @@ function stopAll() {
   state.timers = [];
   if (state.stream) state.stream.abort();
   state.stream = null;
+  state.alerts = [];
+  state.alertsLoaded = false;
+  state.alertsPolling = false;
+  state.alertsLive = false;
   delete document.body.dataset.ready;
   closeIssue();
 }
@@ -198,11 +203,13 @@ function governingStation(stations) {
 
 function loadWater() {
   return guarded(async () => {
-    const flood = state.water.floodMissing ? null : await api.optional('/api/v1/flood-level');
+    const [flood, stage] = await Promise.all([
+      state.water.floodMissing ? null : api.optional('/api/v1/flood-level'),
+      api.optional('/api/v1/flood-stage'),
+    ]);
     if (!flood) state.water.floodMissing = true;
     let station = null;
     let readings = [];
-    let stage = null;
     if (flood && Array.isArray(flood.stations)) {
       station = governingStation(flood.stations);
       if (station) {
@@ -212,8 +219,6 @@ function loadWater() {
         const r = await api.optional(`/api/v1/stations/${encodeURIComponent(station.id || station.code)}/readings?${q}`);
         readings = r?.readings || [];
       }
-    } else {
-      stage = await api.optional('/api/v1/flood-stage');
     }
     state.water = { ...state.water, flood, station, readings, stage };
     renderWater($('#water-body'), state.water);
@@ -229,7 +234,7 @@ function canAct() {
 function drawAlerts() {
   renderAlerts($('#alerts-body'), {
     available: state.alertsAvailable !== false,
-    live: state.alertsLive,
+    live: state.alertsPolling ? 'polling' : state.alertsLive,
     alerts: state.alerts,
     canAck: canAct(),
   });
@@ -244,9 +249,26 @@ async function loadAlerts() {
     return false;
   }
   state.alertsAvailable = true;
+  const before = new Map(state.alerts.map((a) => [a.id, a.updated_at]));
+  const first = !state.alertsLoaded;
+  state.alertsLoaded = true;
   state.alerts = body.alerts || [];
   drawAlerts();
+  if (!first) {
+    for (const a of state.alerts) if (before.get(a.id) !== a.updated_at) reactTo(a);
+  }
   return true;
+}
+
+/** What else an alert's change may have changed on the page. */
+function reactTo(alert) {
+  loadCoverage();
+  if (alert.kind === 'critical_hazard' || alert.issue_id) {
+    loadOpenIssues();
+    loadIssues();
+  }
+  if (alert.kind === 'stage_changed' || alert.kind === 'rapid_rise') loadWater();
+  if (alert.kind === 'stock_below_quota' || alert.kind === 'lot_expiring') loadStock();
 }
 
 function upsertAlert(a) {
@@ -286,19 +308,15 @@ async function startAlerts() {
           return;
         }
         upsertAlert(alert);
-        loadCoverage();
-        if (alert.kind === 'critical_hazard' || alert.issue_id) {
-          loadOpenIssues();
-          loadIssues();
-        }
-        if (alert.kind === 'stage_changed' || alert.kind === 'rapid_rise') loadWater();
-        if (alert.kind === 'stock_below_quota' || alert.kind === 'lot_expiring') loadStock();
+        reactTo(alert);
       },
     })
     .then((had) => {
-      if (had === false) {
-        state.alertsAvailable = false;
+      // Alerts but no stream: read the list every few seconds instead.
+      if (had === false && !controller.signal.aborted) {
+        state.alertsPolling = true;
         drawAlerts();
+        every(ALERTS_POLL_MS, () => guarded(loadAlerts));
       }
     })
     .catch(() => {});

@@ -33,22 +33,23 @@ const STAGE_COLOURS = { watch_m: '#1565c0', warning_m: '#ef6c00', guarantee_m: '
  */
 export function renderWater(el, { flood, station, readings, stage }) {
   const parts = [];
-  const stageKey = station?.stage || stage?.stage;
-  if (stageKey) {
-    parts.push(`<span class="badge stage-${esc(stageKey)}" data-stage="${esc(stageKey)}">${t('stage')}: ${t(`stage_${stageKey}`)}</span>`);
+  // The stage in force (what patrol intervals follow): the gauge's, a declared response or the
+  // manual floor, whichever is highest; then the responses declared per river.
+  if (stage?.stage) {
+    parts.push(`<span class="badge stage-${esc(stage.stage)}" data-stage="${esc(stage.stage)}">${t('stage')}: ${t(`stage_${stage.stage}`)}</span>`);
+    parts.push(`<span class="muted">${t('interval')} ${stage.interval_minutes} ${t('minutes')}</span>`);
   }
   for (const r of flood?.responses || []) {
     const level = r.level ? `${r.level}${responseName(r.level)}` : t('response_none');
     parts.push(`<span class="badge response-${esc(r.level || 'none')}">${esc(r.river || '')} ${t('response')}: ${esc(level)}</span>`);
   }
-  if (!flood && stage) {
-    parts.push(`<span class="muted">${t('interval')} ${stage.interval_minutes} ${t('minutes')}</span>`);
-  }
   let body = '';
   if (station) {
     const th = station.thresholds || {};
-    body += `<p class="level-now"><b>${esc(station.name)}</b> ${station.level_m != null ? `${Number(station.level_m).toFixed(2)} m` : '—'}
-      <span class="muted">${t('observed')} ${esc(fmtTime(station.observed_at, 'short'))}</span></p>`;
+    const level = station.level_m != null ? `${Number(station.level_m).toFixed(2)} m` : '—';
+    const observed = station.observed_at ? `<span class="muted">${t('observed')} ${esc(fmtTime(station.observed_at, 'short'))}</span>` : '';
+    const gauge = station.stage ? `<span class="chip gauge-${esc(station.stage)}" data-station-stage="${esc(station.stage)}">${t(`stage_${station.stage}`)}</span>` : '';
+    body += `<p class="level-now"><b>${esc(station.name)}</b> ${level} ${gauge} ${observed}</p>`;
     body += chart(readings || [], th, station.level_m);
     body += `<p class="muted">${['watch_m', 'warning_m', 'guarantee_m']
       .filter((k) => th[k] != null)
@@ -110,7 +111,8 @@ export function renderAlerts(el, { available, live, alerts, canAck }) {
     el.innerHTML = `<p class="muted" data-alerts="unavailable">${t('alerts_unavailable')}</p>`;
     return;
   }
-  const status = `<p class="muted stream-state" data-live="${live ? '1' : '0'}">${live ? `● ${t('alerts_live')}` : t('alerts_offline')}</p>`;
+  const said = live === 'polling' ? t('alerts_polling') : live ? `● ${t('alerts_live')}` : t('alerts_offline');
+  const status = `<p class="muted stream-state" data-live="${live === true ? '1' : '0'}">${said}</p>`;
   if (!alerts.length) {
     el.innerHTML = `${status}<p class="muted">${t('no_alerts')}</p>`;
     return;

@@ -419,7 +419,8 @@ async function contractCheck(browser) {
   if (simulated.includes('flood level')) {
     await page.locator('#water-body svg.chart path').waitFor({ timeout: WAIT });
     check((await page.locator('#water-body line[data-threshold]').count()) === 3, 'three threshold lines');
-    check((await page.locator('#water-body [data-stage="warning"]').count()) === 1, 'stage badge');
+    check((await page.locator('#water-body [data-station-stage="warning"]').count()) === 1, 'the gauge\'s stage');
+    check((await page.locator('#water-body [data-stage="warning"]').count()) === 1, 'the stage in force');
     check((await page.textContent('#water-body')).includes('III'), 'response level shown');
   }
   if (alertsChecked) await alertsChecked();
