@@ -513,8 +513,7 @@ function rerender() {
     fillSegmentFilter();
     knownCategories.size && fillCategoryFilter([]);
     renderCoverage($('#coverage-body'), state.segments, state.coverage);
-    state.map.renderLegend();
-    state.map.restyle();
+    state.map.relabel();
     renderIssues($('#issues-body'), state.issues || [], state.segmentsById);
     if (state.stock) renderStock($('#stock-body'), state.stock, state.depots);
     renderWater($('#water-body'), state.water);

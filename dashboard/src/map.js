@@ -51,14 +51,7 @@ export class BankMap {
     this.coverage = new Map(); // code -> coverage properties
     this.fitted = false;
     this.map.on('zoomend', () => this.sizeRiver());
-    L.control
-      .layers(null, {
-        [t('legend_river')]: this.riverLayer,
-        [t('legend_uncovered')]: this.uncoveredLayer,
-        [t('issues')]: this.issueLayer,
-        [t('depot')]: this.depotLayer,
-      }, { collapsed: true })
-      .addTo(this.map);
+    this.addLayerControl();
     this.legend = L.control({ position: 'bottomleft' });
     this.legend.onAdd = () => {
       const div = L.DomUtil.create('div', 'legend');
@@ -67,6 +60,25 @@ export class BankMap {
       return div;
     };
     this.legend.addTo(this.map);
+  }
+
+  /** The layer switcher, labelled in the language of the moment. */
+  addLayerControl() {
+    if (this.layerControl) this.layerControl.remove();
+    const overlays = {
+      [t('legend_uncovered')]: this.uncoveredLayer,
+      [t('issues')]: this.issueLayer,
+      [t('depot')]: this.depotLayer,
+    };
+    if (!this.hasTiles) overlays[t('legend_river')] = this.riverLayer;
+    this.layerControl = L.control.layers(null, overlays, { collapsed: true }).addTo(this.map);
+  }
+
+  /** Everything on the map that has words, after a change of language. */
+  relabel() {
+    this.addLayerControl();
+    this.renderLegend();
+    this.restyle();
   }
 
   renderLegend() {
