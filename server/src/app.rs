@@ -23,6 +23,8 @@ pub struct Config {
     pub demo: bool,
     /// Fixed password for every demo user (for drills and tests); generated and printed when absent.
     pub demo_password: Option<String>,
+    /// What the dashboard page is told (`/config.json`): the base map's tile URL.
+    pub dashboard: crate::routes::dashboard::DashboardConfig,
     pub limits: Limits,
     /// HTTP worker threads; `None` = one per core.
     pub workers: Option<usize>,
@@ -31,8 +33,6 @@ pub struct Config {
     pub photo_store: Option<String>,
     /// What counts as covered, and how often segments must be covered per flood stage.
     pub coverage: crate::coverage::Policy,
-    /// What the dashboard page is told (`/config.json`): the base map's tile URL.
-    pub dashboard: crate::routes::dashboard::DashboardConfig,
 }
 
 impl Config {
@@ -43,11 +43,11 @@ impl Config {
             database_url: None,
             demo: false,
             demo_password: None,
+            dashboard: Default::default(),
             limits: Limits::DEFAULT,
             workers: None,
             photo_store: None,
             coverage: crate::coverage::Policy::default(),
-            dashboard: Default::default(),
         }
     }
 
@@ -117,6 +117,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let cfg = config.clone();
+        let dashboard = web::Data::new(config.dashboard.clone());
         let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
         match crate::routes::uploads::sweep_stale_uploads(
             &opened.db,
@@ -138,13 +139,12 @@ impl Application {
             coverage: config.coverage,
         });
         let limits = config.limits;
-        let dashboard = web::Data::new(config.dashboard.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(dashboard.clone())
                 .app_data(json_config(limits.max_push_bytes))
                 .app_data(query_config())
+                .app_data(dashboard.clone())
                 .app_data(path_config())
                 .wrap(tracing_actix())
                 .configure(crate::routes::configure)
