@@ -215,6 +215,17 @@ async function main() {
   // Arrange: high water (every segment every 30 minutes), and QHL-02 last walked two hours ago.
   const stage = await call(admin, 'POST', '/api/v1/flood-stage', { stage: 'warning', note: 'browser test' });
   check(stage.status === 200, `set flood stage: ${stage.status} ${JSON.stringify(stage.body)}`);
+  // With the flood watch on the server: a day of Dongshan readings rising past the warning level.
+  const floodAvailable = !missing.has('/api/v1/flood-level');
+  if (floodAvailable) {
+    const t0 = Date.now() - 24 * 3600 * 1000;
+    const readings = Array.from({ length: 24 }, (_, i) => ({
+      observed_at: new Date(t0 + i * 3600 * 1000).toISOString(),
+      level_m: Math.round((7.9 + 1.2 * (i / 23) ** 1.5) * 100) / 100,
+    }));
+    const r = await call(lead, 'POST', '/api/v1/stations/DONGSHAN/readings', { readings });
+    check(r.status >= 200 && r.status < 300, `readings for DONGSHAN: ${r.status} ${JSON.stringify(r.body)}`);
+  }
   const segments = (await call(lead, 'GET', '/api/v1/segments')).body;
   const qhl02 = segments.features.find((f) => f.properties.code === 'QHL-02');
   check(qhl02, 'QHL-02 in the demo');
@@ -246,6 +257,12 @@ async function main() {
     check((await line.getAttribute('stroke')) === OVERDUE, 'QHL-02 drawn in the overdue colour');
     check(await page.locator('.cov-row[data-segment="QHL-02"][data-state="overdue"]').count() === 1, 'coverage panel says overdue');
     log('QHL-02 is overdue on the map');
+    if (floodAvailable) {
+      await page.locator('#water-body svg.chart path').waitFor({ timeout: WAIT });
+      check((await page.locator('#water-body line[data-threshold]').count()) === 3, 'three threshold lines on the chart');
+      check((await page.textContent('#water-body .level-now')).includes('9.10 m'), 'the latest level');
+      log('the water level chart shows the day\'s rise against the thresholds');
+    }
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-desktop-overdue.png') });
     const navsBefore = navigations;
     await page.evaluate(() => { window.__sameDocument = 'still here'; });
