@@ -310,6 +310,12 @@ async function main() {
     await img.waitFor({ timeout: WAIT });
     await page.waitForFunction(() => document.querySelector('#issue-photos img')?.naturalWidth === 320, null, { timeout: WAIT });
     log('issue opened with its photo');
+    // Times are Asia/Shanghai whatever the browser's zone (this context's is Europe/London).
+    const reported = (await call(lead, 'GET', '/api/v1/issues?segment=QHL-02&category=piping')).body.issues[0];
+    const shanghai = new Intl.DateTimeFormat('zh-CN', {
+      timeZone: 'Asia/Shanghai', hour12: false, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+    }).format(new Date(reported.reported_at));
+    check((await page.textContent('#issue-body')).includes(shanghai), `the report time shown as ${shanghai} (Asia/Shanghai)`);
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-desktop-issue.png') });
     await page.click('#issue-body button[data-action="accepted"]');
     await page.locator('#issue-body .events li', { hasText: '已受理' }).waitFor({ timeout: WAIT });
