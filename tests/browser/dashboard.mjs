@@ -264,6 +264,20 @@ async function main() {
       log('the water level chart shows the day\'s rise against the thresholds');
     }
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-desktop-overdue.png') });
+    // The four states from coverage properties, as the page judges them (now = the window's end).
+    const states = await page.evaluate(async () => {
+      const { coverageState } = await import('/assets/map.js');
+      const to = '2024-07-03T12:00:00Z';
+      const at = (min) => new Date(Date.parse(to) - min * 60000).toISOString();
+      return [
+        coverageState({ last_covered: at(5), interval_minutes: 30, overdue: false, to }),
+        coverageState({ last_covered: at(25), interval_minutes: 30, overdue: false, to }),
+        coverageState({ last_covered: at(45), interval_minutes: 30, overdue: true, to }),
+        coverageState({ last_covered: null, interval_minutes: 30, overdue: true, to }),
+        coverageState(undefined),
+      ];
+    });
+    check(JSON.stringify(states) === JSON.stringify(['covered', 'due', 'overdue', 'nodata', 'nodata']), `coverage states: ${states}`);
     const navsBefore = navigations;
     await page.evaluate(() => { window.__sameDocument = 'still here'; });
 
