@@ -7,6 +7,7 @@
 //! no-cache`, so a browser keeps its copy but asks each time whether it is still current (a 304 when it
 //! is). A new server binary thus never runs with an old page, and nothing needs versioned file names.
 
+use crate::error::AppError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -73,12 +74,10 @@ fn table() -> &'static HashMap<&'static str, (&'static Asset, String)> {
     })
 }
 
-fn serve(req: &HttpRequest, path: &str) -> HttpResponse {
-    let Some((asset, etag)) = table().get(path) else {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body("not found");
-    };
+fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
+    let (asset, etag) = table()
+        .get(path)
+        .ok_or_else(|| AppError::NotFound("no such file".into()))?;
     let not_modified = matches(req, etag);
     let mut response = if not_modified {
         HttpResponse::NotModified()
@@ -90,9 +89,9 @@ fn serve(req: &HttpRequest, path: &str) -> HttpResponse {
         .insert_header((header::ETAG, etag.as_str()))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
     if not_modified {
-        return response.finish();
+        return Ok(response.finish());
     }
-    response.content_type(asset.content_type).body(asset.bytes)
+    Ok(response.content_type(asset.content_type).body(asset.bytes))
 }
 
 /// Whether `If-None-Match` names this ETag (or `*`).
@@ -105,16 +104,16 @@ fn matches(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == etag || t == "*")
 }
 
-async fn index(req: HttpRequest) -> HttpResponse {
-    let mut response = serve(&req, "index.html");
+async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let mut response = serve(&req, "index.html")?;
     // The page may not be framed by another site (clickjacking of the acknowledge buttons).
     response
         .headers_mut()
         .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
+    Ok(response)
 }
 
-async fn asset(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     serve(&req, &path)
 }
 
