@@ -135,7 +135,8 @@ export class BankMap {
       // Right-hand normal of the direction (dx, dy) is (dy, -dx).
       return [ll[0] + (side * -dx * deg) / len, ll[1] + (side * dy * deg) / len / kx];
     });
-    L.polyline(offset, { color: '#90caf9', weight: 20, opacity: 0.55, interactive: false, className: 'river' }).addTo(this.riverLayer);
+    // Opaque, so that where two banks' bands overlap nothing darker shows.
+    L.polyline(offset, { color: '#c4e0f6', weight: 20, opacity: 1, interactive: false, className: 'river' }).addTo(this.riverLayer);
   }
 
   /** Keeps the river about 80 m wide on screen at any zoom. */
