@@ -423,7 +423,7 @@ function drawIssue(i) {
   const seg = state.segmentsById.get(i.segment_id);
   const outflow = i.outflow ? ` · ${t(`outflow_${i.outflow}`)}` : '';
   const events = (i.events || [])
-    .map((e) => `<li><b>${esc(statusLabel(e.kind))}</b> <span class="muted">${esc(fmtTime(e.at))}</span>${e.note ? `<div>${esc(e.note)}</div>` : ''}</li>`)
+    .map((e) => `<li${e.rejected ? ' class="refused"' : ''}><b>${esc(statusLabel(e.kind))}</b> <span class="muted">${esc(fmtTime(e.at))}</span>${e.note ? `<div>${esc(e.note)}</div>` : ''}${e.rejected ? `<div class="error">${t('event_refused')}: ${esc(e.rejected)}</div>` : ''}</li>`)
     .join('');
   const actions = canAct()
     ? (NEXT_ACTIONS[i.status] || [])
@@ -433,7 +433,8 @@ function drawIssue(i) {
   $('#issue-body').innerHTML = `
     <h3>${esc(i.category_zh)} <span class="muted">${esc(i.category_en)}</span></h3>
     <p><span class="sevtag sev-${i.severity}">${t(`severity_${i.severity}`)}</span>${i.critical ? ` <span class="sevtag critical">${t('critical')}</span>` : ''}
-      <span class="status">${esc(statusLabel(i.status))}</span></p>
+      <span class="status">${esc(statusLabel(i.status))}</span>${i.overdue ? ` <span class="sevtag critical">${t('issue_overdue')}</span>` : ''}${i.escalated ? ` <span class="sevtag critical">${t('issue_escalated')}</span>` : ''}</p>
+    ${i.due_at ? `<p class="muted">${t('due_at')} ${esc(fmtTime(i.due_at))}</p>` : ''}
     <p>${esc(seg ? `${seg.code} ${zh ? seg.name : seg.name_en || seg.name}` : '')} · ${t('chainage')} ${esc(i.chainage)}${outflow}</p>
     <p>${esc(i.description)}</p>
     <p class="muted">${t('reported_at')} ${esc(fmtTime(i.reported_at))} · ${t('photos')} ${i.photos_arrived}/${i.photos_expected}</p>

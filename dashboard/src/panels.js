@@ -152,7 +152,7 @@ export function renderIssues(el, issues, segmentsById) {
         <span class="sev">${t(`severity_${i.severity}`)}</span>
         <b>${esc(zh ? i.category_zh : i.category_en)}</b>
         <span class="muted">${esc(seg?.code || '')} ${esc(i.chainage)}</span>
-        <span class="status">${esc(statusLabel(i.status))}</span>
+        <span class="status">${esc(statusLabel(i.status))}${i.overdue ? ` · ${t('issue_overdue')}` : ''}${i.escalated ? ` · ${t('issue_escalated')}` : ''}</span>
         <span class="muted">${esc(fmtTime(i.reported_at, 'short'))}</span>
         <span class="desc">${esc(i.description)}</span></button></li>`;
     })
