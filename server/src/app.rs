@@ -23,6 +23,8 @@ pub struct Config {
     pub demo: bool,
     /// Fixed password for every demo user (for drills and tests); generated and printed when absent.
     pub demo_password: Option<String>,
+    /// What the dashboard page is told (`/config.json`): the base map's tile URL.
+    pub dashboard: crate::routes::dashboard::DashboardConfig,
     pub limits: Limits,
     /// HTTP worker threads; `None` = one per core.
     pub workers: Option<usize>,
@@ -52,6 +54,7 @@ impl Config {
             database_url: None,
             demo: false,
             demo_password: None,
+            dashboard: Default::default(),
             limits: Limits::DEFAULT,
             workers: None,
             photo_store: None,
@@ -139,6 +142,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let cfg = config.clone();
+        let dashboard = web::Data::new(config.dashboard.clone());
         let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
         match crate::routes::uploads::sweep_stale_uploads(
             &opened.db,
@@ -203,6 +207,7 @@ impl Application {
                 .app_data(web::Data::from(metrics.clone()))
                 .app_data(json_config(limits.max_push_bytes))
                 .app_data(query_config())
+                .app_data(dashboard.clone())
                 .app_data(path_config())
                 .wrap(tracing_actix())
                 .wrap_fn(move |req, srv| crate::metrics::track(m.clone(), req, srv))

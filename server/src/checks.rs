@@ -36,11 +36,16 @@ fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc
     let p = &segment.properties;
     let since = summary.last_covered.map_or_else(
         || "从未巡查".to_owned(),
-        |t| format!("上次巡查 {}", t.format("%Y-%m-%d %H:%M UTC")),
+        |t| format!("上次巡查 {}", riverchief_shared::domain::local_minutes(t)),
     );
     let since_en = summary.last_covered.map_or_else(
         || "never walked".to_owned(),
-        |t| format!("last walked {}", t.format("%Y-%m-%d %H:%M UTC")),
+        |t| {
+            format!(
+                "last walked {}",
+                riverchief_shared::domain::local_minutes(t)
+            )
+        },
     );
     NewAlert {
         kind: AlertKind::SegmentOverdue,

@@ -109,6 +109,13 @@ struct ServeArgs {
     /// One password for every demo user (drills, tests); otherwise each gets a random one, printed.
     #[arg(long, env = "RIVERCHIEF_DEMO_PASSWORD")]
     demo_password: Option<String>,
+    /// The dashboard's base map: a tile URL template with {z}, {x} and {y} (and {s} for subdomains),
+    /// e.g. an in-house tile server or Tianditu with your key; none = segments on a plain background.
+    #[arg(long, env = "RIVERCHIEF_TILE_URL", value_parser = parse_tile_url)]
+    tile_url: Option<String>,
+    /// The attribution the tile provider asks to show on the map.
+    #[arg(long, env = "RIVERCHIEF_TILE_ATTRIBUTION")]
+    tile_attribution: Option<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RIVERCHIEF_WORKERS", value_parser = parse_workers)]
     workers: Option<usize>,
@@ -296,6 +303,11 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: patroller, duty_lead or admin"))
 }
 
+fn parse_tile_url(s: &str) -> Result<String, String> {
+    crate::routes::dashboard::DashboardConfig::check_tile_url(s.trim())?;
+    Ok(s.trim().to_owned())
+}
+
 fn parse_workers(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -360,6 +372,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = args.data.config(args.bind.clone());
     config.demo = args.demo;
     config.demo_password = args.demo_password;
+    config.dashboard.tile_url = args.tile_url;
+    config.dashboard.tile_attribution = args.tile_attribution;
     config.workers = args.workers;
     config.photo_store = args.photo_store;
     config.flood = args.flood.settings();

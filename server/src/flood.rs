@@ -119,14 +119,14 @@ fn stage_alert(
             station.name,
             r.level_m,
             stage_zh(to),
-            r.observed_at.format("%Y-%m-%d %H:%M UTC")
+            riverchief_shared::domain::local_minutes(r.observed_at)
         ),
         message_en: format!(
             "{en}{} at {:.2} m {verb_en} {} ({})",
             station.name_en.as_deref().unwrap_or(&station.code),
             r.level_m,
             to.as_str(),
-            r.observed_at.format("%Y-%m-%d %H:%M UTC")
+            riverchief_shared::domain::local_minutes(r.observed_at)
         ),
         segment_id: None,
         issue_id: None,

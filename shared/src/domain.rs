@@ -544,6 +544,20 @@ impl IssueState {
 /// Shanghai's offset from UTC. China keeps no daylight saving time, so it is fixed.
 const SHANGHAI_SECONDS: i32 = 8 * 3600;
 
+/// Asia/Shanghai (Beijing time), the zone every time shown to a person is in.
+pub fn shanghai() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(SHANGHAI_SECONDS)
+        .unwrap_or_else(|| unreachable!("+08:00 is a valid offset"))
+}
+
+/// A time as people on the bank read it: `2024-06-29 19:00` in Beijing time (no zone suffix; every
+/// time the system shows a person is in Asia/Shanghai).
+pub fn local_minutes(t: DateTime<Utc>) -> String {
+    t.with_timezone(&shanghai())
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
 /// `start` plus `working` time counted only on working days (Monday to Friday, Asia/Shanghai),
 /// round the clock on those days: one working day (24 h) from Friday 10:00 is Monday 10:00.
 pub fn add_working_time(start: DateTime<Utc>, working: chrono::Duration) -> DateTime<Utc> {

@@ -5,6 +5,7 @@ mod alerts;
 mod bad_input;
 mod common;
 mod coverage;
+mod dashboard;
 mod delivery;
 mod faults;
 mod flood;

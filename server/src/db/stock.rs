@@ -210,6 +210,34 @@ pub fn item_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<String>>
         .optional()
 }
 
+/// A depot as the map shows it.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct DepotRow {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub owner: String,
+    pub lon: Option<f64>,
+    pub lat: Option<f64>,
+}
+
+/// Every depot, by code.
+pub fn depots(conn: &mut Conn) -> QueryResult<Vec<DepotRow>> {
+    depots::table
+        .order(depots::code.asc())
+        .select((
+            depots::id,
+            depots::code,
+            depots::name,
+            depots::name_en,
+            depots::owner,
+            depots::lon,
+            depots::lat,
+        ))
+        .load(conn)
+}
+
 pub struct NewDepot<'a> {
     pub id: String,
     pub code: &'a str,

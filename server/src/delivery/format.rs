@@ -7,7 +7,7 @@
 //! timestamp + "\n" + secret)). Drill alerts say 演练 in every format (and `drill: true` in JSON).
 
 use base64::Engine;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use riverchief_shared::alert::{Alert, AlertKind, AlertLevel};
 use riverchief_shared::id::DeliveryId;
@@ -69,8 +69,7 @@ fn level_zh(l: AlertLevel) -> &'static str {
 
 /// Beijing time, as the duty lead's group chat reads it (China keeps no daylight saving).
 fn local(t: DateTime<Utc>) -> String {
-    let offset = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!());
-    t.with_timezone(&offset)
+    t.with_timezone(&riverchief_shared::domain::shanghai())
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
 }

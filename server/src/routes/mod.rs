@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit;
 pub mod body;
 pub mod coverage;
+pub mod dashboard;
 pub mod flood;
 pub mod health;
 pub mod issues;
@@ -22,6 +23,7 @@ use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    dashboard::configure(cfg);
     cfg.service(
         web::scope("/api/v1")
             .configure(session::configure)

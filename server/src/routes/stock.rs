@@ -11,6 +11,7 @@
 //!   with 409 and nothing is written; count again.
 //! - `GET /stock/movements?depot=&item=&kind=&segment=&from=&to=&limit=&format=csv`: the ledger, oldest
 //!   first, filtered; JSON, or CSV with `format=csv`.
+//! - `GET /depots`: the depots as a GeoJSON FeatureCollection of points (for the dashboard's map).
 //! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within 60 days.
 
 use super::body::json_body;
@@ -29,10 +30,36 @@ const MAX_NOTE_CHARS: usize = 2000;
 pub const EXPIRING_WITHIN_DAYS: i64 = 60;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stock", web::get().to(view))
+    cfg.route("/depots", web::get().to(depots))
+        .route("/stock", web::get().to(view))
         .route("/stock/movements", web::post().to(record))
         .route("/stock/stocktakes", web::post().to(stocktake))
         .route("/stock/movements", web::get().to(history));
+}
+
+async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
+    let rows = state
+        .db
+        .run(|conn| -> Result<_, AppError> { Ok(stock::depots(conn)?) })
+        .await?;
+    let features: Vec<Value> = rows
+        .into_iter()
+        .map(|d| {
+            let geometry = match (d.lon, d.lat) {
+                (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
+                _ => Value::Null,
+            };
+            json!({
+                "type": "Feature",
+                "id": d.id,
+                "geometry": geometry,
+                "properties": {
+                    "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
+                },
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {

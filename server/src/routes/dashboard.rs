@@ -1,0 +1,152 @@
+//! The duty lead's dashboard: static files embedded in the binary (`build.rs` lists them from
+//! `dashboard/src` and Leaflet's `dist`), served without authentication at `/` (the page) and
+//! `/assets/...`, and `/config.json`, what the operator set for the page (the base map's tile URL).
+//! The page then logs in and calls the API with its bearer token like any other client.
+//!
+//! Caching: every file answers with a strong `ETag` (a digest of its bytes) and `Cache-Control:
+//! no-cache`, so a browser keeps its copy but asks each time whether it is still current (a 304 when it
+//! is). A new server binary thus never runs with an old page, and nothing needs versioned file names.
+
+use crate::error::AppError;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// One embedded file.
+pub struct Asset {
+    /// The path under `/assets/` (`app.js`, `leaflet/leaflet.css`).
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub bytes: &'static [u8],
+}
+
+static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
+
+/// What the operator configures for the page (`serve --tile-url`, `--tile-attribution`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DashboardConfig {
+    /// A Leaflet tile URL template (`https://tiles.example/{z}/{x}/{y}.png`); none = no base map.
+    pub tile_url: Option<String>,
+    /// Shown in the map's corner, as the tile provider's licence asks.
+    pub tile_attribution: Option<String>,
+}
+
+impl DashboardConfig {
+    /// Checks a tile URL template: http(s), and the `{z}`, `{x}` and `{y}` placeholders Leaflet fills.
+    pub fn check_tile_url(url: &str) -> Result<(), String> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!(
+                "{url:?}: a tile URL must start with https:// or http://"
+            ));
+        }
+        for p in ["{z}", "{x}", "{y}"] {
+            if !url.contains(p) {
+                return Err(format!("{url:?}: a tile URL template needs {p}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // GET and HEAD (actix sends no body for HEAD).
+    let read = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
+    cfg.route("/", read().to(index))
+        .route("/index.html", read().to(index))
+        .route("/config.json", read().to(config))
+        .route("/assets/{path:.*}", read().to(asset));
+}
+
+/// The embedded files by path, with their ETags (computed once).
+fn table() -> &'static HashMap<&'static str, (&'static Asset, String)> {
+    static TABLE: OnceLock<HashMap<&'static str, (&'static Asset, String)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let digest = Sha256::digest(a.bytes);
+                (a.path, (a, format!("\"{}\"", hex::encode(&digest[..12]))))
+            })
+            .collect()
+    })
+}
+
+fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
+    let (asset, etag) = table()
+        .get(path)
+        .ok_or_else(|| AppError::NotFound("no such file".into()))?;
+    let not_modified = matches(req, etag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if not_modified {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type(asset.content_type).body(asset.bytes))
+}
+
+/// Whether `If-None-Match` names this ETag (or `*`).
+fn matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let mut response = serve(&req, "index.html")?;
+    // The page may not be framed by another site (clickjacking of the acknowledge buttons).
+    response
+        .headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    Ok(response)
+}
+
+async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    serve(&req, &path)
+}
+
+async fn config(settings: web::Data<DashboardConfig>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(settings.get_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_and_leaflet_are_embedded_with_their_types() {
+        let t = table();
+        for (path, ty) in [
+            ("index.html", "text/html; charset=utf-8"),
+            ("app.js", "text/javascript; charset=utf-8"),
+            ("leaflet/leaflet.js", "text/javascript; charset=utf-8"),
+            ("leaflet/leaflet.css", "text/css; charset=utf-8"),
+        ] {
+            let (asset, etag) = t.get(path).unwrap_or_else(|| panic!("{path} not embedded"));
+            assert_eq!(asset.content_type, ty);
+            assert!(!asset.bytes.is_empty());
+            assert_eq!(etag.len(), 26);
+        }
+    }
+
+    #[test]
+    fn tile_urls_need_a_scheme_and_placeholders() {
+        assert!(DashboardConfig::check_tile_url("https://t0.example/{z}/{x}/{y}.png").is_ok());
+        assert!(DashboardConfig::check_tile_url("ftp://t0.example/{z}/{x}/{y}.png").is_err());
+        assert!(DashboardConfig::check_tile_url("https://t0.example/{z}/{x}.png").is_err());
+    }
+}
