@@ -889,3 +889,48 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_idle_stream_sends_keep_alive_comments() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::fresh(dir.path())?;
+    let server = ServerProcess::start_with(
+        env!("CARGO_BIN_EXE_rc-server"),
+        dir.path(),
+        &db,
+        0,
+        &["--stream-keepalive-ms", "100"],
+    )
+    .await?;
+    let token = login(&server.url(), "chen").await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/alerts/stream", server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while text.matches(": keepalive\n\n").count() < 2 {
+            match body.next().await {
+                Some(chunk) => text.push_str(std::str::from_utf8(&chunk?)?),
+                None => bail!("the stream ended: {text:?}"),
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .map_err(|_| anyhow!("no keep-alive within {PATIENCE:?}"))??;
+    // Nothing but the reconnection delay and the comments: no alert is active.
+    assert!(text.starts_with("retry: 2000\n\n"), "{text:?}");
+    assert!(!text.contains("event:"), "{text:?}");
+    server.kill()?;
+    Ok(())
+}
