@@ -891,7 +891,8 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
 }
 
 #[tokio::test]
-async fn an_idle_stream_sends_keep_alive_comments() -> Result<()> {
+async fn an_idle_stream_sends_keep_alive_comments_and_ends_when_the_server_is_stopped() -> Result<()>
+{
     let dir = tempfile::tempdir()?;
     let db = TestDb::fresh(dir.path())?;
     let server = ServerProcess::start_with(
@@ -931,6 +932,21 @@ async fn an_idle_stream_sends_keep_alive_comments() -> Result<()> {
     // Nothing but the reconnection delay and the comments: no alert is active.
     assert!(text.starts_with("retry: 2000\n\n"), "{text:?}");
     assert!(!text.contains("event:"), "{text:?}");
-    server.kill()?;
+
+    // SIGTERM: the server ends the open stream cleanly (its last chunk, not a cut connection) and
+    // exits by itself, instead of waiting for the stream as a graceful stop would.
+    assert!(
+        server.terminate(PATIENCE).await?,
+        "the server failed to stop"
+    );
+    let rest = tokio::time::timeout(PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            chunk?;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow!("the stream did not end"))?;
+    assert!(rest.is_ok(), "the stream was cut, not ended: {rest:?}");
     Ok(())
 }
