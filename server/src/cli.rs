@@ -152,7 +152,7 @@ struct ServeArgs {
 }
 
 /// Webhook retries: delay `base × 2^(n−1)` (at most `cap`, plus up to a quarter of jitter) after
-/// the n-th failed attempt, until `max-attempts`.
+/// the n-th failed attempt, until `max-attempts`; and the alert stream's keep-alive.
 #[derive(Debug, Args)]
 struct WebhookArgs {
     /// The first retry's delay, in milliseconds [default: 5000].
@@ -167,6 +167,10 @@ struct WebhookArgs {
     /// How long one attempt may take, in milliseconds [default: 10000].
     #[arg(long, env = "RIVERCHIEF_WEBHOOK_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
     webhook_timeout_ms: Option<u64>,
+    /// How often an idle alert stream sends a keep-alive comment, in milliseconds [default: 15000]
+    /// (below the idle timeout of any proxy in front).
+    #[arg(long, env = "RIVERCHIEF_STREAM_KEEPALIVE_MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    stream_keepalive_ms: Option<u64>,
 }
 
 impl WebhookArgs {
@@ -183,6 +187,9 @@ impl WebhookArgs {
         }
         if let Some(ms) = self.webhook_timeout_ms {
             d.timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.stream_keepalive_ms {
+            d.keepalive = Duration::from_millis(ms);
         }
     }
 }

@@ -889,3 +889,147 @@ async fn a_stream_that_reconnects_with_last_event_id_misses_nothing() -> Result<
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_idle_stream_sends_keep_alive_comments_and_ends_when_the_server_is_stopped() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::fresh(dir.path())?;
+    let server = ServerProcess::start_with(
+        env!("CARGO_BIN_EXE_rc-server"),
+        dir.path(),
+        &db,
+        0,
+        &["--stream-keepalive-ms", "100"],
+    )
+    .await?;
+    let token = login(&server.url(), "chen").await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/alerts/stream", server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while text.matches(": keepalive\n\n").count() < 2 {
+            match body.next().await {
+                Some(chunk) => text.push_str(std::str::from_utf8(&chunk?)?),
+                None => bail!("the stream ended: {text:?}"),
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .map_err(|_| anyhow!("no keep-alive within {PATIENCE:?}"))??;
+    // Nothing but the reconnection delay and the comments: no alert is active.
+    assert!(text.starts_with("retry: 2000\n\n"), "{text:?}");
+    assert!(!text.contains("event:"), "{text:?}");
+
+    // SIGTERM: the server ends the open stream cleanly (its last chunk, not a cut connection) and
+    // exits by itself, instead of waiting for the stream as a graceful stop would.
+    assert!(
+        server.terminate(PATIENCE).await?,
+        "the server failed to stop"
+    );
+    let rest = tokio::time::timeout(PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            chunk?;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow!("the stream did not end"))?;
+    assert!(rest.is_ok(), "the stream was cut, not ended: {rest:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_accepts_is_given_up_on_visibly_and_the_queue_moves_on() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::fresh(dir.path())?;
+    let server = ServerProcess::start_with(
+        env!("CARGO_BIN_EXE_rc-server"),
+        dir.path(),
+        &db,
+        0,
+        &[
+            "--webhook-max-attempts",
+            "2",
+            "--webhook-backoff-base-ms",
+            "50",
+        ],
+    )
+    .await?;
+    let base = server.url();
+    let admin = login(&base, "admin").await?;
+    let receiver = Receiver::start("secret", usize::MAX).await?;
+    let hook = add_webhook(
+        &base,
+        &admin,
+        json!({"url": format!("{}/down", receiver.url), "secret": "secret"}),
+    )
+    .await?;
+    let hook = hook["id"].as_str().unwrap_or_default().to_owned();
+    let phone_dir = tempfile::tempdir()?;
+    let zhangwei = phone(phone_dir.path(), &base, "zhangwei").await?;
+    muddy_piping(&zhangwei, 0.3, "一号").await?;
+    muddy_piping(&zhangwei, 0.6, "二号").await?;
+    zhangwei.sync(&|_| {}).await?;
+
+    let deadline = Instant::now() + PATIENCE;
+    let log = loop {
+        let log = deliveries(&base, &admin, &hook).await?.deliveries;
+        if log.len() == 2 && log.iter().all(|d| d.state == DeliveryState::Failed) {
+            break log;
+        }
+        if Instant::now() > deadline {
+            bail!("not given up: {log:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for d in &log {
+        assert_eq!(d.attempts, 2, "{d:?}");
+        assert_eq!(d.last_status, Some(500));
+        assert!(
+            d.last_error.as_deref().unwrap_or("").contains("500"),
+            "{d:?}"
+        );
+        assert!(d.next_attempt_at.is_none());
+        assert_eq!(d.history.len(), 2);
+        assert!(
+            d.history[1].retry_in_ms.is_none(),
+            "no retry after the last attempt"
+        );
+    }
+    let listed = Http::new(&base, &admin).get("/api/v1/webhooks").await?;
+    assert_eq!(listed["webhooks"][0]["failed"], 2);
+    assert_eq!(listed["webhooks"][0]["pending"], 0);
+    let failed = Http::new(&base, &admin)
+        .get(&format!("/api/v1/webhooks/{hook}/deliveries?state=failed"))
+        .await?;
+    assert_eq!(failed["deliveries"].as_array().map(Vec::len), Some(2));
+    // The receiver saw 2 attempts of the first, then 2 of the second: in order, never interleaved.
+    let keys: Vec<String> = receiver
+        .inbox()
+        .seen
+        .iter()
+        .map(|s| s.key.clone())
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(
+        keys[0] == keys[1] && keys[2] == keys[3] && keys[1] != keys[2],
+        "{keys:?}"
+    );
+    server.kill()?;
+    receiver.stop().await;
+    Ok(())
+}

@@ -215,6 +215,26 @@ impl ServerProcess {
         self.child.wait()?;
         Ok(())
     }
+
+    /// SIGTERM, as a service manager stops it; waits (at most `patience`) for the process to exit and
+    /// returns whether it exited successfully.
+    pub async fn terminate(mut self, patience: Duration) -> Result<bool> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the server did not exit within {patience:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for ServerProcess {
