@@ -3,7 +3,7 @@
 //! Counters and histograms are kept in memory per instance and count from its start (Prometheus
 //! sums instances): HTTP requests by method, route pattern and status, their durations, and pushed
 //! mutations by outcome. Gauges that describe the shared state (alerts active, uploads in progress,
-//! the change log's head) are read from the database at scrape time, so every instance reports the
+//! the change log's head, webhook deliveries by state) are read from the database at scrape time, so every instance reports the
 //! same value for them.
 
 use crate::db::schema::{alerts, uploads};
@@ -42,6 +42,11 @@ struct MutationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabels {
     kind: String,
     level: String,
@@ -58,6 +63,7 @@ pub struct Metrics {
     alerts_active: Family<AlertLabels, Gauge>,
     uploads_in_progress: Gauge,
     change_log_head: Gauge,
+    webhook_deliveries: Family<StateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,8 +113,15 @@ impl Metrics {
             "The change log's highest sequence number (grows with every synced write)",
             change_log_head.clone(),
         );
+        let webhook_deliveries = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries in the outbox by state (pending, delivered, failed, cancelled)",
+            webhook_deliveries.clone(),
+        );
         Metrics {
             registry,
+            webhook_deliveries,
             http_requests,
             http_seconds,
             mutations,
@@ -178,6 +191,12 @@ impl Metrics {
         let uploads: i64 = uploads::table.count().get_result(conn)?;
         self.uploads_in_progress.set(uploads);
         self.change_log_head.set(db::changes::max_seq(conn)?);
+        self.webhook_deliveries.clear();
+        for (state, n) in db::webhooks::counts_by_state(conn)? {
+            self.webhook_deliveries
+                .get_or_create(&StateLabels { state })
+                .set(n);
+        }
         Ok(())
     }
 

@@ -32,6 +32,19 @@ async fn metrics_count_requests_pushes_and_alerts_for_admins_only() -> Result<()
     let (status, _) = scrape(&base, Some(&login(&base, "chen").await?)).await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // A webhook to a receiver that is not there: its delivery stays pending in the outbox.
+    let admin = login(&base, "admin").await?;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(&admin)
+        .json(
+            &serde_json::json!({"url": "http://127.0.0.1:9/hook", "secret": "s3cret", "kinds": [],
+                                  "format": "generic", "include_drill": false}),
+        )
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "{}", r.text().await?);
+
     let dir = tempfile::tempdir()?;
     let phone = phone(dir.path(), &base, "zhangwei").await?;
     let qhl02 = segment(&phone, "QHL-02").await?;
@@ -49,7 +62,6 @@ async fn metrics_count_requests_pushes_and_alerts_for_admins_only() -> Result<()
         .await?;
     phone.sync(&|_| {}).await?;
 
-    let admin = login(&base, "admin").await?;
     let (status, text) = scrape(&base, Some(&admin)).await?;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.ends_with("# EOF\n"), "not OpenMetrics text: {text}");
@@ -66,6 +78,11 @@ async fn metrics_count_requests_pushes_and_alerts_for_admins_only() -> Result<()
             &text,
             r#"riverchief_alerts_active{kind="critical_hazard",level="critical",drill="false",acknowledged="false"}"#
         ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"riverchief_webhook_deliveries{state="pending"}"#),
         Some(1.0),
         "{text}"
     );
