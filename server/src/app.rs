@@ -155,11 +155,6 @@ impl Application {
             Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),
             Err(e) => tracing::warn!(error = %e, "sweeping stale partial uploads"),
         }
-        crate::maintenance::spawn(
-            opened.db.clone(),
-            opened.photos.clone(),
-            config.housekeeping,
-        );
         let sweep_db = opened.db.clone();
         match sweep_db
             .run(|conn| -> Result<usize, crate::error::AppError> { Ok(crate::drill::sweep(conn)?) })
@@ -169,12 +164,25 @@ impl Application {
             Ok(n) => tracing::info!(ended = n, "ended drills left running by a previous start"),
             Err(e) => tracing::warn!(error = %e, "ending drills left running"),
         }
-        if let Some(period) = config.flood.check_period {
-            crate::checks::spawn(opened.db.clone(), config.coverage, config.flood, period);
-        }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
+        // Every background task ends with this token, when the server stops.
         let shutdown = crate::delivery::CancellationToken::new();
+        crate::maintenance::spawn(
+            opened.db.clone(),
+            opened.photos.clone(),
+            config.housekeeping,
+            shutdown.clone(),
+        );
+        if let Some(period) = config.flood.check_period {
+            crate::checks::spawn(
+                opened.db.clone(),
+                config.coverage,
+                config.flood,
+                period,
+                shutdown.clone(),
+            );
+        }
         let alert_feed = crate::delivery::feed::start(
             opened.db.clone(),
             config.delivery.stream_poll,

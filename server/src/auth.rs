@@ -102,7 +102,7 @@ pub fn token_hash(token: &str) -> String {
     riverchief_shared::photo::Sha256::of(token.as_bytes()).hex()
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, AppError> {
+pub(crate) fn bearer(req: &HttpRequest) -> Result<String, AppError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

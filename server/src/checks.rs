@@ -203,14 +203,23 @@ pub fn run(
 
 /// Starts the scheduled check on the runtime, every `period`, against the clock. Failures are
 /// logged and the next tick tries again.
-pub fn spawn(db: Db, policy: Policy, settings: Settings, period: std::time::Duration) {
+pub fn spawn(
+    db: Db,
+    policy: Policy,
+    settings: Settings,
+    period: std::time::Duration,
+    shutdown: crate::delivery::CancellationToken,
+) {
     tokio::spawn(async move {
         // The first check one period after start, not at once: a server that starts and stops
         // (tests, one-off commands) writes nothing it was not asked to.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
             let outcome = db
                 .run(move |conn| -> Result<Report, crate::error::AppError> {
                     Ok(run(conn, &policy, &settings, Utc::now())?)

@@ -57,8 +57,14 @@ pub async fn run_once(db: &Db, photos: &PhotoStore, keep_changes: Duration) {
     }
 }
 
-/// Starts the housekeeping loop on the current runtime (first round after one period).
-pub fn spawn(db: Db, photos: PhotoStore, config: Housekeeping) {
+/// Starts the housekeeping loop on the current runtime (first round after one period); it ends when
+/// `shutdown` is cancelled.
+pub fn spawn(
+    db: Db,
+    photos: PhotoStore,
+    config: Housekeeping,
+    shutdown: crate::delivery::CancellationToken,
+) {
     let Some(every) = config.every else {
         return;
     };
@@ -66,7 +72,10 @@ pub fn spawn(db: Db, photos: PhotoStore, config: Housekeeping) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
             run_once(&db, &photos, config.keep_changes).await;
         }
     });

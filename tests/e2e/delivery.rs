@@ -1033,3 +1033,69 @@ async fn a_receiver_that_never_accepts_is_given_up_on_visibly_and_the_queue_move
     receiver.stop().await;
     Ok(())
 }
+
+/// A revoked token stops working at once, also for a stream opened with it: the stream ends at the
+/// next keep-alive, and reconnecting is refused.
+#[tokio::test]
+async fn revoking_a_token_ends_the_stream_it_opened() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::fresh(dir.path())?;
+    let server = ServerProcess::start_with(
+        env!("CARGO_BIN_EXE_rc-server"),
+        dir.path(),
+        &db,
+        0,
+        &["--stream-keepalive-ms", "100"],
+    )
+    .await?;
+    let base = server.url();
+    let token = login(&base, "chen").await?;
+    let stream = |token: String| {
+        reqwest::Client::new()
+            .get(format!("{base}/api/v1/alerts/stream"))
+            .bearer_auth(token)
+            .send()
+    };
+    let resp = stream(token.clone()).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    // The stream is alive: a keep-alive arrives.
+    let first = tokio::time::timeout(PATIENCE, body.next())
+        .await
+        .map_err(|_| anyhow!("nothing within {PATIENCE:?}"))?;
+    assert!(first.is_some(), "the stream ended before the revocation");
+
+    let admin = Http::new(&base, &login(&base, "admin").await?);
+    let chen = crate::common::user_id(&base, "chen").await?;
+    let devices = admin.get(&format!("/api/v1/users/{chen}/devices")).await?;
+    let ids: Vec<String> = devices["devices"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!ids.is_empty(), "{devices}");
+    for id in &ids {
+        let r = reqwest::Client::new()
+            .delete(format!("{base}/api/v1/devices/{id}"))
+            .bearer_auth(login(&base, "admin").await?)
+            .send()
+            .await?;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    // The open stream ends by itself (cleanly, not cut).
+    let rest = tokio::time::timeout(PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            chunk?;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow!("the stream went on after its token was revoked"))?;
+    assert!(rest.is_ok(), "the stream was cut, not ended: {rest:?}");
+    assert_eq!(stream(token).await?.status(), StatusCode::UNAUTHORIZED);
+    server.kill()?;
+    Ok(())
+}

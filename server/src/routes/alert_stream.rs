@@ -128,9 +128,30 @@ struct Stream {
     feed: watch::Receiver<i64>,
     keepalive: tokio::time::Interval,
     shutdown: CancellationToken,
+    /// The hash of the token the stream was opened with: checked again before every read and at
+    /// every keep-alive, so a revoked token, a deactivated account or a changed role ends the stream
+    /// (the client reconnects, and gets 401 or the new role's view).
+    token_hash: String,
 }
 
 impl Stream {
+    /// Whether the token still stands for the same user with the same role.
+    async fn still_allowed(&self) -> bool {
+        let (hash, viewer, role) = (self.token_hash.clone(), self.viewer, self.role);
+        let owner = self
+            .db
+            .run(move |c| crate::db::users::by_token(c, &hash).map_err(anyhow::Error::from))
+            .await;
+        match owner {
+            Ok(Some(o)) => o.user.id == viewer && o.user.role == role,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "alert stream: checking the token; closing the stream");
+                false
+            }
+        }
+    }
+
     /// The next bytes to send; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
@@ -139,6 +160,9 @@ impl Stream {
             }
             if self.read {
                 self.read = false;
+                if !self.still_allowed().await {
+                    return None;
+                }
                 let (viewer, role, after) = (self.viewer, self.role, self.after);
                 let page = self
                     .db
@@ -174,7 +198,12 @@ impl Stream {
                     }
                     self.read = true;
                 }
-                _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keepalive\n\n")),
+                _ = self.keepalive.tick() => {
+                    if !self.still_allowed().await {
+                        return None;
+                    }
+                    return Some(Bytes::from_static(b": keepalive\n\n"));
+                }
             }
         }
     }
@@ -198,6 +227,7 @@ async fn stream(
     // Seen before the first read: a change committed after it wakes the stream (see `feed`).
     feed.borrow_and_update();
     let (viewer, role) = (user.id, user.role);
+    let token_hash = crate::auth::token_hash(&crate::auth::bearer(&req)?);
     let begin = state
         .db
         .run(move |c| start(c, viewer, role, cursor.as_deref()))
@@ -220,6 +250,7 @@ async fn stream(
         feed,
         keepalive,
         shutdown: state.shutdown.clone(),
+        token_hash,
     };
     let body = futures_util::stream::unfold(s, |mut s| async move {
         s.next()
