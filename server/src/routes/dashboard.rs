@@ -78,7 +78,7 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
     let (asset, etag) = table()
         .get(path)
         .ok_or_else(|| AppError::NotFound("no such file".into()))?;
-    let not_modified = matches(req, etag);
+    let not_modified = super::if_none_match(req, etag);
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -94,15 +94,6 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
     Ok(response.content_type(asset.content_type).body(asset.bytes))
 }
 
-/// Whether `If-None-Match` names this ETag (or `*`).
-fn matches(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
-}
 
 async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
     let mut response = serve(&req, "index.html")?;

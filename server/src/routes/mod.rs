@@ -49,3 +49,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn not_found() -> Result<actix_web::HttpResponse, crate::error::AppError> {
     Err(crate::error::AppError::NotFound("no such endpoint".into()))
 }
+
+/// Whether the request's `If-None-Match` names this ETag (or `*`); weak tags compare by their value.
+pub(crate) fn if_none_match(req: &actix_web::HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}

@@ -40,7 +40,7 @@ async fn photo(
         .await?
         .ok_or_else(not_found)?;
     let etag = format!("\"{sha}\"");
-    if if_none_match(&req, &etag) {
+    if super::if_none_match(&req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
@@ -98,13 +98,4 @@ async fn photo(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .no_chunking(reader.len)
         .streaming(reader.stream))
-}
-
-fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
 }
