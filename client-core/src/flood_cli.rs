@@ -32,14 +32,20 @@ pub(crate) async fn alerts(client: &Client, all: bool, json: bool) -> anyhow::Re
     }
     for a in &alerts {
         let ack = match (&a.acknowledged_by_name, a.acknowledged_at) {
-            (Some(name), Some(at)) => format!("  acknowledged by {name} at {}", local_time(at)),
-            (None, Some(at)) => format!("  acknowledged at {}", local_time(at)),
+            (Some(name), Some(at)) => format!(
+                "  acknowledged by {name} at {}",
+                riverchief_shared::domain::local_minutes(at)
+            ),
+            (None, Some(at)) => format!(
+                "  acknowledged at {}",
+                riverchief_shared::domain::local_minutes(at)
+            ),
             _ => String::new(),
         };
         // The message goes last: Chinese characters are two columns wide.
         say!(
             "{}  {:<17} {:<12} {:<8}{}{}  {}",
-            local_time(a.raised_at),
+            riverchief_shared::domain::local_minutes(a.raised_at),
             a.kind.as_str(),
             a.state.as_str(),
             a.level.as_str(),
@@ -49,12 +55,6 @@ pub(crate) async fn alerts(client: &Client, all: bool, json: bool) -> anyhow::Re
         );
     }
     Ok(())
-}
-
-fn local_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    // Reports and day boundaries are in Asia/Shanghai (UTC+8, no daylight saving).
-    let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!());
-    t.with_timezone(&cst).format("%Y-%m-%d %H:%M").to_string()
 }
 
 /// The receipt of a critical issue this user reported: who acknowledged its alert and when.
@@ -75,8 +75,14 @@ pub(crate) fn receipt(
         .iter()
         .find(|a| a.kind == AlertKind::CriticalHazard && a.issue_id == Some(issue.id))?;
     Some(match (&alert.acknowledged_by_name, alert.acknowledged_at) {
-        (Some(name), Some(at)) => format!("receipt: acknowledged by {name} at {}", local_time(at)),
-        (None, Some(at)) => format!("receipt: acknowledged at {}", local_time(at)),
+        (Some(name), Some(at)) => format!(
+            "receipt: acknowledged by {name} at {}",
+            riverchief_shared::domain::local_minutes(at)
+        ),
+        (None, Some(at)) => format!(
+            "receipt: acknowledged at {}",
+            riverchief_shared::domain::local_minutes(at)
+        ),
         _ => "receipt: alert raised, not yet acknowledged".to_owned(),
     })
 }

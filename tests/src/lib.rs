@@ -209,6 +209,11 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill(mut self) -> Result<()> {
         self.child.kill()?;

@@ -94,7 +94,6 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
     Ok(response.content_type(asset.content_type).body(asset.bytes))
 }
 
-
 async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
     let mut response = serve(&req, "index.html")?;
     // The page may not be framed by another site (clickjacking of the acknowledge buttons).

@@ -1,0 +1,318 @@
+//! The server's memory under load, measured on the real server binary (`rc-server serve`, release
+//! build, SQLite) from `/proc/<pid>/status`, sampled every 5 ms while each load runs:
+//!
+//! - photo uploads: `PHOTOS` photos of `PHOTO_MB` MiB, `PARALLEL` at a time, each in one tus `PATCH`;
+//! - photo downloads: the same photos fetched back, `PARALLEL` at a time;
+//! - live streams: `STREAMS` alert streams (`GET /alerts/stream`) held open while `ALERTS` critical
+//!   hazards are reported and each stream receives every alert.
+//!
+//! Each figure is the growth of the resident set over the idle server measured in the same run,
+//! beside a baseline of what the load would cost a server that held its data in memory: the bytes
+//! in flight at once (`PARALLEL` × a photo) for photos, and the bytes of events sent to all streams
+//! for streams. A ratio well under 1 is memory that stays flat whatever the size of the data.
+//!
+//! Run: `cargo bench -p riverchief-tests --bench memory`. Figures go to stdout and
+//! `target/bench-memory.md`; the latest are kept in `docs/benchmarks.md`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use futures_util::StreamExt;
+use riverchief_shared::id::{DeviceId, IssueId, MutationId};
+use riverchief_shared::photo::Sha256;
+use riverchief_tests::{fake_jpeg, login, ServerProcess, TestDb};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PHOTOS: usize = 24;
+const PHOTO_MB: usize = 16;
+const PARALLEL: usize = 4;
+const STREAMS: usize = 300;
+const ALERTS: usize = 20;
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Resident set size of `pid` in bytes.
+fn rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    Ok(kb * 1024)
+}
+
+/// The highest resident set seen while `work` runs.
+async fn peak_during<F, T>(pid: u32, work: F) -> Result<(T, u64)>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let peak = Arc::new(AtomicU64::new(rss(pid)?));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(now) = rss(pid) {
+                    peak.fetch_max(now, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let out = work.await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await?;
+    Ok((out?, peak.load(Ordering::Relaxed)))
+}
+
+async fn upload(http: &reqwest::Client, base: &str, token: &str, bytes: Vec<u8>) -> Result<()> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sha = Sha256::of(&bytes).hex();
+    let r = http
+        .post(format!("{base}/api/v1/uploads"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", bytes.len().to_string())
+        .header(
+            "Upload-Metadata",
+            format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")),
+        )
+        .send()
+        .await?;
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow!("no Location: {}", r.status()))?
+        .to_owned();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
+    let r = http
+        .patch(url)
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes)
+        .send()
+        .await?;
+    if r.status().as_u16() != 204 {
+        bail!("upload failed: {}", r.status());
+    }
+    Ok(())
+}
+
+async fn download(http: &reqwest::Client, base: &str, token: &str, sha: &str) -> Result<u64> {
+    let r = http
+        .get(format!("{base}/api/v1/photos/{sha}"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("download failed: {}", r.status());
+    }
+    let mut body = r.bytes_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = body.next().await {
+        n += chunk?.len() as u64;
+    }
+    Ok(n)
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::sqlite_in(dir.path());
+    let server = ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), dir.path(), &db, 0).await?;
+    let (base, pid) = (server.url(), server.pid());
+    let http = reqwest::Client::new();
+    let patroller = login(&base, "zhangwei").await?;
+    let lead = login(&base, "chen").await?;
+    // Warm up: every route once, so lazily built state is not counted as load.
+    http.get(format!("{base}/api/v1/segments"))
+        .bearer_auth(&lead)
+        .send()
+        .await?;
+    let mut rows = Vec::new();
+
+    // Photo uploads.
+    let photos: Vec<Vec<u8>> = (0..PHOTOS)
+        .map(|i| fake_jpeg(PHOTO_MB * 1024 * 1024, i as u64 + 1))
+        .collect();
+    let shas: Vec<String> = photos.iter().map(|p| Sha256::of(p).hex()).collect();
+    let idle = rss(pid)?;
+    let ((), peak) = peak_during(pid, async {
+        let mut work = futures_util::stream::iter(photos.into_iter().map(|p| {
+            let (http, base, token) = (http.clone(), base.clone(), patroller.clone());
+            async move { upload(&http, &base, &token, p).await }
+        }))
+        .buffer_unordered(PARALLEL);
+        while let Some(r) = work.next().await {
+            r?;
+        }
+        Ok(())
+    })
+    .await?;
+    let in_flight = (PARALLEL * PHOTO_MB * 1024 * 1024) as u64;
+    rows.push((
+        format!("photo uploads: {PHOTOS} × {PHOTO_MB} MiB, {PARALLEL} at a time"),
+        idle,
+        peak,
+        in_flight,
+        "the photos in flight",
+    ));
+
+    // Photo downloads.
+    let idle = rss(pid)?;
+    let (total, peak) = peak_during(pid, async {
+        let mut work = futures_util::stream::iter(shas.iter().map(|sha| {
+            let (http, base, token, sha) = (http.clone(), base.clone(), lead.clone(), sha.clone());
+            async move { download(&http, &base, &token, &sha).await }
+        }))
+        .buffer_unordered(PARALLEL);
+        let mut total = 0;
+        while let Some(r) = work.next().await {
+            total += r?;
+        }
+        Ok(total)
+    })
+    .await?;
+    if total != (PHOTOS * PHOTO_MB * 1024 * 1024) as u64 {
+        bail!("downloaded {total} bytes");
+    }
+    rows.push((
+        format!("photo downloads: the same, {PARALLEL} at a time"),
+        idle,
+        peak,
+        in_flight,
+        "the photos in flight",
+    ));
+
+    // Live streams.
+    let idle = rss(pid)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let (event_bytes, peak) = peak_during(pid, async {
+        let mut streams = Vec::with_capacity(STREAMS);
+        for _ in 0..STREAMS {
+            let r = http
+                .get(format!("{base}/api/v1/alerts/stream"))
+                .bearer_auth(&lead)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("stream: {}", r.status());
+            }
+            let received = received.clone();
+            streams.push(tokio::spawn(async move {
+                let mut body = r.bytes_stream();
+                let (mut events, mut bytes) = (0, 0u64);
+                while events < ALERTS {
+                    let Some(chunk) = body.next().await else {
+                        break;
+                    };
+                    let chunk = chunk?;
+                    bytes += chunk.len() as u64;
+                    events += chunk
+                        .windows(b"event: alert".len())
+                        .filter(|w| *w == b"event: alert")
+                        .count();
+                }
+                received.fetch_add(1, Ordering::Relaxed);
+                anyhow::Ok(bytes)
+            }));
+        }
+        let device = DeviceId::new();
+        let segment = segment_id(&http, &base, &lead).await?;
+        for i in 0..ALERTS {
+            let at = chrono::Utc::now();
+            let mutation = json!({
+                "id": MutationId::new(), "device_seq": i, "type": "issue.report", "at": at,
+                "data": {
+                    "issue_id": IssueId::new(), "segment_id": segment,
+                    "location": {"lon": 118.7445, "lat": 32.0522}, "category": "leak",
+                    "severity": 3, "description": "memory bench", "photos": [], "reported_at": at,
+                },
+            });
+            let r = http
+                .post(format!("{base}/api/v1/sync/push"))
+                .bearer_auth(&patroller)
+                .json(&json!({"device_id": device, "mutations": [mutation]}))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("push: {}", r.status());
+            }
+            let answer: serde_json::Value = r.json().await?;
+            if answer["results"][0]["status"] != "applied" {
+                bail!("the report was not applied: {answer}");
+            }
+        }
+        let mut bytes = 0;
+        for s in streams {
+            bytes += tokio::time::timeout(PATIENCE, s)
+                .await
+                .context("a stream did not receive every alert")???;
+        }
+        Ok(bytes)
+    })
+    .await?;
+    if received.load(Ordering::Relaxed) != STREAMS as u64 {
+        bail!("not every stream finished");
+    }
+    rows.push((
+        format!("live streams: {STREAMS} open, {ALERTS} alerts each"),
+        idle,
+        peak,
+        event_bytes,
+        "the events sent to all streams",
+    ));
+    server.kill()?;
+
+    let mut md = String::from(
+        "| load | idle RSS | peak RSS | growth | baseline | baseline is | growth / baseline |\n| --- | ---: | ---: | ---: | ---: | --- | ---: |\n",
+    );
+    for (what, idle, peak, baseline, meaning) in &rows {
+        let growth = peak.saturating_sub(*idle);
+        md.push_str(&format!(
+            "| {what} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {meaning} | {:.2} |\n",
+            mib(*idle),
+            mib(*peak),
+            mib(growth),
+            mib(*baseline),
+            growth as f64 / *baseline as f64,
+        ));
+    }
+    print!("{md}");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-memory.md");
+    std::fs::write(out, &md)?;
+    Ok(())
+}
+
+/// QHL-02's id, from the segments list.
+async fn segment_id(http: &reqwest::Client, base: &str, token: &str) -> Result<String> {
+    let segments: serde_json::Value = http
+        .get(format!("{base}/api/v1/segments"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    segments["features"]
+        .as_array()
+        .and_then(|f| {
+            f.iter()
+                .find(|s| s["properties"]["code"] == "QHL-02")
+                .and_then(|s| s["properties"]["id"].as_str().map(str::to_owned))
+        })
+        .ok_or_else(|| anyhow!("no QHL-02"))
+}
