@@ -170,7 +170,12 @@ impl Application {
             Err(e) => tracing::warn!(error = %e, "ending drills left running"),
         }
         if let Some(period) = config.flood.check_period {
-            crate::checks::spawn(opened.db.clone(), config.coverage, config.flood, period);
+            // The acceptance time the escalation check judges by is the one the issue lists use.
+            let checks = crate::flood::Settings {
+                accept_within: config.accept_within,
+                ..config.flood
+            };
+            crate::checks::spawn(opened.db.clone(), config.coverage, checks, period);
         }
         let listener = TcpListener::bind(&config.bind)?;
         let port = listener.local_addr()?.port();
