@@ -263,13 +263,8 @@ pub fn stock_moved(
     item_id: &str,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    // No lots wanted here: a date no lot is on or before.
-    let lines = db::stock::view(conn, "0000-00-00")?;
-    if let Some(line) = lines
-        .iter()
-        .find(|l| l.depot_id == depot_id && l.item_id == item_id)
-    {
-        stock_line_changed(conn, line, now)?;
+    if let Some(line) = db::stock::line(conn, depot_id, item_id)? {
+        stock_line_changed(conn, &line, now)?;
     }
     Ok(())
 }
