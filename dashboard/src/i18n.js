@@ -98,6 +98,8 @@ const STRINGS = {
     kind_critical_hazard: '重大险情',
     kind_stock_below_quota: '物资低于定额',
     kind_lot_expiring: '物资临期',
+    kind_dispatch_overdue: '派遣逾期',
+    kind_issue_unaccepted: '受理超时',
   },
   en: {
     title: 'River chief · flood watch · duty dashboard',
@@ -195,6 +197,8 @@ const STRINGS = {
     kind_critical_hazard: 'Critical hazard',
     kind_stock_below_quota: 'Stock below quota',
     kind_lot_expiring: 'Lot expiring',
+    kind_dispatch_overdue: 'Dispatch overdue',
+    kind_issue_unaccepted: 'Not accepted in time',
   },
 };
 

@@ -6,6 +6,11 @@
 //!   applied; it resolves when the issue is closed (verified, rejected or a duplicate), and a reopened
 //!   critical issue raises a new one. The reporter sees the alert, and so its acknowledgement, on
 //!   their device (the receipt).
+//! - A dispatch past its due time raises `dispatch_overdue`, and a report not accepted within the
+//!   configured working time `issue_unaccepted` (both from the scheduled check, `checks`: only time
+//!   makes them true). They resolve in the step that clears the cause ([`issue_changed`]): the issue
+//!   resolved or closed, or dispatched again with another due time; accepted (or any other step out
+//!   of `reported`). The check also resolves what no longer holds.
 //! - A depot's item below its quota raises `stock_below_quota` in the transaction of the movement or
 //!   stocktake that took it there, and resolves in the one that restores it ([`stock_moved`]); the
 //!   scheduled check (`checks`) sweeps the same rule, for quotas changed without a movement.
@@ -16,20 +21,117 @@ use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel};
-use riverchief_shared::domain::{Issue, IssueStatus, Outflow};
+use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
+use riverchief_shared::id::IssueId;
 use serde_json::json;
 
-/// The subject of an issue's alerts.
-pub fn issue_subject(issue: &Issue) -> String {
-    format!("issue:{}", issue.id)
+/// The subject of an issue's alerts: `issue:<id>` (the kind tells its alerts apart).
+pub fn issue_subject(id: IssueId) -> String {
+    format!("issue:{id}")
+}
+
+/// The code of an issue's segment (its id if the segment is gone).
+fn segment_code(conn: &mut Conn, issue: &Issue) -> QueryResult<String> {
+    Ok(db::segments::by_id(conn, issue.segment_id)?
+        .map_or_else(|| issue.segment_id.to_string(), |s| s.properties.code))
+}
+
+fn issue_level(issue: &Issue) -> AlertLevel {
+    if issue.critical {
+        AlertLevel::Critical
+    } else {
+        AlertLevel::Warning
+    }
+}
+
+/// The due time an open `dispatch_overdue` alert was raised for.
+pub fn overdue_alert_due(alert: &riverchief_shared::alert::Alert) -> Option<DateTime<Utc>> {
+    serde_json::from_value(alert.details["due_at"].clone()).ok()
+}
+
+/// `dispatch_overdue` for an issue whose dispatch was due at `due_at`: seen by duty leads, admins,
+/// the assignee and the patrollers of its segment.
+pub fn dispatch_overdue_alert(
+    conn: &mut Conn,
+    issue: &Issue,
+    due_at: DateTime<Utc>,
+) -> QueryResult<NewAlert> {
+    let code = segment_code(conn, issue)?;
+    let due = local_minutes(due_at);
+    Ok(NewAlert {
+        kind: AlertKind::DispatchOverdue,
+        subject: issue_subject(issue.id),
+        drill: false,
+        level: issue_level(issue),
+        message: format!(
+            "派遣逾期：{code} {} {}，应于 {due}（北京时间）前处理完毕，仍未办结",
+            issue.chainage, issue.category_zh
+        ),
+        message_en: format!(
+            "Dispatch overdue: {code} {} {}, due {due} (Beijing time), not yet resolved",
+            issue.chainage, issue.category_en
+        ),
+        segment_id: Some(issue.segment_id),
+        issue_id: Some(issue.id),
+        station: None,
+        owner: issue.assignee,
+        public: false,
+        details: json!({
+            "issue_id": issue.id,
+            "due_at": due_at,
+            "assignee": issue.assignee,
+            "status": issue.status,
+            "category": issue.category,
+            "severity": issue.severity,
+            "chainage": issue.chainage,
+        }),
+    })
+}
+
+/// `issue_unaccepted` for a report that should have been accepted by `accept_by`: seen by duty
+/// leads, admins and the patrollers of its segment.
+pub fn unaccepted_alert(
+    conn: &mut Conn,
+    issue: &Issue,
+    accept_by: DateTime<Utc>,
+) -> QueryResult<NewAlert> {
+    let code = segment_code(conn, issue)?;
+    let reported = local_minutes(issue.reported_at);
+    let by = local_minutes(accept_by);
+    Ok(NewAlert {
+        kind: AlertKind::IssueUnaccepted,
+        subject: issue_subject(issue.id),
+        drill: false,
+        level: issue_level(issue),
+        message: format!(
+            "受理超时：{code} {} {}，{reported}（北京时间）上报，应于 {by} 前受理，仍未受理",
+            issue.chainage, issue.category_zh
+        ),
+        message_en: format!(
+            "Not accepted in time: {code} {} {}, reported {reported} (Beijing time), to be \
+             accepted by {by}",
+            issue.chainage, issue.category_en
+        ),
+        segment_id: Some(issue.segment_id),
+        issue_id: Some(issue.id),
+        station: None,
+        owner: None,
+        public: false,
+        details: json!({
+            "issue_id": issue.id,
+            "reported_at": issue.reported_at,
+            "recorded_at": issue.recorded_at,
+            "accept_by": accept_by,
+            "assignee": issue.assignee,
+            "category": issue.category,
+            "severity": issue.severity,
+            "chainage": issue.chainage,
+        }),
+    })
 }
 
 fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
-    let segment = db::segments::by_id(conn, issue.segment_id)?;
-    let code = segment.as_ref().map_or_else(
-        || issue.segment_id.to_string(),
-        |s| s.properties.code.clone(),
-    );
+    let code = segment_code(conn, issue)?;
     let (outflow_zh, outflow_en) = match issue.outflow {
         Some(Outflow::Muddy) => ("（浑水）", " (muddy)"),
         Some(Outflow::Clear) => ("（清水）", " (clear)"),
@@ -37,7 +139,7 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
     };
     Ok(NewAlert {
         kind: AlertKind::CriticalHazard,
-        subject: issue_subject(issue),
+        subject: issue_subject(issue.id),
         drill: false,
         level: AlertLevel::Critical,
         message: format!(
@@ -67,19 +169,31 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
 }
 
 /// After an issue was reported or changed status (in the same transaction): raises or resolves its
-/// `critical_hazard` alert.
+/// `critical_hazard` alert, and resolves its `dispatch_overdue` (no longer dispatched or in
+/// progress, or dispatched again with another due time) and `issue_unaccepted` (no longer
+/// `reported`) when the step cleared their cause.
 pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> QueryResult<()> {
+    let subject = issue_subject(issue.id);
+    if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
+        let still_late = matches!(
+            issue.status,
+            IssueStatus::Dispatched | IssueStatus::InProgress
+        ) && issue.due_at.is_some()
+            && issue.due_at == overdue_alert_due(&open);
+        if !still_late {
+            alerts::resolve(conn, AlertKind::DispatchOverdue, &subject, false, now)?;
+        }
+    }
+    if issue.status != IssueStatus::Reported
+        && alerts::open_alert(conn, AlertKind::IssueUnaccepted, &subject, false)?.is_some()
+    {
+        alerts::resolve(conn, AlertKind::IssueUnaccepted, &subject, false, now)?;
+    }
     if !issue.critical {
         return Ok(());
     }
     if issue.status.is_closed() {
-        alerts::resolve(
-            conn,
-            AlertKind::CriticalHazard,
-            &issue_subject(issue),
-            false,
-            now,
-        )?;
+        alerts::resolve(conn, AlertKind::CriticalHazard, &subject, false, now)?;
     } else if issue.status == IssueStatus::Reported {
         let new = hazard_alert(conn, issue)?;
         alerts::raise(conn, &new, now)?;
@@ -149,13 +263,8 @@ pub fn stock_moved(
     item_id: &str,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    // No lots wanted here: a date no lot is on or before.
-    let lines = db::stock::view(conn, "0000-00-00")?;
-    if let Some(line) = lines
-        .iter()
-        .find(|l| l.depot_id == depot_id && l.item_id == item_id)
-    {
-        stock_line_changed(conn, line, now)?;
+    if let Some(line) = db::stock::line(conn, depot_id, item_id)? {
+        stock_line_changed(conn, &line, now)?;
     }
     Ok(())
 }

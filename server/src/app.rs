@@ -175,10 +175,15 @@ impl Application {
             shutdown.clone(),
         );
         if let Some(period) = config.flood.check_period {
+            // The acceptance time the escalation check judges by is the one the issue lists use.
+            let checks = crate::flood::Settings {
+                accept_within: config.accept_within,
+                ..config.flood
+            };
             crate::checks::spawn(
                 opened.db.clone(),
                 config.coverage,
-                config.flood,
+                checks,
                 period,
                 shutdown.clone(),
             );

@@ -1,14 +1,17 @@
-//! Time-based checks: segments overdue for the interval in force, lots past or near their date, and
-//! (as a sweep behind the per-movement rule) stock below quota.
+//! Time-based checks: segments overdue for the interval in force, dispatches past their due time,
+//! reports not accepted within the working time allowed (`Settings::accept_within`), lots past or
+//! near their date, and (as a sweep behind the per-movement rule) stock below quota.
 //!
 //! [`run`] takes `now` as a parameter: the scheduler ([`spawn`]) passes the clock, tests pass their
 //! own. It runs in one write transaction and only raises and resolves, both idempotent (`raise` is an
 //! insert-or-ignore on the open-alert key; `resolve` takes the change-log lock before it looks), so
 //! several instances running it at once raise each alert once and need no lock of their own.
 //! An open overdue alert raised under another interval is resolved and raised afresh (the stage
-//! changed: what it says must be what is required now). Drills do not make segments overdue: only
+//! changed: what it says must be what is required now); likewise an open `dispatch_overdue` raised for
+//! another due time (the issue was dispatched again). Drills do not make segments overdue: only
 //! real stages set intervals.
 
+use crate::alerting;
 use crate::coverage::{self, Policy};
 use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, Db, QueryResult};
@@ -18,6 +21,7 @@ use riverchief_shared::alert::{AlertKind, AlertLevel};
 use riverchief_shared::coverage::{is_overdue, CoverageSummary};
 use riverchief_shared::domain::Segment;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// What a check did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +30,10 @@ pub struct Report {
     pub overdue: usize,
     pub lots_expiring: usize,
     pub below_quota: usize,
+    /// Issues dispatched and past their due time (alert raised now or already open).
+    pub dispatches_overdue: usize,
+    /// Reports not accepted in time (alert raised now or already open).
+    pub unaccepted: usize,
 }
 
 pub fn segment_subject(id: impl std::fmt::Display) -> String {
@@ -97,8 +105,10 @@ pub fn resolve_if_covered(
 
 /// Raises `segment_overdue` for every segment whose last covering patrol is older than the interval
 /// in force at `now` (or that was never covered) and resolves it for the others; raises
-/// `lot_expiring` for lots whose date has passed or falls within the window, resolving those no
-/// longer so; and sweeps `stock_below_quota`. In one write transaction.
+/// `dispatch_overdue` and `issue_unaccepted` for the issues late at `now` (see [`issues`]),
+/// resolving those no longer so; raises `lot_expiring` for lots whose date has passed or falls
+/// within the window, resolving those no longer so; and sweeps `stock_below_quota`. In one write
+/// transaction.
 pub fn run(
     conn: &mut Conn,
     policy: &Policy,
@@ -127,11 +137,14 @@ pub fn run(
                 resolve_if_covered(conn, &summary, now)?;
             }
         }
+        let (late, unaccepted) = issues(conn, settings, now)?;
+        report.dispatches_overdue = late;
+        report.unaccepted = unaccepted;
         let by = (now + Duration::days(settings.expiring_within_days))
             .format("%Y-%m-%d")
             .to_string();
         let lines = db::stock::view(conn, &by)?;
-        let mut expiring = std::collections::BTreeSet::new();
+        let mut expiring = BTreeSet::new();
         for line in &lines {
             for lot in &line.lots_expiring {
                 let subject = format!("lot:{}", lot.id);
@@ -199,6 +212,50 @@ pub fn run(
         }
         Ok(report)
     })
+}
+
+/// The issue deadlines of [`run`], in its transaction: answers how many dispatches are overdue and
+/// how many reports are unaccepted at `now`.
+fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResult<(usize, usize)> {
+    let mut late = BTreeSet::new();
+    for d in db::issues::overdue_dispatches(conn, now)? {
+        let subject = alerting::issue_subject(d.issue_id);
+        late.insert(subject.clone());
+        if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
+            if alerting::overdue_alert_due(&open) == Some(d.due_at) {
+                continue;
+            }
+            // Raised for an earlier dispatch: what it says must be the due time now.
+            alerts::resolve(conn, AlertKind::DispatchOverdue, &subject, false, now)?;
+        }
+        if let Some(issue) = db::issues::view(conn, d.issue_id)? {
+            let new = alerting::dispatch_overdue_alert(conn, &issue, d.due_at)?;
+            alerts::raise(conn, &new, now)?;
+        }
+    }
+    for open in alerts::unresolved_of_kind(conn, AlertKind::DispatchOverdue, false)? {
+        if !late.contains(&open.subject) {
+            alerts::resolve(conn, AlertKind::DispatchOverdue, &open.subject, false, now)?;
+        }
+    }
+    let mut waiting = BTreeSet::new();
+    for e in db::issues::unaccepted_escalations(conn, now, settings.accept_within)? {
+        let subject = alerting::issue_subject(e.issue_id);
+        waiting.insert(subject.clone());
+        if alerts::open_alert(conn, AlertKind::IssueUnaccepted, &subject, false)?.is_some() {
+            continue;
+        }
+        if let Some(issue) = db::issues::view(conn, e.issue_id)? {
+            let new = alerting::unaccepted_alert(conn, &issue, e.accept_by)?;
+            alerts::raise(conn, &new, now)?;
+        }
+    }
+    for open in alerts::unresolved_of_kind(conn, AlertKind::IssueUnaccepted, false)? {
+        if !waiting.contains(&open.subject) {
+            alerts::resolve(conn, AlertKind::IssueUnaccepted, &open.subject, false, now)?;
+        }
+    }
+    Ok((late.len(), waiting.len()))
 }
 
 /// Starts the scheduled check on the runtime, every `period`, against the clock. Failures are

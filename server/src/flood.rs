@@ -36,6 +36,10 @@ pub struct Settings {
     pub check_period: Option<std::time::Duration>,
     /// Lots whose date falls within this many days are `lot_expiring`.
     pub expiring_within_days: i64,
+    /// How long a report may wait to be accepted (working time) before the check raises
+    /// `issue_unaccepted`. The server fills it from `Config::accept_within` when it starts the
+    /// scheduled check; the default is [`crate::db::issues::default_accept_within`].
+    pub accept_within: chrono::Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             rise: RiseRules::default(),
             check_period: None,
             expiring_within_days: 60,
+            accept_within: crate::db::issues::default_accept_within(),
         }
     }
 }

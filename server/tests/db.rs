@@ -1031,3 +1031,48 @@ fn the_same_readings_from_two_feeds_at_once_are_stored_once() {
         }
     });
 }
+
+#[test]
+fn one_stock_line_is_the_line_the_whole_view_shows() {
+    on_each_backend("one stock line", |t| {
+        let db = t.open();
+        seeded(&db);
+        let mut conn = db.conn().unwrap();
+        // No lots: a date no lot is on or before, as the alert after a movement reads it.
+        let view = db::stock::view(&mut conn, "0000-00-00").unwrap();
+        assert!(!view.is_empty());
+        for line in &view {
+            assert_eq!(
+                db::stock::line(&mut conn, &line.depot_id, &line.item_id).unwrap(),
+                Some(line.clone())
+            );
+        }
+        // An item with neither quota nor stock has no line, then a quota gives it one, short of all.
+        let depot = view[0].depot_id.clone();
+        let item = uuid::Uuid::now_v7().to_string();
+        db::stock::insert_item(
+            &mut conn,
+            &db::stock::NewItem {
+                id: item.clone(),
+                code: "TEST-BAGS",
+                name: "测试编织袋",
+                name_en: None,
+                unit: "条",
+                category: "bags",
+                ages: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(db::stock::line(&mut conn, &depot, &item).unwrap(), None);
+        db::stock::set_quota(&mut conn, &depot, &item, 40).unwrap();
+        let line = db::stock::line(&mut conn, &depot, &item).unwrap().unwrap();
+        assert_eq!((line.quota, line.on_hand, line.shortfall), (40, 0, 40));
+        assert_eq!(line.item, "TEST-BAGS");
+        let whole = db::stock::view(&mut conn, "0000-00-00").unwrap();
+        assert!(whole.contains(&line));
+        assert_eq!(
+            db::stock::line(&mut conn, "no-such-depot", &item).unwrap(),
+            None
+        );
+    });
+}

@@ -28,16 +28,22 @@ pub enum AlertKind {
     StockBelowQuota,
     /// A lot is past (or near) its expiry or next-inspection date.
     LotExpiring,
+    /// An issue dispatched with a due time that passed before it was resolved or closed.
+    DispatchOverdue,
+    /// A report still not accepted after the configured working time (an escalation).
+    IssueUnaccepted,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 6] = [
+    pub const ALL: [AlertKind; 8] = [
         Self::StageChanged,
         Self::RapidRise,
         Self::SegmentOverdue,
         Self::CriticalHazard,
         Self::StockBelowQuota,
         Self::LotExpiring,
+        Self::DispatchOverdue,
+        Self::IssueUnaccepted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,8 @@ impl AlertKind {
             Self::CriticalHazard => "critical_hazard",
             Self::StockBelowQuota => "stock_below_quota",
             Self::LotExpiring => "lot_expiring",
+            Self::DispatchOverdue => "dispatch_overdue",
+            Self::IssueUnaccepted => "issue_unaccepted",
         }
     }
 

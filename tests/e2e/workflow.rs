@@ -1491,3 +1491,213 @@ async fn two_duty_leads_dispatch_to_different_people_and_the_same_dispatch_stand
     }
     Ok(())
 }
+
+/// The scheduled check at `now` (the test's clock), with the acceptance time `accept_within`.
+fn check_at(
+    server: &TestServer,
+    now: chrono::DateTime<chrono::Utc>,
+    accept_within: chrono::Duration,
+) -> Result<riverchief_server::checks::Report> {
+    let db = server.open_db()?;
+    let mut conn = db.conn()?;
+    Ok(riverchief_server::checks::run(
+        &mut conn,
+        &riverchief_server::coverage::Policy::default(),
+        &riverchief_server::flood::Settings {
+            accept_within,
+            ..Default::default()
+        },
+        now,
+    )?)
+}
+
+/// The alerts of `kind` about `issue` this viewer sees, active and resolved.
+async fn issue_alerts(http: &Http, kind: &str, issue: IssueId) -> Result<Vec<Value>> {
+    let list = http
+        .get(&format!("/api/v1/alerts?kind={kind}&state=all"))
+        .await?;
+    Ok(list["alerts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|a| a["issue_id"] == json!(issue))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+#[tokio::test]
+async fn late_dispatches_and_unaccepted_reports_raise_alerts_until_the_step_that_clears_them(
+) -> Result<()> {
+    use riverchief_shared::domain::local_minutes;
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let day = riverchief_server::db::issues::default_accept_within();
+    let (zhang, chen, admin) = (
+        login(&base, "zhangwei").await?,
+        login(&base, "chen").await?,
+        login(&base, "admin").await?,
+    );
+    let lead = Http::new(&base, &chen);
+    // An emergency crew member assigned no segment: sees a late dispatch only as its assignee.
+    let (s, made) = call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/users"),
+        Some(&admin),
+        Some(&json!({"username": "wanggang", "display_name": "王刚 (抢险队)", "role": "patroller", "password": DEMO_PASSWORD})),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let wang_id = uid(made["user"]["id"].as_str().unwrap_or_default())?;
+    let wang_token = login(&base, "wanggang").await?;
+    let wang = Http::new(&base, &wang_token);
+
+    // A dispatch due in two hours: not late before then, late after, one alert however often the
+    // check runs.
+    let late = report_by_push(&base, &zhang, "堤顶垃圾待清").await?;
+    let (s, b) = post_event(&base, &chen, late, json!({"kind": "accepted"})).await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let due = chrono::Utc::now() + chrono::Duration::hours(2);
+    let (s, b) = post_event(
+        &base,
+        &chen,
+        late,
+        json!({"kind": "dispatched", "assignee": wang_id, "due_at": due.to_rfc3339()}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let issue = get_issue(&lead, late).await?;
+    let due = issue.due_at.ok_or_else(|| anyhow!("no due time"))?;
+    let report = check_at(&server, due - chrono::Duration::minutes(1), day)?;
+    assert_eq!(report.dispatches_overdue, 0);
+    assert!(issue_alerts(&lead, "dispatch_overdue", late)
+        .await?
+        .is_empty());
+    let after = due + chrono::Duration::hours(1);
+    assert_eq!(check_at(&server, after, day)?.dispatches_overdue, 1);
+    assert_eq!(
+        check_at(&server, after + chrono::Duration::minutes(5), day)?.dispatches_overdue,
+        1
+    );
+    let seen = issue_alerts(&lead, "dispatch_overdue", late).await?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let alert = &seen[0];
+    assert_eq!(alert["state"], "open", "{alert}");
+    assert_eq!(alert["level"], "warning");
+    assert_eq!(alert["subject"], format!("issue:{late}"));
+    assert_eq!(alert["details"]["assignee"], json!(wang_id));
+    assert_eq!(alert["details"]["issue_id"], json!(late));
+    let message = alert["message"].as_str().unwrap_or_default();
+    for part in [
+        "派遣逾期",
+        "QHL-02",
+        &issue.chainage,
+        &issue.category_zh,
+        &local_minutes(due),
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    let message_en = alert["message_en"].as_str().unwrap_or_default();
+    assert!(
+        message_en.contains("QHL-02") && message_en.contains(&local_minutes(due)),
+        "{message_en}"
+    );
+    // The assignee sees it; a step that does not clear the cause leaves it open.
+    let theirs = issue_alerts(&wang, "dispatch_overdue", late).await?;
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert_eq!(theirs[0]["id"], alert["id"]);
+    let (s, b) = post_event(&base, &wang_token, late, json!({"kind": "in_progress"})).await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        issue_alerts(&lead, "dispatch_overdue", late).await?[0]["state"],
+        "open"
+    );
+    // Resolved by the assignee: the alert resolves in that step, and stays so.
+    let (s, b) = post_event(
+        &base,
+        &wang_token,
+        late,
+        json!({"kind": "resolved", "note": "已清理"}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let seen = issue_alerts(&lead, "dispatch_overdue", late).await?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["state"], "resolved", "{seen:?}");
+    assert!(seen[0]["resolved_at"].is_string());
+    assert_eq!(check_at(&server, after, day)?.dispatches_overdue, 0);
+    assert_eq!(
+        issue_alerts(&lead, "dispatch_overdue", late).await?.len(),
+        1
+    );
+
+    // Dispatched again with a later due time: the late one's alert resolves at once.
+    let again = report_by_push(&base, &zhang, "护坡杂物").await?;
+    let (s, b) = post_event(
+        &base,
+        &chen,
+        again,
+        json!({"kind": "dispatched", "assignee": wang_id, "due_at": due.to_rfc3339()}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(check_at(&server, after, day)?.dispatches_overdue, 1);
+    assert_eq!(
+        issue_alerts(&lead, "dispatch_overdue", again).await?[0]["state"],
+        "open"
+    );
+    let (s, b) = post_event(
+        &base,
+        &chen,
+        again,
+        json!({"kind": "dispatched", "assignee": wang_id, "due_at": (after + chrono::Duration::days(7)).to_rfc3339()}),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let seen = issue_alerts(&lead, "dispatch_overdue", again).await?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["state"], "resolved", "{seen:?}");
+    assert_eq!(check_at(&server, after, day)?.dispatches_overdue, 0);
+
+    // A report nobody accepts: escalated once one working day has passed (three calendar days
+    // cover any weekend), seen by duty leads, not by a patroller it does not concern.
+    let waiting = report_by_push(&base, &zhang, "堤脚积水").await?;
+    let reported_at = get_issue(&lead, waiting).await?.reported_at;
+    let now = chrono::Utc::now();
+    assert_eq!(check_at(&server, now, day)?.unaccepted, 0);
+    assert!(issue_alerts(&lead, "issue_unaccepted", waiting)
+        .await?
+        .is_empty());
+    let later = now + chrono::Duration::days(3);
+    assert_eq!(check_at(&server, later, day)?.unaccepted, 1);
+    assert_eq!(check_at(&server, later, day)?.unaccepted, 1);
+    let seen = issue_alerts(&lead, "issue_unaccepted", waiting).await?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["state"], "open");
+    assert_eq!(seen[0]["subject"], format!("issue:{waiting}"));
+    let message = seen[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("受理超时")
+            && message.contains("QHL-02")
+            && message.contains(&local_minutes(reported_at)),
+        "{message}"
+    );
+    assert!(issue_alerts(&wang, "issue_unaccepted", waiting)
+        .await?
+        .is_empty());
+    // The acceptance time comes from the settings: with a longer one it is no longer late.
+    let week = chrono::Duration::hours(24 * 5);
+    assert_eq!(check_at(&server, later, week)?.unaccepted, 0);
+    let seen = issue_alerts(&lead, "issue_unaccepted", waiting).await?;
+    assert_eq!(seen[0]["state"], "resolved", "{seen:?}");
+    assert_eq!(check_at(&server, later, day)?.unaccepted, 1);
+    // Accepted: the escalation resolves in that step.
+    let (s, b) = post_event(&base, &chen, waiting, json!({"kind": "accepted"})).await?;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let seen = issue_alerts(&lead, "issue_unaccepted", waiting).await?;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|a| a["state"] == "resolved"), "{seen:?}");
+    assert_eq!(check_at(&server, later, day)?.unaccepted, 0);
+    Ok(())
+}

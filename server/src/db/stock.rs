@@ -410,6 +410,57 @@ pub fn view(conn: &mut Conn, expiring_by: &str) -> QueryResult<Vec<StockLine>> {
     Ok(out)
 }
 
+/// One depot's item as [`view`] answers it, without lots: its quota and balance in one query (what
+/// the stock alert judges after each movement). `None` when the pair has neither a quota nor a
+/// balance, or the depot or item is unknown.
+pub fn line(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<Option<StockLine>> {
+    // Depot code, item code, name and unit, quota, on hand.
+    type LineRow = (String, String, String, String, Option<i64>, Option<i64>);
+    let row: Option<LineRow> = depots::table
+        .inner_join(items::table.on(items::id.eq(item_id.to_owned())))
+        .left_join(
+            quotas::table.on(quotas::depot_id
+                .eq(depots::id)
+                .and(quotas::item_id.eq(items::id))),
+        )
+        .left_join(
+            stock_balances::table.on(stock_balances::depot_id
+                .eq(depots::id)
+                .and(stock_balances::item_id.eq(items::id))),
+        )
+        .filter(depots::id.eq(depot_id.to_owned()))
+        .select((
+            depots::code,
+            items::code,
+            items::name,
+            items::unit,
+            quotas::quantity.nullable(),
+            stock_balances::on_hand.nullable(),
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.and_then(|(depot, item, item_name, unit, quota, on_hand)| {
+            if quota.is_none() && on_hand.is_none() {
+                return None;
+            }
+            let (quota, on_hand) = (quota.unwrap_or(0), on_hand.unwrap_or(0));
+            Some(StockLine {
+                depot,
+                depot_id: depot_id.to_owned(),
+                item_id: item_id.to_owned(),
+                item,
+                item_name,
+                unit,
+                quota,
+                on_hand,
+                shortfall: (quota - on_hand).max(0),
+                lots_expiring: Vec::new(),
+            })
+        }),
+    )
+}
+
 /// A ledger row as the history shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MovementView {

@@ -56,6 +56,8 @@ fn kind_zh(k: AlertKind) -> &'static str {
         AlertKind::CriticalHazard => "险情",
         AlertKind::StockBelowQuota => "物资低于定额",
         AlertKind::LotExpiring => "物资批次到期",
+        AlertKind::DispatchOverdue => "派遣逾期",
+        AlertKind::IssueUnaccepted => "受理超时",
     }
 }
 
