@@ -157,11 +157,13 @@ impl Application {
         }
         let sweep_db = opened.db.clone();
         match sweep_db
-            .run(|conn| -> Result<usize, crate::error::AppError> { Ok(crate::drill::sweep(conn)?) })
+            .run(|conn| -> Result<usize, crate::error::AppError> {
+                Ok(crate::drill::sweep(conn, chrono::Utc::now())?)
+            })
             .await
         {
             Ok(0) => {}
-            Ok(n) => tracing::info!(ended = n, "ended drills left running by a previous start"),
+            Ok(n) => tracing::info!(ended = n, "ended drills whose replay died"),
             Err(e) => tracing::warn!(error = %e, "ending drills left running"),
         }
         let listener = TcpListener::bind(&config.bind)?;

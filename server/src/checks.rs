@@ -34,6 +34,8 @@ pub struct Report {
     pub dispatches_overdue: usize,
     /// Reports not accepted in time (alert raised now or already open).
     pub unaccepted: usize,
+    /// Drills ended because their replay died (see `drill::sweep_dead`).
+    pub drills_ended: usize,
 }
 
 pub fn segment_subject(id: impl std::fmt::Display) -> String {
@@ -137,6 +139,7 @@ pub fn run(
                 resolve_if_covered(conn, &summary, now)?;
             }
         }
+        report.drills_ended = crate::drill::sweep_dead(conn, now)?;
         let (late, unaccepted) = issues(conn, settings, now)?;
         report.dispatches_overdue = late;
         report.unaccepted = unaccepted;

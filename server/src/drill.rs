@@ -6,9 +6,11 @@
 //! `drill` (deduplicated apart from real alerts). The replay is a tokio task in the server that
 //! started it: each step feeds the readings whose time has come (`speed` seconds of series per
 //! second of wall time) through [`crate::flood::ingest`], in a transaction that first checks the
-//! drill is still running. Stopping (or finishing) resolves the drill's open alerts. Nothing keeps a
-//! drill across a restart: a server starting up ends every drill still marked running ([`sweep`]),
-//! including, with several instances on one database, drills another instance was replaying.
+//! drill is still running. Stopping (or finishing) resolves the drill's open alerts. Nothing resumes a
+//! drill after a restart: a drill whose replay died with its process stays marked running until the
+//! time its replay should have ended has passed, then the next start-up or scheduled check ends it
+//! ([`sweep`]); a duty lead may stop it at once. A drill another live instance is replaying is never
+//! ended by this.
 
 use crate::coverage::Policy;
 use crate::db::alerts;
@@ -72,17 +74,44 @@ pub fn end(conn: &mut Conn, id: &str, state: DrillState, now: DateTime<Utc>) -> 
     Ok(true)
 }
 
-/// Ends every drill still marked running (at start-up: their replay died with the process).
-pub fn sweep(conn: &mut Conn) -> QueryResult<usize> {
-    db::write_transaction(conn, |conn| {
-        let mut n = 0;
-        for id in store::running_drills(conn)? {
-            if end(conn, &id, DrillState::Stopped, Utc::now())? {
-                n += 1;
-            }
+/// How long past its expected end a drill still marked running is taken for dead: a minute, plus a
+/// tenth of its run (a busy machine replays a little late).
+fn grace(run: chrono::Duration) -> chrono::Duration {
+    chrono::Duration::seconds(60) + run / 10
+}
+
+/// When a drill's replay should finish: its series' span divided by its speed, after its start.
+fn expected_end(d: &store::DrillRow) -> (DateTime<Utc>, chrono::Duration) {
+    let span = match (d.series.first(), d.series.last()) {
+        (Some(a), Some(b)) => b.observed_at - a.observed_at,
+        _ => chrono::Duration::zero(),
+    };
+    let run_ms = span.num_milliseconds() as f64 / d.speed.max(f64::MIN_POSITIVE);
+    let run = chrono::Duration::milliseconds(run_ms.clamp(0.0, 1e14) as i64);
+    (d.started_at + run, run)
+}
+
+/// Ends every drill still marked running whose replay should have finished by `now` (see
+/// [`grace`]): the process replaying it died. A drill that another live instance is replaying is
+/// within its time and left alone, so an instance starting up never stops a neighbour's drill. Run in
+/// the caller's write transaction (at start-up, and by every scheduled check).
+pub fn sweep_dead(conn: &mut Conn, now: DateTime<Utc>) -> QueryResult<usize> {
+    let mut n = 0;
+    for id in store::running_drills(conn)? {
+        let Some(d) = store::drill(conn, &id, true)? else {
+            continue;
+        };
+        let (end_at, run) = expected_end(&d);
+        if now > end_at + grace(run) && end(conn, &id, DrillState::Stopped, now)? {
+            n += 1;
         }
-        Ok(n)
-    })
+    }
+    Ok(n)
+}
+
+/// [`sweep_dead`] in a write transaction of its own.
+pub fn sweep(conn: &mut Conn, now: DateTime<Utc>) -> QueryResult<usize> {
+    db::write_transaction(conn, |conn| sweep_dead(conn, now))
 }
 
 enum Step {

@@ -1076,3 +1076,52 @@ fn one_stock_line_is_the_line_the_whole_view_shows() {
         );
     });
 }
+
+#[test]
+fn a_drill_is_swept_only_once_its_replay_should_have_ended() {
+    use riverchief_server::db::flood as store;
+    use riverchief_shared::flood::{DrillState, Reading};
+    on_each_backend("drill sweep", |t| {
+        let db = t.open();
+        let (user, _) = seeded(&db);
+        let mut conn = db.conn().unwrap();
+        let station = store::station(&mut conn, "DONGSHAN").unwrap().unwrap();
+        let t0 = chrono::Utc::now();
+        // 10 hours of series at an hour a second: a 10 s replay, started now by a live instance.
+        let series: Vec<Reading> = (0..=10)
+            .map(|h| Reading {
+                observed_at: t0 - chrono::Duration::hours(10 - h),
+                level_m: 8.0 + h as f64 * 0.1,
+            })
+            .collect();
+        let id = uuid::Uuid::now_v7().to_string();
+        store::insert_drill(
+            &mut conn,
+            &store::DrillRow {
+                id: id.clone(),
+                station_id: station.id.clone(),
+                speed: 3600.0,
+                state: DrillState::Running,
+                readings_total: series.len() as i64,
+                series,
+                readings_fed: 0,
+                started_by: user.id,
+                started_at: t0,
+                ended_at: None,
+            },
+        )
+        .unwrap();
+        let state = |conn: &mut Conn| store::drill(conn, &id, false).unwrap().unwrap().state;
+        // Another instance starting during the replay (or within the grace) leaves it alone.
+        for later in [0, 10, 60] {
+            let at = t0 + chrono::Duration::seconds(later);
+            assert_eq!(riverchief_server::drill::sweep(&mut conn, at).unwrap(), 0);
+            assert_eq!(state(&mut conn), DrillState::Running, "{later} s");
+        }
+        // Past its end and the grace, its replay must have died: it is stopped, once.
+        let late = t0 + chrono::Duration::seconds(75);
+        assert_eq!(riverchief_server::drill::sweep(&mut conn, late).unwrap(), 1);
+        assert_eq!(state(&mut conn), DrillState::Stopped);
+        assert_eq!(riverchief_server::drill::sweep(&mut conn, late).unwrap(), 0);
+    });
+}

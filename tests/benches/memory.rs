@@ -1,15 +1,16 @@
 //! The server's memory under load, measured on the real server binary (`rc-server serve`, release
 //! build, SQLite) from `/proc/<pid>/status`, sampled every 5 ms while each load runs:
 //!
-//! - photo uploads: `PHOTOS` photos of `PHOTO_MB` MiB, `PARALLEL` at a time, each in one tus `PATCH`;
+//! - photo uploads: photos of 4 MiB, then of 32 MiB, `PARALLEL` at a time, each in one tus `PATCH`;
 //! - photo downloads: the same photos fetched back, `PARALLEL` at a time;
 //! - live streams: `STREAMS` alert streams (`GET /alerts/stream`) held open while `ALERTS` critical
 //!   hazards are reported and each stream receives every alert.
 //!
-//! Each figure is the growth of the resident set over the idle server measured in the same run,
-//! beside a baseline of what the load would cost a server that held its data in memory: the bytes
-//! in flight at once (`PARALLEL` × a photo) for photos, and the bytes of events sent to all streams
-//! for streams. A ratio well under 1 is memory that stays flat whatever the size of the data.
+//! Each figure is the growth of the resident set over the server just before the load, in the same
+//! run, beside a baseline: for photos, what a server holding the data in memory would need (the
+//! photos in flight at once, `PARALLEL` × a photo); a ratio that falls as the photos grow is memory
+//! that does not follow the data. For streams, the growth of the same server holding as many idle
+//! keep-alive HTTP connections (one `GET /healthz` each): what any open connection costs.
 //!
 //! Run: `cargo bench -p riverchief-tests --bench memory`. Figures go to stdout and
 //! `target/bench-memory.md`; the latest are kept in `docs/benchmarks.md`.
@@ -25,8 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PHOTOS: usize = 24;
-const PHOTO_MB: usize = 16;
+/// (photo size in MiB, how many): the same load at two sizes, so that memory that grew with the
+/// size of the data would show.
+const PHOTO_RUNS: [(usize, usize); 2] = [(4, 24), (32, 12)];
 const PARALLEL: usize = 4;
 const STREAMS: usize = 300;
 const ALERTS: usize = 20;
@@ -145,58 +147,88 @@ async fn main() -> Result<()> {
         .await?;
     let mut rows = Vec::new();
 
-    // Photo uploads.
-    let photos: Vec<Vec<u8>> = (0..PHOTOS)
-        .map(|i| fake_jpeg(PHOTO_MB * 1024 * 1024, i as u64 + 1))
-        .collect();
-    let shas: Vec<String> = photos.iter().map(|p| Sha256::of(p).hex()).collect();
+    for (size_mb, count) in PHOTO_RUNS {
+        let size = size_mb * 1024 * 1024;
+        let photos: Vec<Vec<u8>> = (0..count)
+            .map(|i| fake_jpeg(size, (size_mb * 1000 + i) as u64))
+            .collect();
+        let shas: Vec<String> = photos.iter().map(|p| Sha256::of(p).hex()).collect();
+        let in_flight = (PARALLEL * size) as u64;
+
+        let idle = rss(pid)?;
+        let ((), peak) = peak_during(pid, async {
+            let mut work = futures_util::stream::iter(photos.into_iter().map(|p| {
+                let (http, base, token) = (http.clone(), base.clone(), patroller.clone());
+                async move { upload(&http, &base, &token, p).await }
+            }))
+            .buffer_unordered(PARALLEL);
+            while let Some(r) = work.next().await {
+                r?;
+            }
+            Ok(())
+        })
+        .await?;
+        rows.push((
+            format!("photo uploads: {count} × {size_mb} MiB, {PARALLEL} at a time"),
+            idle,
+            peak,
+            in_flight,
+            "the photos in flight",
+        ));
+
+        let idle = rss(pid)?;
+        let (total, peak) = peak_during(pid, async {
+            let mut work = futures_util::stream::iter(shas.iter().map(|sha| {
+                let (http, base, token, sha) =
+                    (http.clone(), base.clone(), lead.clone(), sha.clone());
+                async move { download(&http, &base, &token, &sha).await }
+            }))
+            .buffer_unordered(PARALLEL);
+            let mut total = 0;
+            while let Some(r) = work.next().await {
+                total += r?;
+            }
+            Ok(total)
+        })
+        .await?;
+        if total != (count * size) as u64 {
+            bail!("downloaded {total} bytes");
+        }
+        rows.push((
+            format!("photo downloads: the same, {PARALLEL} at a time"),
+            idle,
+            peak,
+            in_flight,
+            "the photos in flight",
+        ));
+    }
+
+    // The baseline for streams: as many idle keep-alive connections.
     let idle = rss(pid)?;
-    let ((), peak) = peak_during(pid, async {
-        let mut work = futures_util::stream::iter(photos.into_iter().map(|p| {
-            let (http, base, token) = (http.clone(), base.clone(), patroller.clone());
-            async move { upload(&http, &base, &token, p).await }
+    let idle_http = reqwest::Client::builder()
+        .pool_max_idle_per_host(STREAMS)
+        .build()?;
+    let ((), connections_peak) = peak_during(pid, async {
+        let mut work = futures_util::stream::iter((0..STREAMS).map(|_| {
+            let (http, base) = (idle_http.clone(), base.clone());
+            async move {
+                let r = http.get(format!("{base}/healthz")).send().await?;
+                r.bytes().await?;
+                anyhow::Ok(())
+            }
         }))
-        .buffer_unordered(PARALLEL);
+        .buffer_unordered(STREAMS);
         while let Some(r) = work.next().await {
             r?;
         }
+        // Held open a moment, as the streams will be.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         Ok(())
     })
     .await?;
-    let in_flight = (PARALLEL * PHOTO_MB * 1024 * 1024) as u64;
-    rows.push((
-        format!("photo uploads: {PHOTOS} × {PHOTO_MB} MiB, {PARALLEL} at a time"),
-        idle,
-        peak,
-        in_flight,
-        "the photos in flight",
-    ));
-
-    // Photo downloads.
-    let idle = rss(pid)?;
-    let (total, peak) = peak_during(pid, async {
-        let mut work = futures_util::stream::iter(shas.iter().map(|sha| {
-            let (http, base, token, sha) = (http.clone(), base.clone(), lead.clone(), sha.clone());
-            async move { download(&http, &base, &token, &sha).await }
-        }))
-        .buffer_unordered(PARALLEL);
-        let mut total = 0;
-        while let Some(r) = work.next().await {
-            total += r?;
-        }
-        Ok(total)
-    })
-    .await?;
-    if total != (PHOTOS * PHOTO_MB * 1024 * 1024) as u64 {
-        bail!("downloaded {total} bytes");
-    }
-    rows.push((
-        format!("photo downloads: the same, {PARALLEL} at a time"),
-        idle,
-        peak,
-        in_flight,
-        "the photos in flight",
-    ));
+    let connections_growth = connections_peak.saturating_sub(idle);
+    drop(idle_http);
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Live streams.
     let idle = rss(pid)?;
@@ -269,12 +301,13 @@ async fn main() -> Result<()> {
     if received.load(Ordering::Relaxed) != STREAMS as u64 {
         bail!("not every stream finished");
     }
+    std::hint::black_box(event_bytes);
     rows.push((
         format!("live streams: {STREAMS} open, {ALERTS} alerts each"),
         idle,
         peak,
-        event_bytes,
-        "the events sent to all streams",
+        connections_growth,
+        "as many idle keep-alive connections",
     ));
     server.kill()?;
 
