@@ -128,20 +128,41 @@ struct Stream {
     feed: watch::Receiver<i64>,
     keepalive: tokio::time::Interval,
     shutdown: CancellationToken,
-    /// The hash of the token the stream was opened with: checked again before every read and at
-    /// every keep-alive, so a revoked token, a deactivated account or a changed role ends the stream
+    /// The hash of the token the stream was opened with: checked again at every keep-alive and, at
+    /// most every [`TOKEN_CHECK_EVERY`], before a read, so a revoked token, a deactivated account or a changed role ends the stream
     /// (the client reconnects, and gets 401 or the new role's view).
     token_hash: String,
+    /// When the token was last found good.
+    token_checked: Option<std::time::Instant>,
 }
+
+/// How many streams of this process read the database at once. When an alert wakes every stream,
+/// each would otherwise take a thread of the blocking pool to wait for one of the few pooled
+/// connections: hundreds of idle threads, each with its stack, for no gain. The reads are short, so
+/// a few at a time keep the latency low and the memory flat (see `tests/benches/memory.rs`).
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// A stream checks its token again at most this often on reads (and at every keep-alive).
+const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 impl Stream {
     /// Whether the token still stands for the same user with the same role.
-    async fn still_allowed(&self) -> bool {
+    async fn still_allowed(&mut self) -> bool {
+        if self
+            .token_checked
+            .is_some_and(|at| at.elapsed() < TOKEN_CHECK_EVERY)
+        {
+            return true;
+        }
         let (hash, viewer, role) = (self.token_hash.clone(), self.viewer, self.role);
+        let Ok(_permit) = READS.acquire().await else {
+            return false;
+        };
         let owner = self
             .db
             .run(move |c| crate::db::users::by_token(c, &hash).map_err(anyhow::Error::from))
             .await;
+        self.token_checked = Some(std::time::Instant::now());
         match owner {
             Ok(Some(o)) => o.user.id == viewer && o.user.role == role,
             Ok(None) => false,
@@ -164,6 +185,9 @@ impl Stream {
                     return None;
                 }
                 let (viewer, role, after) = (self.viewer, self.role, self.after);
+                let Ok(permit) = READS.acquire().await else {
+                    return None;
+                };
                 let page = self
                     .db
                     .run(move |c| {
@@ -171,6 +195,7 @@ impl Stream {
                             .map_err(anyhow::Error::from)
                     })
                     .await;
+                drop(permit);
                 let page = match page {
                     Ok(p) => p,
                     Err(e) => {
@@ -199,6 +224,7 @@ impl Stream {
                     self.read = true;
                 }
                 _ = self.keepalive.tick() => {
+                    self.token_checked = None;
                     if !self.still_allowed().await {
                         return None;
                     }
@@ -251,6 +277,8 @@ async fn stream(
         keepalive,
         shutdown: state.shutdown.clone(),
         token_hash,
+        // Just checked by the extractor.
+        token_checked: Some(std::time::Instant::now()),
     };
     let body = futures_util::stream::unfold(s, |mut s| async move {
         s.next()
