@@ -128,6 +128,19 @@ struct ServeArgs {
     /// which are the demo file's when --demo is given).
     #[arg(long, env = "RIVERCHIEF_PATROL_INTERVALS", value_parser = parse_intervals)]
     patrol_intervals: Option<Intervals>,
+    /// A patrol covers a segment when it passes along at least this fraction of it, 0 < F <= 1
+    /// [default: 0.8].
+    #[arg(long, env = "RIVERCHIEF_COVERING_RATIO", value_parser = parse_fraction)]
+    covering_ratio: Option<f64>,
+    /// Fixes whose reported accuracy is worse than this many metres count for nothing [default: 50].
+    #[arg(long, env = "RIVERCHIEF_MAX_ACCURACY_M", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_accuracy_m: Option<u32>,
+    /// Two fixes further apart than this many metres cover nothing between them [default: 150].
+    #[arg(long, env = "RIVERCHIEF_MAX_STEP_M", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_step_m: Option<u32>,
+    /// Two fixes further apart than this many seconds cover nothing between them [default: 120].
+    #[arg(long, env = "RIVERCHIEF_MAX_STEP_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    max_step_seconds: Option<u32>,
     /// How long a report may wait to be accepted before it is escalated, in working hours
     /// (Monday to Friday round the clock, Asia/Shanghai) [default: 24, one working day].
     #[arg(long, env = "RIVERCHIEF_ACCEPT_WITHIN_HOURS", value_parser = clap::value_parser!(u32).range(1..=2000))]
@@ -197,6 +210,15 @@ impl WebhookArgs {
 /// `--patrol-intervals`, parsed: (stage, minutes) pairs.
 #[derive(Debug, Clone)]
 struct Intervals(Vec<(String, i64)>);
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!(
+            "{s:?} is not a fraction above 0 and at most 1 (0.8 = 80 %)"
+        )),
+    }
+}
 
 fn parse_intervals(s: &str) -> Result<Intervals, String> {
     s.split(',')
@@ -400,6 +422,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.login.trust_forwarded = args.trust_forwarded;
     if config.demo {
         config.coverage.requirement = crate::demo::requirement()?;
+    }
+    let rules = &mut config.coverage.rules;
+    if let Some(f) = args.covering_ratio {
+        rules.covering_ratio = f;
+    }
+    if let Some(m) = args.max_accuracy_m {
+        rules.max_accuracy_m = f64::from(m);
+    }
+    if let Some(m) = args.max_step_m {
+        rules.max_step_m = f64::from(m);
+    }
+    if let Some(s) = args.max_step_seconds {
+        rules.max_step = chrono::Duration::seconds(i64::from(s));
     }
     for (stage, minutes) in args.patrol_intervals.map(|i| i.0).unwrap_or_default() {
         let r = &mut config.coverage.requirement;

@@ -355,3 +355,72 @@ async fn a_gpx_import_covers_what_the_same_points_pushed_cover() -> Result<()> {
     assert_eq!(feature(&all, "QHR-02")?["properties"]["patrols"], 0);
     Ok(())
 }
+
+/// The operator sets what counts as covering: with `--covering-ratio 0.6` a patrol along 70 % of a
+/// segment covers it (it would not at the default 80 %); a value out of range stops the server at
+/// start with the flag named.
+#[tokio::test]
+async fn the_operator_sets_the_covering_rules_from_the_command_line() -> Result<()> {
+    let bin = env!("CARGO_BIN_EXE_rc-server");
+    let dir = tempfile::tempdir()?;
+    let db = riverchief_tests::TestDb::fresh(dir.path())?;
+    let server = riverchief_tests::ServerProcess::start_with(
+        bin,
+        dir.path(),
+        &db,
+        0,
+        &["--covering-ratio", "0.6", "--max-accuracy-m", "20"],
+    )
+    .await?;
+    let base = server.url();
+    let phone_dir = tempfile::tempdir()?;
+    let zhang = phone(phone_dir.path(), &base, "zhangwei").await?;
+    let qhl02 = segment(&zhang, "QHL-02").await?;
+    let t0 = Utc::now() - Duration::minutes(30);
+    patrol(&zhang, &qhl02, &walk_part(&qhl02, 0.0, 0.7, t0, false)?).await?;
+    let lead = Http::new(&base, &login(&base, "chen").await?);
+    let w = window(t0 - Duration::minutes(5), Utc::now());
+    let all = lead.get(&format!("/api/v1/coverage?{w}")).await?;
+    let p = &feature(&all, "QHL-02")?["properties"];
+    let ratio = p["ratio"].as_f64().unwrap_or(-1.0);
+    assert!((ratio - 0.7).abs() <= 0.03, "{p}");
+    assert!(p["last_covered"].is_string(), "70 % covers at 0.6: {p}");
+    // The rest of the segment walked with fixes of 30 m accuracy: they would count at the default
+    // (50 m), but count for nothing at --max-accuracy-m 20, so the ratio stays where it was.
+    let vague: Vec<TrackPoint> =
+        walk_part(&qhl02, 0.7, 1.0, Utc::now() - Duration::minutes(10), false)?
+            .into_iter()
+            .map(|mut p| {
+                p.accuracy_m = Some(30.0);
+                p
+            })
+            .collect();
+    patrol(&zhang, &qhl02, &vague).await?;
+    assert_eq!(zhang.status().await?.pending, 0, "the patrol was sent");
+    let all = lead.get(&format!("/api/v1/coverage?{w}")).await?;
+    let p = &feature(&all, "QHL-02")?["properties"];
+    let after = p["ratio"].as_f64().unwrap_or(-1.0);
+    assert!(
+        (after - ratio).abs() < 1e-9,
+        "vague fixes counted: {ratio} → {p}"
+    );
+    server.kill()?;
+
+    for bad in ["0", "1.5", "x"] {
+        let out = std::process::Command::new(bin)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--covering-ratio",
+                bad,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()?;
+        assert!(!out.status.success(), "started with --covering-ratio {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--covering-ratio"), "{err}");
+    }
+    Ok(())
+}
