@@ -446,11 +446,11 @@ function drawIssue(i) {
 }
 
 /**
- * The people a duty lead can dispatch to: the server's user list when this user may read it (admins),
+ * The people a duty lead can dispatch to: the server's user list (duty leads and admins read it),
  * else those who patrolled the issue's segment in the last week.
  */
 async function people(issue) {
-  if (state.user?.role === 'admin') {
+  if (state.user?.role === 'admin' || state.user?.role === 'duty_lead') {
     try {
       const body = await api.optional('/api/v1/users');
       const list = body ? (Array.isArray(body) ? body : body.users || []) : [];

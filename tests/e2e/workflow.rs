@@ -471,8 +471,30 @@ async fn who_may_take_which_step_and_forbidden_ones_change_nothing() -> Result<(
     // Admin endpoints: patrollers and duty leads get 403 and nothing changes.
     let some_user = user_id(&base, "zhangwei").await?;
     let before = server.db.digest()?;
+    // The account list: duty leads read it (whom to dispatch to), patrollers may not.
+    let (status, b) = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/users"),
+        Some(&token("chen")),
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert!(
+        b["users"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["username"] == "zhangwei")),
+        "{b}"
+    );
+    let (status, b) = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/users"),
+        Some(&token("lina")),
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{b}");
     let admin_calls: Vec<(reqwest::Method, String, Option<Value>)> = vec![
-        (reqwest::Method::GET, "/api/v1/users".into(), None),
         (
             reqwest::Method::POST,
             "/api/v1/users".into(),

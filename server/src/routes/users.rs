@@ -1,4 +1,4 @@
-//! User administration (admins only): `GET/POST /users`, `PATCH /users/{id}` (role, display name,
+//! User administration (admins only; duty leads may read the list, to dispatch): `GET/POST /users`, `PATCH /users/{id}` (role, display name,
 //! active, segments), `POST /users/{id}/password` (reset), `GET /users/{id}/devices` and
 //! `DELETE /devices/{token_id}` (revoke a device's token: it gets 401 from its next request on).
 //! Every change writes an audit row in its own transaction.
@@ -80,8 +80,10 @@ fn resolve_segments(
     Ok(out)
 }
 
+/// Every account (no secrets: names, roles, segments, active). Duty leads read it too: it is whom
+/// they dispatch work to.
 async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require_lead()?;
     let users = state
         .db
         .run(|conn| db::users::accounts(conn).map_err(AppError::from))
