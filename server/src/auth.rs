@@ -136,7 +136,19 @@ impl FromRequest for AuthUser {
             let hash = token_hash(&token);
             let owner = state
                 .db
-                .run(move |conn| db::users::by_token(conn, &hash).map_err(AppError::from))
+                .run(move |conn| -> Result<_, AppError> {
+                    let owner = db::users::by_token(conn, &hash)?;
+                    if let Some(o) = &owner {
+                        // At most once per token per `LAST_USED_GRAIN`; failing to record it
+                        // never fails the request.
+                        if let Err(e) =
+                            db::users::touch_token(conn, &hash, &o.last_used_at, chrono::Utc::now())
+                        {
+                            tracing::debug!(error = %e, "recording a token's last use");
+                        }
+                    }
+                    Ok(owner)
+                })
                 .await?
                 .ok_or_else(|| {
                     AppError::Unauthorized("unknown or revoked token; log in again".into())

@@ -1125,3 +1125,39 @@ fn a_drill_is_swept_only_once_its_replay_should_have_ended() {
         assert_eq!(riverchief_server::drill::sweep(&mut conn, late).unwrap(), 0);
     });
 }
+
+#[test]
+fn a_token_records_its_last_use_at_most_once_per_grain() {
+    on_each_backend("token last use", |t| {
+        let db = t.open();
+        let (user, _) = seeded(&db);
+        let mut conn = db.conn().unwrap();
+        db::users::insert_token(&mut conn, "hash-of-a-token", user.id, "phone").unwrap();
+        let last = |conn: &mut Conn| {
+            db::users::by_token(conn, "hash-of-a-token")
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        };
+        let created = last(&mut conn);
+        let now = chrono::Utc::now();
+        // Within the grain: nothing is written.
+        assert!(!db::users::touch_token(&mut conn, "hash-of-a-token", &created, now).unwrap());
+        assert_eq!(last(&mut conn), created);
+        // Past it: recorded once; a second request at the same moment finds it fresh.
+        let later = now + db::users::LAST_USED_GRAIN + chrono::Duration::minutes(1);
+        assert!(db::users::touch_token(&mut conn, "hash-of-a-token", &created, later).unwrap());
+        let touched = last(&mut conn);
+        assert!(touched > created, "{touched} after {created}");
+        assert!(!db::users::touch_token(&mut conn, "hash-of-a-token", &created, later).unwrap());
+        assert_eq!(last(&mut conn), touched);
+        // The devices list shows it.
+        let devices = db::users::devices(&mut conn, user.id).unwrap();
+        assert!(
+            devices
+                .iter()
+                .any(|d| d.last_used_at == riverchief_server::db::parse_ts(&touched).unwrap()),
+            "{devices:?}"
+        );
+    });
+}

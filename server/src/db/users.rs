@@ -143,21 +143,28 @@ pub struct TokenOwner {
     pub user: UserInfo,
     pub token_id: String,
     pub device_name: String,
+    /// When the token was last seen (to within [`LAST_USED_GRAIN`]).
+    pub last_used_at: String,
 }
+
+/// How stale a token's `last_used_at` may get before a request writes it again: often enough for an
+/// admin deciding which device to revoke, rarely enough that reads do not become writes.
+pub const LAST_USED_GRAIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// The active user a token hash belongs to, unless the token was revoked.
 pub fn by_token(conn: &mut Conn, token_hash: &str) -> QueryResult<Option<TokenOwner>> {
-    let row: Option<(String, Option<String>, String)> = device_tokens::table
+    let row: Option<(String, Option<String>, String, String)> = device_tokens::table
         .filter(device_tokens::token_hash.eq(token_hash))
         .filter(device_tokens::revoked_at.is_null())
         .select((
             device_tokens::user_id,
             device_tokens::id,
             device_tokens::device_name,
+            device_tokens::last_used_at,
         ))
         .first(conn)
         .optional()?;
-    let Some((user_id, token_id, device_name)) = row else {
+    let Some((user_id, token_id, device_name, last_used_at)) = row else {
         return Ok(None);
     };
     let user = parse_id(&user_id)?;
@@ -168,7 +175,29 @@ pub fn by_token(conn: &mut Conn, token_hash: &str) -> QueryResult<Option<TokenOw
         user: r.info,
         token_id: token_id.unwrap_or_default(),
         device_name,
+        last_used_at,
     }))
+}
+
+/// Records that a token was used now, when its stored time is older than [`LAST_USED_GRAIN`]
+/// (times are stored so that text order is time order). Answers whether it wrote.
+pub fn touch_token(
+    conn: &mut Conn,
+    token_hash: &str,
+    last_used_at: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<bool> {
+    if last_used_at >= ts(now - LAST_USED_GRAIN).as_str() {
+        return Ok(false);
+    }
+    let n = diesel::update(
+        device_tokens::table
+            .filter(device_tokens::token_hash.eq(token_hash))
+            .filter(device_tokens::last_used_at.lt(ts(now - LAST_USED_GRAIN))),
+    )
+    .set(device_tokens::last_used_at.eq(ts(now)))
+    .execute(conn)?;
+    Ok(n > 0)
 }
 
 pub fn is_active(conn: &mut Conn, id: UserId) -> QueryResult<bool> {
