@@ -100,6 +100,7 @@ const STRINGS = {
     kind_lot_expiring: '物资临期',
     kind_dispatch_overdue: '派遣逾期',
     kind_issue_unaccepted: '受理超时',
+    kind_response_changed: '应急响应',
   },
   en: {
     title: 'River chief · flood watch · duty dashboard',
@@ -199,6 +200,7 @@ const STRINGS = {
     kind_lot_expiring: 'Lot expiring',
     kind_dispatch_overdue: 'Dispatch overdue',
     kind_issue_unaccepted: 'Not accepted in time',
+    kind_response_changed: 'Emergency response',
   },
 };
 

@@ -14,6 +14,10 @@
 //! - A depot's item below its quota raises `stock_below_quota` in the transaction of the movement or
 //!   stocktake that took it there, and resolves in the one that restores it ([`stock_moved`]); the
 //!   scheduled check (`checks`) sweeps the same rule, for quotas changed without a movement.
+//! - A duty lead declaring, changing or lifting a river's emergency response level raises
+//!   `response_changed` (subject `river:<name>`, public: everyone on the bank must know), resolving
+//!   the river's previous one ([`response_changed`]); declaring the level already in force changes
+//!   nothing.
 //! - Stage changes and rapid rises are raised by the flood watch (`flood`), overdue segments and
 //!   expiring lots by the scheduled check (`checks`).
 
@@ -266,5 +270,68 @@ pub fn stock_moved(
     if let Some(line) = db::stock::line(conn, depot_id, item_id)? {
         stock_line_changed(conn, &line, now)?;
     }
+    Ok(())
+}
+
+/// After a duty lead declared (`Some`) or lifted (`None`) a river's response, in the same transaction,
+/// given the level in force before: raises the river's new `response_changed` and resolves the old.
+pub fn response_changed(
+    conn: &mut Conn,
+    river: &str,
+    before: Option<riverchief_shared::flood::ResponseLevel>,
+    after: Option<riverchief_shared::flood::ResponseLevel>,
+    by_name: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    use riverchief_shared::flood::ResponseLevel as R;
+    if before == after {
+        return Ok(());
+    }
+    let subject = format!("river:{river}");
+    alerts::resolve(conn, AlertKind::ResponseChanged, &subject, false, now)?;
+    let (level, message, message_en) = match after {
+        Some(l) => (
+            if matches!(l, R::I | R::II) {
+                AlertLevel::Critical
+            } else {
+                AlertLevel::Warning
+            },
+            format!(
+                "{river}启动防汛{}级（{}）应急响应（{by_name}）",
+                l.as_str(),
+                l.colour_zh()
+            ),
+            format!(
+                "{river}: flood emergency response level {} declared ({by_name})",
+                l.as_str()
+            ),
+        ),
+        None => (
+            AlertLevel::Info,
+            format!("{river}解除防汛应急响应（{by_name}）"),
+            format!("{river}: flood emergency response lifted ({by_name})"),
+        ),
+    };
+    let new = NewAlert {
+        kind: AlertKind::ResponseChanged,
+        subject,
+        drill: false,
+        level,
+        message,
+        message_en,
+        segment_id: None,
+        issue_id: None,
+        station: None,
+        owner: None,
+        public: true,
+        details: json!({
+            "river": river,
+            "from": before.map(|l| l.as_str()),
+            "to": after.map(|l| l.as_str()),
+            "declared_by": by_name,
+            "declared_at": now,
+        }),
+    };
+    alerts::raise(conn, &new, now)?;
     Ok(())
 }

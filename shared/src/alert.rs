@@ -32,10 +32,12 @@ pub enum AlertKind {
     DispatchOverdue,
     /// A report still not accepted after the configured working time (an escalation).
     IssueUnaccepted,
+    /// A duty lead declared, changed or lifted a river's emergency response level.
+    ResponseChanged,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 8] = [
+    pub const ALL: [AlertKind; 9] = [
         Self::StageChanged,
         Self::RapidRise,
         Self::SegmentOverdue,
@@ -44,6 +46,7 @@ impl AlertKind {
         Self::LotExpiring,
         Self::DispatchOverdue,
         Self::IssueUnaccepted,
+        Self::ResponseChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl AlertKind {
             Self::LotExpiring => "lot_expiring",
             Self::DispatchOverdue => "dispatch_overdue",
             Self::IssueUnaccepted => "issue_unaccepted",
+            Self::ResponseChanged => "response_changed",
         }
     }
 

@@ -503,6 +503,34 @@ async fn the_csv_import_and_replays_change_nothing_and_bad_readings_are_refused_
     for minutes in intervals(&lead).await? {
         assert!(minutes <= 30, "{minutes}");
     }
+    // Everyone on the bank hears of it: a public `response_changed` alert, once, even when the
+    // same level is declared again.
+    let declared = alerts(&lead, "kind=response_changed").await?;
+    assert_eq!(declared.len(), 1, "{declared:?}");
+    assert_eq!(declared[0]["state"], "open");
+    assert_eq!(declared[0]["level"], "warning");
+    assert!(
+        declared[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("IV级") && m.contains("蓝色")),
+        "{declared:?}"
+    );
+    let seen_by_patroller = Http::new(&base, &patroller);
+    assert_eq!(
+        alerts(&seen_by_patroller, "kind=response_changed")
+            .await?
+            .len(),
+        1
+    );
+    let (status, _) = post(
+        &base,
+        &token,
+        "/api/v1/response-level",
+        json!({"river": river, "level": "IV"}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(alerts(&lead, "kind=response_changed").await?.len(), 1);
     let (status, answer) = post(
         &base,
         &token,
@@ -513,8 +541,24 @@ async fn the_csv_import_and_replays_change_nothing_and_bad_readings_are_refused_
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["responses"], json!([]));
     assert_eq!(intervals(&lead).await?, vec![10080; 4]);
+    // Lifted: the declaration resolves, and the lifting is announced in its place.
+    let changes = alerts(&lead, "kind=response_changed").await?;
+    let states: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap_or(""),
+                a["details"]["to"].as_str().unwrap_or("lifted"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![("open", "lifted"), ("resolved", "IV")],
+        "{changes:?}"
+    );
     let history = lead.get("/api/v1/response-levels").await?;
-    assert_eq!(history["responses"].as_array().map(Vec::len), Some(2));
+    assert_eq!(history["responses"].as_array().map(Vec::len), Some(3));
     Ok(())
 }
 

@@ -58,6 +58,7 @@ fn kind_zh(k: AlertKind) -> &'static str {
         AlertKind::LotExpiring => "物资批次到期",
         AlertKind::DispatchOverdue => "派遣逾期",
         AlertKind::IssueUnaccepted => "受理超时",
+        AlertKind::ResponseChanged => "应急响应",
     }
 }
 

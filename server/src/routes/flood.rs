@@ -270,6 +270,7 @@ async fn set_response(
     }
     let policy = state.coverage;
     let by = user.id;
+    let username = user.username.clone();
     let level = state
         .db
         .transaction(move |conn| -> Result<FloodLevel, AppError> {
@@ -279,13 +280,20 @@ async fn set_response(
                     format!("no segment or station is on the river {:?}", body.river),
                 ));
             }
-            store::declare_response(
+            let before = store::responses_in_force(conn)?
+                .into_iter()
+                .find(|r| r.river == body.river)
+                .and_then(|r| r.level);
+            let now = Utc::now();
+            store::declare_response(conn, &body.river, body.level, by, now, body.note.as_deref())?;
+            let by_name = db::users::by_id(conn, by)?.map_or(username, |u| u.info.display_name);
+            crate::alerting::response_changed(
                 conn,
                 &body.river,
+                before,
                 body.level,
-                by,
-                Utc::now(),
-                body.note.as_deref(),
+                &by_name,
+                now,
             )?;
             // Intervals in force may have changed: phones learn them through pull.
             let ids: Vec<SegmentId> = db::segments::all(conn)?
