@@ -356,14 +356,6 @@ pub fn chainage_at(segment: &Segment, position: Position) -> f64 {
     segment.properties.start_chainage_m + along
 }
 
-/// Raises or resolves the issue's alerts (`alerting::issue_changed`) as it now is.
-fn issue_alerts(conn: &mut Conn, id: riverchief_shared::id::IssueId) -> Result<(), Failure> {
-    if let Some(issue) = db::issues::view(conn, id)? {
-        crate::alerting::issue_changed(conn, &issue, chrono::Utc::now())?;
-    }
-    Ok(())
-}
-
 fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<Value, Failure> {
     if db::issues::exists(conn, d.issue_id)?
         || db::issues::event_exists(conn, db::issues::reported_event_id(d.issue_id))?
@@ -442,8 +434,9 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
         }),
     )?;
     let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
-    db::issues::record_issue_change(conn, d.issue_id)?;
-    issue_alerts(conn, d.issue_id)?;
+    if let Some(issue) = db::issues::record_issue_change(conn, d.issue_id)? {
+        crate::alerting::issue_changed(conn, &issue, chrono::Utc::now())?;
+    }
     to_json(&IssueReportResult {
         issue_id: d.issue_id,
         chainage_m,

@@ -224,9 +224,8 @@ pub fn take_step(
                 .map(|a| (a, d.due_at));
             db::issues::set_status(conn, d.issue_id, status, dispatch)?;
             db::audit::record(conn, &caller.who(), "issue.event", Some(&issue), &detail)?;
-            db::issues::record_issue_change(conn, d.issue_id)?;
             // A critical hazard's alert resolves when the issue closes, and comes back on reopen.
-            if let Some(view) = db::issues::view(conn, d.issue_id)? {
+            if let Some(view) = db::issues::record_issue_change(conn, d.issue_id)? {
                 crate::alerting::issue_changed(conn, &view, chrono::Utc::now())?;
             }
             Ok(Outcome::Applied {

@@ -11,9 +11,7 @@
 //! in `docs/benchmarks.md`.
 
 use anyhow::{bail, Result};
-use base64::Engine;
 use riverchief_shared::id::{DeviceId, IssueId, MutationId, PatrolId};
-use riverchief_shared::photo::Sha256;
 use riverchief_tests::{fake_jpeg, login, walk, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -169,7 +167,7 @@ async fn measure(
 
     let started = Instant::now();
     for p in photos {
-        upload(&http, &base, &token, p).await?;
+        riverchief_tests::tus_upload(&http, &base, &token, p.clone()).await?;
     }
     let upload = started.elapsed();
     server.stop().await;
@@ -250,46 +248,6 @@ fn raw_inserts(
         tx.commit()?;
     }
     Ok((points, started.elapsed()))
-}
-
-async fn upload(http: &reqwest::Client, base: &str, token: &str, bytes: &[u8]) -> Result<()> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let sha = Sha256::of(bytes).hex();
-    let r = http
-        .post(format!("{base}/api/v1/uploads"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", bytes.len().to_string())
-        .header(
-            "Upload-Metadata",
-            format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")),
-        )
-        .send()
-        .await?;
-    let loc = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let url = if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{base}{loc}")
-    };
-    let r = http
-        .patch(url)
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("content-type", "application/offset+octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .await?;
-    if r.status().as_u16() != 204 {
-        bail!("upload failed: {}", r.status());
-    }
-    Ok(())
 }
 
 /// Sends each photo over a fresh loopback TCP connection to a receiver that writes it to a file.

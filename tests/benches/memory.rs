@@ -16,7 +16,6 @@
 //! `target/bench-memory.md`; the latest are kept in `docs/benchmarks.md`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use base64::Engine;
 use futures_util::StreamExt;
 use riverchief_shared::id::{DeviceId, IssueId, MutationId};
 use riverchief_shared::photo::Sha256;
@@ -70,46 +69,6 @@ where
     Ok((out?, peak.load(Ordering::Relaxed)))
 }
 
-async fn upload(http: &reqwest::Client, base: &str, token: &str, bytes: Vec<u8>) -> Result<()> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let sha = Sha256::of(&bytes).hex();
-    let r = http
-        .post(format!("{base}/api/v1/uploads"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", bytes.len().to_string())
-        .header(
-            "Upload-Metadata",
-            format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")),
-        )
-        .send()
-        .await?;
-    let loc = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| anyhow!("no Location: {}", r.status()))?
-        .to_owned();
-    let url = if loc.starts_with("http") {
-        loc
-    } else {
-        format!("{base}{loc}")
-    };
-    let r = http
-        .patch(url)
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("content-type", "application/offset+octet-stream")
-        .body(bytes)
-        .send()
-        .await?;
-    if r.status().as_u16() != 204 {
-        bail!("upload failed: {}", r.status());
-    }
-    Ok(())
-}
-
 async fn download(http: &reqwest::Client, base: &str, token: &str, sha: &str) -> Result<u64> {
     let r = http
         .get(format!("{base}/api/v1/photos/{sha}"))
@@ -159,7 +118,7 @@ async fn main() -> Result<()> {
         let ((), peak) = peak_during(pid, async {
             let mut work = futures_util::stream::iter(photos.into_iter().map(|p| {
                 let (http, base, token) = (http.clone(), base.clone(), patroller.clone());
-                async move { upload(&http, &base, &token, p).await }
+                async move { riverchief_tests::tus_upload(&http, &base, &token, p).await }
             }))
             .buffer_unordered(PARALLEL);
             while let Some(r) = work.next().await {

@@ -412,3 +412,51 @@ pub(crate) async fn accept_loop(listener: TcpListener, f: impl Fn(TcpStream) + S
 pub fn tag() -> String {
     format!("{:08x}", rand::rng().random::<u32>())
 }
+
+/// Sends a photo as a standard tus client does: `POST /api/v1/uploads` with its digest and type, then
+/// the whole body in one `PATCH` (for benchmarks; the client core has its own resumable uploader).
+pub async fn tus_upload(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    bytes: Vec<u8>,
+) -> Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sha = riverchief_shared::photo::Sha256::of(&bytes).hex();
+    let r = http
+        .post(format!("{base}/api/v1/uploads"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", bytes.len().to_string())
+        .header(
+            "Upload-Metadata",
+            format!("sha256 {},content_type {}", b64(&sha), b64("image/jpeg")),
+        )
+        .send()
+        .await?;
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow!("no Location: {}", r.status()))?
+        .to_owned();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
+    let r = http
+        .patch(url)
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes)
+        .send()
+        .await?;
+    if r.status().as_u16() != 204 {
+        bail!("upload failed: {}", r.status());
+    }
+    Ok(())
+}

@@ -360,20 +360,26 @@ pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<Iss
 /// its assignee. Call it inside the transaction that changed the issue (or a photo it expects), as
 /// late as you can. It takes the change-log lock before reading the issue, so the snapshot includes
 /// everything that committed before it (a photo arriving meanwhile, say).
-pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<()> {
+pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
     record_issue_change_for(conn, id, None)
 }
 
 /// [`record_issue_change`], and the same change for `also` when they are neither the reporter nor
 /// the assignee (the author of a rejected step on an issue that went to someone else).
 pub fn record_issue_change_also(conn: &mut Conn, id: IssueId, also: UserId) -> QueryResult<()> {
-    record_issue_change_for(conn, id, Some(also))
+    record_issue_change_for(conn, id, Some(also)).map(drop)
 }
 
-fn record_issue_change_for(conn: &mut Conn, id: IssueId, also: Option<UserId>) -> QueryResult<()> {
+/// Records the issue as it now is; answers that snapshot (for the caller's alert rules), `None` when
+/// there is no such issue.
+fn record_issue_change_for(
+    conn: &mut Conn,
+    id: IssueId,
+    also: Option<UserId>,
+) -> QueryResult<Option<Issue>> {
     changes::lock(conn)?;
     let Some(issue) = view(conn, id)? else {
-        return Ok(());
+        return Ok(None);
     };
     let data = serde_json::to_value(&issue)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
@@ -405,7 +411,7 @@ fn record_issue_change_for(conn: &mut Conn, id: IssueId, also: Option<UserId>) -
             },
         )?;
     }
-    Ok(())
+    Ok(Some(issue))
 }
 
 /// How the server judges an issue's deadlines: the time to judge at, and how long a report may

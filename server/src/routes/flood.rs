@@ -280,9 +280,10 @@ async fn set_response(
                     format!("no segment or station is on the river {:?}", body.river),
                 ));
             }
-            let before = store::responses_in_force(conn)?
+            // The river's latest declaration (newest first), before this one.
+            let before = store::response_history(conn, Some(&body.river))?
                 .into_iter()
-                .find(|r| r.river == body.river)
+                .next()
                 .and_then(|r| r.level);
             let now = Utc::now();
             store::declare_response(conn, &body.river, body.level, by, now, body.note.as_deref())?;
