@@ -90,7 +90,35 @@ struct Stored {
     public: bool,
 }
 
-fn from_row(conn: &mut Conn, r: Row) -> QueryResult<Stored> {
+/// Rows made into alerts, with the display names of who acknowledged them read in one query.
+fn stored(conn: &mut Conn, rows: Vec<Row>) -> QueryResult<Vec<Stored>> {
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.acknowledged_by.as_deref())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names: std::collections::HashMap<String, String> = if ids.is_empty() {
+        Default::default()
+    } else {
+        users::table
+            .filter(users::id.eq_any(ids))
+            .select((users::id, users::display_name))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect()
+    };
+    rows.into_iter().map(|r| from_row(r, &names)).collect()
+}
+
+/// [`stored`] for one row.
+fn stored_one(conn: &mut Conn, row: Row) -> QueryResult<Stored> {
+    stored(conn, vec![row])?
+        .pop()
+        .ok_or_else(|| corrupt("an alert row vanished while read".into()))
+}
+
+fn from_row(r: Row, names: &std::collections::HashMap<String, String>) -> QueryResult<Stored> {
     let Row {
         id,
         kind,
@@ -117,15 +145,10 @@ fn from_row(conn: &mut Conn, r: Row) -> QueryResult<Stored> {
         AlertLevel::parse(&level).ok_or_else(|| corrupt(format!("alert {id}: level {level:?}")))?;
     let details: Value = serde_json::from_str(&details_json)
         .map_err(|e| corrupt(format!("alert {id}: details: {e}")))?;
+    let acknowledged_by_name = acknowledged_by
+        .as_deref()
+        .and_then(|u| names.get(u).cloned());
     let acknowledged_by: Option<UserId> = acknowledged_by.as_deref().map(parse_id).transpose()?;
-    let acknowledged_by_name = match acknowledged_by {
-        Some(u) => users::table
-            .filter(users::id.eq(u.to_string()))
-            .select(users::display_name)
-            .first::<String>(conn)
-            .optional()?,
-        None => None,
-    };
     let acknowledged_at = acknowledged_at.as_deref().map(parse_ts).transpose()?;
     let resolved_at = resolved_at.as_deref().map(parse_ts).transpose()?;
     let state = if resolved_at.is_some() {
@@ -167,7 +190,7 @@ fn load_one(conn: &mut Conn, id: &str) -> QueryResult<Option<Stored>> {
         .select(Row::as_select())
         .first(conn)
         .optional()?;
-    row.map(|r| from_row(conn, r)).transpose()
+    row.map(|r| stored_one(conn, r)).transpose()
 }
 
 fn open_row(
@@ -252,7 +275,7 @@ pub fn raise(conn: &mut Conn, new: &NewAlert, now: DateTime<Utc>) -> QueryResult
             new.subject
         ))
     })?;
-    Ok(Raised::AlreadyOpen(from_row(conn, row)?.alert))
+    Ok(Raised::AlreadyOpen(stored_one(conn, row)?.alert))
 }
 
 /// Resolves the open alert of this kind, subject and drill flag, if there is one (its cause cleared).
@@ -317,7 +340,7 @@ pub fn open_alert(
     drill: bool,
 ) -> QueryResult<Option<Alert>> {
     match open_row(conn, kind, subject, drill)? {
-        Some(r) => Ok(Some(from_row(conn, r)?.alert)),
+        Some(r) => Ok(Some(stored_one(conn, r)?.alert)),
         None => Ok(None),
     }
 }
@@ -335,9 +358,7 @@ pub fn unresolved_of_kind(
         .order(alerts::raised_at.asc())
         .select(Row::as_select())
         .load(conn)?;
-    rows.into_iter()
-        .map(|r| from_row(conn, r).map(|s| s.alert))
-        .collect()
+    Ok(stored(conn, rows)?.into_iter().map(|s| s.alert).collect())
 }
 
 /// Which alerts a list shows.
@@ -401,9 +422,7 @@ pub fn list(
         .order((alerts::raised_at.desc(), alerts::id.desc()))
         .limit(filter.limit.max(1))
         .load(conn)?;
-    rows.into_iter()
-        .map(|r| from_row(conn, r).map(|s| s.alert))
-        .collect()
+    Ok(stored(conn, rows)?.into_iter().map(|s| s.alert).collect())
 }
 
 /// One alert, if this viewer may see it (same rule as [`list`]).
