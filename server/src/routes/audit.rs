@@ -30,25 +30,6 @@ struct AuditQuery {
     limit: Option<String>,
 }
 
-fn number(value: Option<&str>, field: &str, min: i64, max: i64) -> Result<Option<i64>, FieldError> {
-    value
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "invalid",
-                        field,
-                        format!("{s:?} is not a whole number from {min} to {max}"),
-                    )
-                })
-        })
-        .transpose()
-}
-
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -58,8 +39,9 @@ async fn list(
     let q = query.into_inner();
     let from = super::issues::parse_time(q.from.as_deref(), "from")?;
     let to = super::issues::parse_time(q.to.as_deref(), "to")?;
-    let before = number(q.before.as_deref(), "before", 1, i64::MAX)?;
-    let limit = number(q.limit.as_deref(), "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let before = super::whole_number(q.before.as_deref(), "before", 1, i64::MAX)?;
+    let limit =
+        super::whole_number(q.limit.as_deref(), "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
     let kinds: Vec<String> = q
         .kind
         .as_deref()

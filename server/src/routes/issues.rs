@@ -61,30 +61,6 @@ fn parse_bool(value: Option<&str>, field: &str) -> Result<Option<bool>, FieldErr
     }
 }
 
-fn parse_count(
-    value: Option<&str>,
-    field: &str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>, FieldError> {
-    value
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<u64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "invalid",
-                        field,
-                        format!("{s:?} is not a whole number from {min} to {max}"),
-                    )
-                })
-        })
-        .transpose()
-}
-
 fn parse_user(value: Option<&str>, field: &str) -> Result<Option<UserId>, FieldError> {
     value
         .map(str::trim)
@@ -202,10 +178,10 @@ async fn list(
     let query = query.into_inner();
     let mut filter = parse_filter(&query)?;
     let sort = parse_sort(query.sort.as_deref())?;
-    let limit =
-        parse_count(query.limit.as_deref(), "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
-    let offset =
-        parse_count(query.offset.as_deref(), "offset", 0, u64::from(u32::MAX))?.unwrap_or(0);
+    let limit = super::whole_number(query.limit.as_deref(), "limit", 1, MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let offset = super::whole_number(query.offset.as_deref(), "offset", 0, u64::from(u32::MAX))?
+        .unwrap_or(0);
     let segment = query
         .segment
         .map(|s| s.trim().to_owned())

@@ -59,3 +59,32 @@ pub(crate) fn if_none_match(req: &actix_web::HttpRequest, etag: &str) -> bool {
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == etag || t == "*")
 }
+
+/// A query parameter that must be a whole number in `min..=max` (absent or empty: `None`); refused
+/// naming `field` otherwise.
+pub(crate) fn whole_number<T>(
+    value: Option<&str>,
+    field: &str,
+    min: T,
+    max: T,
+) -> Result<Option<T>, riverchief_shared::FieldError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    value
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<T>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    riverchief_shared::FieldError::new(
+                        "invalid",
+                        field,
+                        format!("{s:?} is not a whole number from {min} to {max}"),
+                    )
+                })
+        })
+        .transpose()
+}
