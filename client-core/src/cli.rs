@@ -519,6 +519,7 @@ async fn patrol(client: &Client, command: PatrolCommand, json: bool) -> anyhow::
                 lat: Lat::parse(lat, "lat")?,
                 accuracy_m: accuracy,
                 crs: None,
+                mock: false,
             };
             client.add_points(patrol, &[point]).await?;
         }

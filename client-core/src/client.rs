@@ -31,6 +31,8 @@ pub struct ClientOptions {
     pub read_timeout: Duration,
     /// The protocol limits to keep under; the server's defaults unless a test wants smaller ones.
     pub limits: Limits,
+    /// Shrink photos at capture (`None`: store them as taken, as the CLI does).
+    pub photo_shrink: Option<crate::capture::PhotoShrink>,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +45,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             limits: Limits::DEFAULT,
+            photo_shrink: None,
         }
     }
 }
@@ -127,6 +130,30 @@ impl Client {
     /// `<data_dir>/sync.lock`: held (an OS file lock) while a sync runs.
     pub fn sync_lock_path(&self) -> PathBuf {
         self.inner.data_dir.join(SYNC_LOCK_FILE)
+    }
+
+    /// Removes confirmed photos from the device (see the photo lane): those confirmed longer than
+    /// `retention` ago, and the oldest confirmed ones while the device keeps more than
+    /// `budget_bytes` of photos. Never a photo the server has not confirmed.
+    pub async fn prune_photos(
+        &self,
+        retention: chrono::Duration,
+        budget_bytes: u64,
+    ) -> Result<u64> {
+        let dir = self.photos_dir();
+        self.db(move |conn| {
+            crate::capture::prune(conn, &dir, retention, budget_bytes, chrono::Utc::now())
+        })
+        .await
+    }
+
+    /// The stored file of a captured photo, while the device keeps it.
+    pub async fn photo_file(&self, sha: Sha256) -> Result<Option<PathBuf>> {
+        let path = self.photo_path(&sha);
+        let kept = self
+            .db(move |conn| crate::capture::kept(conn, &sha))
+            .await?;
+        Ok((kept && path.exists()).then_some(path))
     }
 
     pub fn options(&self) -> &ClientOptions {

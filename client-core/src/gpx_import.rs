@@ -40,6 +40,7 @@ pub fn read_track(path: &Path, crs: Option<Crs>) -> Result<Vec<TrackPoint>> {
                     lat: Lat::parse(p.y(), format!("{at}.lat").as_str())?,
                     accuracy_m: None,
                     crs: crs.filter(|c| *c != Crs::Wgs84),
+                    mock: false,
                 });
             }
         }

@@ -41,9 +41,11 @@
 //! ```
 
 mod capture;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod client;
 mod error;
+#[cfg(feature = "cli")]
 mod flood_cli;
 mod gpx_import;
 mod outbox;
@@ -51,7 +53,9 @@ mod query;
 mod record;
 mod store;
 pub mod sync;
+mod track;
 
+pub use capture::PhotoShrink;
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, Result};
 pub use gpx_import::Imported;
@@ -59,3 +63,4 @@ pub use outbox::OutboxState;
 pub use query::{FailedPhoto, IssueSummary, LocalState, PatrolSummary, RejectedMutation, Status};
 pub use record::IssueDraft;
 pub use sync::{ProgressFn, RetryPolicy, SyncProgress, SyncReport};
+pub use track::{judge as judge_fix, Fix, FixOutcome, FixRules, LastFix, RecordedPatrol};

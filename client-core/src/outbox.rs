@@ -4,7 +4,7 @@
 //! A queued mutation is frozen: its JSON is written once and sent byte for byte the same on every
 //! attempt, so that a replay after a lost answer is recognised by the server as a `duplicate`.
 //!
-//! The order and batching decisions are pure functions ([`push_order`], [`next_batch`]) so that
+//! The order and batching decisions are pure functions ([`push_order_split`], [`next_batch`]) so that
 //! they can be tested without a database or a server.
 
 use crate::error::{ClientError, Result};
@@ -114,7 +114,7 @@ pub(crate) struct Queued {
     pub size: usize,
 }
 
-/// All pending mutations, in no particular order (see [`push_order`]).
+/// All pending mutations, in no particular order (see [`push_order_split`]).
 pub(crate) fn pending(conn: &Connection) -> Result<Vec<Queued>> {
     let mut stmt = conn.prepare(
         "SELECT mutation_id, device_seq, urgent, depends_on, body
@@ -152,7 +152,14 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<Queued>> {
 /// The order pending mutations are pushed in: urgent ones (critical hazard reports) first, each
 /// preceded by the pending mutation it depends on (its patrol's start, which the server must know
 /// before it accepts a report on that patrol); then everything else in the order it happened.
-pub(crate) fn push_order(mut rows: Vec<Queued>) -> Vec<Queued> {
+#[cfg(test)]
+pub(crate) fn push_order(rows: Vec<Queued>) -> Vec<Queued> {
+    push_order_split(rows).0
+}
+
+/// [`push_order`], and how many of the rows at its head are the urgent ones with what they depend
+/// on (the part a sync sends before anything else, photos included).
+pub(crate) fn push_order_split(mut rows: Vec<Queued>) -> (Vec<Queued>, usize) {
     rows.sort_by_key(|r| r.device_seq);
     let index: HashMap<MutationId, usize> =
         rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
@@ -182,9 +189,11 @@ pub(crate) fn push_order(mut rows: Vec<Queued>) -> Vec<Queued> {
         taken[i] = true;
         order.push(i);
     }
+    let urgent = order.len();
     order.extend((0..rows.len()).filter(|&i| !taken[i]));
     let mut slots: Vec<Option<Queued>> = rows.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    let ordered = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    (ordered, urgent)
 }
 
 /// Bytes of a push request for `device_id` with no mutations: `{"device_id":"…","mutations":[]}`.
@@ -400,6 +409,10 @@ mod tests {
         let report = row(4, true, Some(start.id));
         let second_report = row(5, true, Some(start.id));
         let rows = vec![second_report, report, other_start, points, start];
+        let (ordered, urgent) = push_order_split(rows.clone());
+        // The head a sync sends first: the two reports and the start they depend on.
+        assert_eq!(urgent, 3);
+        assert_eq!(seqs(&ordered), vec![1, 4, 5, 2, 3]);
         assert_eq!(seqs(&push_order(rows)), vec![1, 4, 5, 2, 3]);
     }
 

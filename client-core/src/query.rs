@@ -38,6 +38,9 @@ pub struct IssueSummary {
     pub critical: bool,
     /// Set when the issue was reported on this device.
     pub local: Option<LocalState>,
+    /// Photos reported with it on this device, and how many of them the server has confirmed.
+    pub photos_total: usize,
+    pub photos_confirmed: usize,
     /// The issue as last pulled from the server (status, events, photo arrival).
     pub server: Option<Issue>,
 }
@@ -89,6 +92,8 @@ pub struct Status {
     pub rejected: Vec<RejectedMutation>,
     /// Photos still to be uploaded.
     pub photos_pending: usize,
+    /// Their bytes.
+    pub photos_pending_bytes: u64,
     pub photos_confirmed: usize,
     pub photos_failed: Vec<FailedPhoto>,
     /// The last sync that finished without an error.
@@ -207,6 +212,9 @@ impl Client {
                     r.get::<_, Option<String>>(2)?,
                 ))
             })?;
+            let mut confirmed = conn.prepare_cached(
+                "SELECT COUNT(*) FROM photos WHERE sha256 = ?1 AND state = 'confirmed'",
+            )?;
             for row in rows {
                 let (data, state, error) = row?;
                 let report: IssueReport = serde_json::from_str(&data)?;
@@ -214,10 +222,18 @@ impl Client {
                     state: OutboxState::parse(&state)?,
                     error: outbox::error_message(error.as_deref()),
                 };
-                by_id
+                let total = report.photos.len();
+                let mut sent = 0;
+                for sha in &report.photos {
+                    sent += confirmed.query_row([sha.hex()], |r| r.get::<_, i64>(0))?;
+                }
+                let sent = usize::try_from(sent).unwrap_or_default();
+                let summary = by_id
                     .entry(report.issue_id)
                     .and_modify(|s| s.local = Some(local.clone()))
                     .or_insert_with(|| from_local_report(report, local));
+                summary.photos_total = total;
+                summary.photos_confirmed = sent;
             }
             let mut out: Vec<_> = by_id.into_values().collect();
             out.sort_by(|a, b| b.reported_at.cmp(&a.reported_at).then(b.id.cmp(&a.id)));
@@ -313,6 +329,8 @@ fn from_server_issue(issue: Issue) -> IssueSummary {
         reported_at: issue.reported_at,
         critical: issue.critical,
         local: None,
+        photos_total: 0,
+        photos_confirmed: 0,
         server: Some(issue),
     }
 }
@@ -332,6 +350,8 @@ fn from_local_report(report: IssueReport, local: LocalState) -> IssueSummary {
         description: report.description,
         reported_at: report.reported_at,
         local: Some(local),
+        photos_total: 0,
+        photos_confirmed: 0,
         server: None,
     }
 }
@@ -405,6 +425,7 @@ fn read_status(conn: &mut Connection) -> Result<Status> {
         done: count(conn, "SELECT COUNT(*) FROM outbox WHERE state = 'done'")?,
         rejected,
         photos_pending: upload::count_waiting(conn)?,
+        photos_pending_bytes: upload::bytes_waiting(conn)?,
         photos_confirmed: count(
             conn,
             "SELECT COUNT(*) FROM photos WHERE state = 'confirmed'",

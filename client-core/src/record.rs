@@ -16,7 +16,7 @@ use riverchief_shared::sync::{
     StockMove,
 };
 use riverchief_shared::{FieldError, Limits};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::PathBuf;
 
 /// A problem found on the bank, as the patroller enters it.
@@ -101,41 +101,9 @@ impl Client {
         let points = points.to_vec();
         let limits = self.limits();
         self.db(move |conn| {
-            let now = Utc::now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut count = open_patrol(&tx, patrol_id)?;
-            for chunk in points.chunks(limits.max_points_per_mutation.max(1)) {
-                let mutation = outbox::enqueue(
-                    &tx,
-                    MutationBody::PatrolPoints(PatrolPoints {
-                        patrol_id,
-                        points: chunk.to_vec(),
-                    }),
-                    None,
-                    now,
-                    &limits,
-                )?;
-                for point in chunk {
-                    tx.execute(
-                        "INSERT INTO local_track_points (patrol_id, n, t, lon, lat, accuracy_m, mutation_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![
-                            patrol_id.to_string(),
-                            count,
-                            store::time(point.t),
-                            point.lon.get(),
-                            point.lat.get(),
-                            point.accuracy_m,
-                            mutation.id.to_string()
-                        ],
-                    )?;
-                    count += 1;
-                }
-            }
-            tx.execute(
-                "UPDATE local_patrols SET point_count = ?2 WHERE id = ?1",
-                params![patrol_id.to_string(), count],
-            )?;
+            open_patrol(&tx, patrol_id)?;
+            append_points(&tx, patrol_id, &points, &limits, Utc::now())?;
             tx.commit()?;
             Ok(())
         })
@@ -159,6 +127,8 @@ impl Client {
             let now = Utc::now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             open_patrol(&tx, patrol_id)?;
+            // The fixes still waiting for their batch go before the finish.
+            crate::track::close_batch(&tx, patrol_id, &limits, now)?;
             outbox::enqueue(
                 &tx,
                 MutationBody::PatrolFinish(PatrolFinish {
@@ -343,10 +313,11 @@ impl Client {
         }
         let photos_dir = self.photos_dir();
         let max = self.limits().max_photo_bytes;
+        let shrink = self.options().photo_shrink;
         tokio::task::spawn_blocking(move || {
             paths
                 .iter()
-                .map(|path| capture::capture(path, &photos_dir, max))
+                .map(|path| capture::capture(path, &photos_dir, max, shrink))
                 .collect()
         })
         .await
@@ -428,9 +399,59 @@ fn prevalidate(body: MutationBody, photo_count: usize, limits: &Limits) -> Resul
     Ok(())
 }
 
+/// Queues `points` for an open patrol as `patrol.points` mutations of at most
+/// `max_points_per_mutation` each, with their local copies, inside `tx`.
+pub(crate) fn append_points(
+    tx: &Transaction<'_>,
+    patrol_id: PatrolId,
+    points: &[TrackPoint],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut count: i64 = tx.query_row(
+        "SELECT point_count FROM local_patrols WHERE id = ?1",
+        [patrol_id.to_string()],
+        |r| r.get(0),
+    )?;
+    for chunk in points.chunks(limits.max_points_per_mutation.max(1)) {
+        let mutation = outbox::enqueue(
+            tx,
+            MutationBody::PatrolPoints(PatrolPoints {
+                patrol_id,
+                points: chunk.to_vec(),
+            }),
+            None,
+            now,
+            limits,
+        )?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO local_track_points (patrol_id, n, t, lon, lat, accuracy_m, mutation_id, mock)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for point in chunk {
+            insert.execute(params![
+                patrol_id.to_string(),
+                count,
+                store::time(point.t),
+                point.lon.get(),
+                point.lat.get(),
+                point.accuracy_m,
+                mutation.id.to_string(),
+                point.mock
+            ])?;
+            count += 1;
+        }
+    }
+    tx.execute(
+        "UPDATE local_patrols SET point_count = ?2 WHERE id = ?1",
+        params![patrol_id.to_string(), count],
+    )?;
+    Ok(())
+}
+
 /// Checks that the patrol was started here, is not finished and was not refused by the server;
 /// returns its point count.
-fn open_patrol(conn: &Connection, patrol_id: PatrolId) -> Result<i64> {
+pub(crate) fn open_patrol(conn: &Connection, patrol_id: PatrolId) -> Result<i64> {
     let row = conn
         .query_row(
             "SELECT ended_at, start_mutation, point_count FROM local_patrols WHERE id = ?1",
@@ -493,6 +514,7 @@ mod tests {
             lat: Lat::parse(32.05 + i as f64 * 1e-5, "lat").expect("lat"),
             accuracy_m: Some(5.0),
             crs: None,
+            mock: false,
         }
     }
 

@@ -168,6 +168,35 @@ CREATE TABLE mirror_alerts (
     data      TEXT NOT NULL
 );
 "#,
+    r#"
+-- Fixes handed over by the phone's location API one at a time (`Client::record_fix`), durable at
+-- once, until they are closed into a `patrol.points` mutation (by count or age, at finish, at sync).
+CREATE TABLE pending_fixes (
+    patrol_id   TEXT NOT NULL REFERENCES local_patrols (id),
+    n           INTEGER NOT NULL,
+    t           TEXT NOT NULL,
+    lon         REAL NOT NULL,
+    lat         REAL NOT NULL,
+    accuracy_m  REAL,
+    crs         TEXT,
+    mock        INTEGER NOT NULL CHECK (mock IN (0, 1)),
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (patrol_id, n)
+);
+-- What the recorder decided about the fixes of a patrol, and the last one it kept (which the next
+-- fix is judged against).
+ALTER TABLE local_patrols ADD COLUMN fixes_kept INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE local_patrols ADD COLUMN fixes_mock INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE local_patrols ADD COLUMN fixes_dropped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE local_patrols ADD COLUMN last_fix_t TEXT;
+ALTER TABLE local_patrols ADD COLUMN last_fix_lon REAL;
+ALTER TABLE local_patrols ADD COLUMN last_fix_lat REAL;
+ALTER TABLE local_track_points ADD COLUMN mock INTEGER NOT NULL DEFAULT 0;
+-- A confirmed photo removed from the device (retention or the photo folder's budget).
+ALTER TABLE photos ADD COLUMN removed_at TEXT;
+-- The size of the file as the camera took it, when it was shrunk at capture.
+ALTER TABLE photos ADD COLUMN original_size INTEGER;
+"#,
 ];
 
 /// Opens (creating if needed) and migrates the store at `path`.

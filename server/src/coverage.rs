@@ -319,6 +319,7 @@ mod tests {
             lat: Lat::parse(lat, "lat").unwrap(),
             accuracy_m: None,
             crs: None,
+            mock: false,
         }
     }
 

@@ -470,6 +470,7 @@ mod tests {
             lat: Lat::parse(lat, "lat").unwrap(),
             accuracy_m: Some(8.0),
             crs: None,
+            mock: false,
         }
     }
 

@@ -105,6 +105,10 @@ pub struct TrackPoint {
     /// in and stores WGS-84 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crs: Option<Crs>,
+    /// The phone's operating system marked the fix as coming from a mock location provider (an
+    /// app that fakes the position). Kept, never trusted: the server can judge the patrol by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mock: bool,
 }
 
 /// A coordinate reference system a device may report positions in.

@@ -71,6 +71,11 @@ pub fn length_m(line: &geo::LineString<f64>) -> f64 {
     Geodesic.length(line)
 }
 
+/// Geodesic distance in metres between two `[lon, lat]` points.
+pub fn distance_m(a: [f64; 2], b: [f64; 2]) -> f64 {
+    Geodesic.distance(geo::Point::new(a[0], a[1]), geo::Point::new(b[0], b[1]))
+}
+
 /// Where a point lies along a line: metres from the line's start to the point's projection, and the
 /// point's distance from the line. `None` for an empty line.
 pub fn locate(line: &geo::LineString<f64>, point: geo::Point<f64>) -> Option<(f64, f64)> {

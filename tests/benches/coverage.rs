@@ -175,6 +175,7 @@ fn walk(s: &Segment, t0: chrono::DateTime<Utc>) -> Result<Vec<TrackPoint>> {
                 lat: Lat::parse(lat, "lat")?,
                 accuracy_m: Some(5.0),
                 crs: None,
+                mock: false,
             })
         })
         .collect()

@@ -42,6 +42,7 @@ pub fn walk_part(
                 lat: Lat::parse(lat, "lat")?,
                 accuracy_m: Some(6.0),
                 crs: gcj02.then_some(Crs::Gcj02),
+                mock: false,
             })
         })
         .collect()

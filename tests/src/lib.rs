@@ -312,6 +312,7 @@ pub fn walk(
                 lat: Lat::parse(a[1] + (b[1] - a[1]) * r, "lat").ok()?,
                 accuracy_m: Some(5.0),
                 crs: None,
+                mock: false,
             })
         })
         .collect()

@@ -75,6 +75,28 @@ pub struct SyncReport {
     pub pulled: u64,
     /// The server asked for a fresh pull; the mirror was rebuilt.
     pub reset: bool,
+    /// Why the sync ended.
+    pub stopped: StopReason,
+}
+
+/// The lanes of a sync, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    UrgentRecords,
+    UrgentPhotos,
+    Records,
+    Photos,
+    Pull,
+}
+
+impl Lane {
+    const ORDER: [Lane; 5] = [
+        Lane::UrgentRecords,
+        Lane::UrgentPhotos,
+        Lane::Records,
+        Lane::Photos,
+        Lane::Pull,
+    ];
 }
 
 /// Progress events of a sync, for drawing progress bars.
@@ -131,32 +153,156 @@ pub(crate) struct SyncLock {
     _file: File,
 }
 
+/// How a sync may run: until when, whether it may be stopped, whether photos may go.
+///
+/// A phone's background job (an Android WorkManager job, an iOS background task) gets seconds to
+/// minutes; the app may also stop a sync at any moment (the user left the screen, the OS is
+/// ending the task). Either way the sync stops between or inside requests with nothing half-done:
+/// every local write is a whole transaction, a push whose answer never came is replayed as a
+/// `duplicate`, and a photo cut mid-upload resumes from the server's offset.
+#[derive(Debug, Clone, Default)]
+pub struct SyncControl {
+    /// Stop before this instant ([`DEADLINE_MARGIN`] before it, to leave time for the last local
+    /// write).
+    pub deadline: Option<tokio::time::Instant>,
+    /// Stop when cancelled (from any thread).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Whether the photo lane runs (false on a metered link: records never wait, photos may).
+    pub photos: bool,
+    /// Fix batches to close before pushing (the recorder's rules); `None` closes none.
+    pub fix_rules: Option<crate::track::FixRules>,
+}
+
+impl SyncControl {
+    /// Everything, with no deadline and no way to stop it but dropping it.
+    pub fn full() -> Self {
+        Self {
+            photos: true,
+            ..Self::default()
+        }
+    }
+
+    /// Resolves when the sync must stop, with the reason.
+    async fn stopped(&self) -> StopReason {
+        let deadline = async {
+            match self.deadline {
+                Some(at) => {
+                    let stop_at = at.checked_sub(DEADLINE_MARGIN).unwrap_or(at);
+                    tokio::time::sleep_until(stop_at).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = async {
+            match &self.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = deadline => StopReason::Deadline,
+            () = cancelled => StopReason::Cancelled,
+        }
+    }
+
+    /// The reason to stop now, if there is one already.
+    fn should_stop(&self) -> Option<StopReason> {
+        if self.cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Some(StopReason::Cancelled);
+        }
+        if self
+            .deadline
+            .is_some_and(|at| tokio::time::Instant::now() + DEADLINE_MARGIN >= at)
+        {
+            return Some(StopReason::Deadline);
+        }
+        None
+    }
+}
+
+/// How long before its deadline a sync stops its requests.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Why a sync ended without an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Everything that could be sent was sent, and the pull reached the end.
+    #[default]
+    Completed,
+    /// The deadline came first; what is left goes with the next sync.
+    Deadline,
+    Cancelled,
+    /// Everything else went; photos wait for an unmetered link.
+    PhotosWaiting,
+}
+
 impl Client {
     /// Pushes the outbox, uploads photos, pulls changes. See the [module docs](self).
     pub async fn sync(&self, progress: ProgressFn<'_>) -> Result<SyncReport> {
+        self.sync_with(&SyncControl::full(), progress).await
+    }
+
+    /// A sync under `control`: the most urgent work first (critical hazards and their photos, then
+    /// the other records, then the other photos, then the pull), stopping cleanly at the deadline
+    /// or when cancelled. The report says why it stopped; what is left stays queued.
+    pub async fn sync_with(
+        &self,
+        control: &SyncControl,
+        progress: ProgressFn<'_>,
+    ) -> Result<SyncReport> {
         let _lock = self.lock_sync()?;
+        if let Some(rules) = control.fix_rules {
+            self.close_fix_batches(rules, true).await?;
+        }
         let api = self.session().await?;
         let device_id = self.device_id().await?;
         let mut report = SyncReport::default();
 
-        let mut first_error = push::push_all(self, &api, device_id, progress, &mut report)
-            .await
-            .err();
-        if !stops_sync(first_error.as_ref()) {
-            if let Err(e) = upload::upload_all(self, &api, progress, &mut report).await {
-                first_error.get_or_insert(e);
+        let mut first_error = None;
+        let mut stop = None;
+        for lane in Lane::ORDER {
+            if stops_sync(first_error.as_ref()) || stop.is_some() {
+                break;
+            }
+            if let Some(reason) = control.should_stop() {
+                stop = Some(reason);
+                break;
+            }
+            let work = async {
+                match lane {
+                    Lane::UrgentRecords | Lane::Records => {
+                        let urgent = lane == Lane::UrgentRecords;
+                        push::push_all(self, &api, device_id, urgent, progress, &mut report).await
+                    }
+                    Lane::UrgentPhotos | Lane::Photos if !control.photos => Ok(()),
+                    Lane::UrgentPhotos | Lane::Photos => {
+                        let urgent = lane == Lane::UrgentPhotos;
+                        upload::upload_all(self, &api, urgent, progress, &mut report).await
+                    }
+                    Lane::Pull => pull::pull_all(self, &api, progress, &mut report).await,
+                }
+            };
+            tokio::select! {
+                result = work => if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                },
+                reason = control.stopped() => stop = Some(reason),
             }
         }
-        if !stops_sync(first_error.as_ref()) {
-            if let Err(e) = pull::pull_all(self, &api, progress, &mut report).await {
-                first_error.get_or_insert(e);
+        report.stopped = match stop {
+            Some(reason) => reason,
+            None if !control.photos && self.db(|c| upload::count_waiting(c)).await? > 0 => {
+                StopReason::PhotosWaiting
             }
-        }
+            None => StopReason::Completed,
+        };
 
         let outcome = first_error.as_ref().map(|e| e.to_string());
+        let finished = report.stopped == StopReason::Completed;
         self.db(move |conn| {
             match &outcome {
-                None => {
+                None if finished => {
                     store::set_device_text(
                         conn,
                         DeviceColumn::LastSyncAt,
@@ -164,6 +310,7 @@ impl Client {
                     )?;
                     store::set_device_text(conn, DeviceColumn::LastSyncError, None)?;
                 }
+                None => store::set_device_text(conn, DeviceColumn::LastSyncError, None)?,
                 Some(message) => {
                     store::set_device_text(conn, DeviceColumn::LastSyncError, Some(message))?;
                 }

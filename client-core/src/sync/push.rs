@@ -14,10 +14,18 @@ pub(crate) async fn push_all(
     client: &Client,
     api: &Api,
     device_id: DeviceId,
+    urgent_only: bool,
     progress: ProgressFn<'_>,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let queue = outbox::push_order(client.db(|conn| outbox::pending(conn)).await?);
+    let (mut queue, urgent) =
+        outbox::push_order_split(client.db(|conn| outbox::pending(conn)).await?);
+    if urgent_only {
+        queue.truncate(urgent);
+    }
+    if queue.is_empty() {
+        return Ok(());
+    }
     progress(SyncProgress::PushStarted {
         pending: queue.len(),
     });

@@ -28,12 +28,22 @@ pub(crate) struct WaitingPhoto {
     upload_url: Option<String>,
 }
 
-/// The photos to upload: those of urgent reports first, then in the order they were captured.
-fn waiting(conn: &Connection) -> Result<Vec<WaitingPhoto>> {
+/// Whether a waiting photo belongs to an urgent record (a critical hazard report).
+const URGENT: &str =
+    "(SELECT MAX(o.urgent) FROM photo_refs r JOIN outbox o ON o.mutation_id = r.mutation_id
+                   WHERE r.sha256 = p.sha256)";
+
+/// The photos to upload (only those of urgent records when `urgent_only`): those of urgent reports
+/// first, then in the order they were captured.
+fn waiting(conn: &Connection, urgent_only: bool) -> Result<Vec<WaitingPhoto>> {
+    let only = if urgent_only {
+        format!("AND {URGENT} = 1")
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT p.sha256, p.size, p.content_type, p.upload_url {WAITING}
-         ORDER BY (SELECT MAX(o.urgent) FROM photo_refs r JOIN outbox o ON o.mutation_id = r.mutation_id
-                   WHERE r.sha256 = p.sha256) DESC, p.captured_at, p.rowid"
+        "SELECT p.sha256, p.size, p.content_type, p.upload_url {WAITING} {only}
+         ORDER BY {URGENT} DESC, p.captured_at, p.rowid"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], |r| {
@@ -60,6 +70,16 @@ fn waiting(conn: &Connection) -> Result<Vec<WaitingPhoto>> {
 pub(crate) fn count_waiting(conn: &Connection) -> Result<usize> {
     let n: i64 = conn.query_row(&format!("SELECT COUNT(*) {WAITING}"), [], |r| r.get(0))?;
     Ok(usize::try_from(n).unwrap_or_default())
+}
+
+/// The bytes of the photos still to be uploaded.
+pub(crate) fn bytes_waiting(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        &format!("SELECT COALESCE(SUM(p.size), 0) {WAITING}"),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or_default())
 }
 
 fn set_upload_url(conn: &Connection, sha: &Sha256, url: Option<&str>) -> Result<()> {
@@ -100,10 +120,11 @@ fn note_error(conn: &Connection, sha: &Sha256, error: &str) -> Result<()> {
 pub(crate) async fn upload_all(
     client: &Client,
     api: &Api,
+    urgent_only: bool,
     progress: ProgressFn<'_>,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let photos = client.db(|conn| waiting(conn)).await?;
+    let photos = client.db(move |conn| waiting(conn, urgent_only)).await?;
     if photos.is_empty() {
         return Ok(());
     }

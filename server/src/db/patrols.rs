@@ -188,6 +188,7 @@ pub fn points(conn: &mut Conn, id: PatrolId) -> QueryResult<Vec<TrackPoint>> {
                 lat: Lat::parse(lat, "lat").map_err(|e| corrupt(format!("patrol {id}: {e}")))?,
                 accuracy_m,
                 crs: None,
+                mock: false,
             })
         })
         .collect()
