@@ -185,9 +185,12 @@ impl From<ClientError> for CoreError {
             ClientError::BadServerUrl { .. } => {
                 Self::invalid("server_url", detail, "服务器地址无效")
             }
-            ClientError::NoServer => {
-                Self::invalid("server_url", detail, "没有服务器地址，请先登录")
-            }
+            // An app's core has no server before its first login.
+            ClientError::NoServer => Self::NotLoggedIn {
+                detail: "not logged in: log in first".into(),
+                detail_zh: "尚未登录，请先登录".into(),
+                retryable: false,
+            },
             ClientError::UnsentWorkOfAnother { user, pending, .. } => Self::invalid(
                 "username",
                 detail.clone(),

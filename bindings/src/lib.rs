@@ -64,6 +64,18 @@ impl Core {
         self.runtime.block_on(f).map_err(CoreError::from)
     }
 
+    /// Runs `f` on the core's runtime; the caller's executor only polls the handle.
+    async fn on_runtime<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = riverchief_client::Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.runtime
+            .spawn(f)
+            .await
+            .map_err(|e| CoreError::local(format!("a core task failed: {e}")))?
+            .map_err(CoreError::from)
+    }
+
     fn fix_rules(&self) -> FixRules {
         let o = &self.options;
         FixRules {
@@ -252,10 +264,16 @@ impl Core {
         })
     }
 
-    /// Reports a problem found on the bank; the photos are shrunk, hashed and copied at once.
-    /// Returns the issue's id.
-    pub fn report_issue(&self, draft: IssueDraft) -> Result<String> {
-        let segment_id = self.local(self.client.resolve_segment(&draft.segment))?;
+    /// Reports a problem found on the bank; the photos are shrunk, hashed and copied at once (an
+    /// async call: decoding and shrinking a 12 MB photo takes longer than a local write). Returns
+    /// the issue's id once the report and its photos are stored.
+    pub async fn report_issue(&self, draft: IssueDraft) -> Result<String> {
+        check_photos(&draft.photo_paths)?;
+        let client = self.client.clone();
+        let segment = draft.segment.clone();
+        let segment_id = self
+            .on_runtime(async move { client.resolve_segment(&segment).await })
+            .await?;
         let patrol_id = draft.patrol_id.as_deref().map(parse_patrol).transpose()?;
         let category = IssueCategory::parse(&draft.category).ok_or_else(|| {
             CoreError::invalid(
@@ -291,7 +309,7 @@ impl Core {
             lon: Lon::parse(lon, "lon")?,
             lat: Lat::parse(lat, "lat")?,
         };
-        let id = self.local(self.client.report_issue(riverchief_client::IssueDraft {
+        let draft = riverchief_client::IssueDraft {
             segment_id,
             patrol_id,
             location,
@@ -300,14 +318,18 @@ impl Core {
             outflow,
             description: draft.description,
             photos: draft.photo_paths.into_iter().map(PathBuf::from).collect(),
-        }))?;
+        };
+        let client = self.client.clone();
+        let id = self
+            .on_runtime(async move { client.report_issue(draft).await })
+            .await?;
         self.hub.touch();
         Ok(id.to_string())
     }
 
-    /// Adds a step to an issue's history (`comment`, `started`, `resolved`, ...), with photos;
-    /// returns the event's id. The server judges it when it arrives.
-    pub fn add_issue_event(
+    /// Adds a step to an issue's history (`comment`, `started`, `resolved`, ...), with photos
+    /// (async, as `report_issue`); returns the event's id. The server judges it when it arrives.
+    pub async fn add_issue_event(
         &self,
         issue_id: String,
         kind: String,
@@ -329,11 +351,16 @@ impl Core {
             .map(UserId::parse)
             .transpose()
             .map_err(|_| CoreError::invalid("assignee", "not a user id", "用户编号无效"))?;
+        check_photos(&photo_paths)?;
         let photos = photo_paths.into_iter().map(PathBuf::from).collect();
-        let id = self.local(
-            self.client
-                .add_issue_event(issue, kind, note, assignee, None, photos),
-        )?;
+        let client = self.client.clone();
+        let id = self
+            .on_runtime(async move {
+                client
+                    .add_issue_event(issue, kind, note, assignee, None, photos)
+                    .await
+            })
+            .await?;
         self.hub.touch();
         Ok(id.to_string())
     }
@@ -511,6 +538,21 @@ impl Drop for Running<'_> {
     }
 }
 
+/// A photo the app names must be a file that is there: refused before anything is written, with
+/// its place in the list named.
+fn check_photos(paths: &[String]) -> Result<()> {
+    for (i, path) in paths.iter().enumerate() {
+        if !std::path::Path::new(path).is_file() {
+            return Err(CoreError::invalid(
+                &format!("photo_paths[{i}]"),
+                format!("{path}: no such photo file"),
+                format!("找不到照片文件：{path}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_patrol(id: &str) -> Result<PatrolId> {
     PatrolId::parse(id)
         .map_err(|_| CoreError::invalid("patrol_id", "not a patrol id", "巡查编号无效"))
@@ -534,10 +576,12 @@ async fn run_sync(
     retention: chrono::Duration,
     budget: u64,
 ) -> Result<SyncOutcome> {
-    hub.sync_started();
     let progress = {
         let hub = Arc::clone(&hub);
         move |event: SyncProgress| match event {
+            // Only once the lock is held: a sync refused as busy must not touch the status of the
+            // one that runs.
+            SyncProgress::Started => hub.sync_started(),
             SyncProgress::PhotoStarted {
                 sha, total, offset, ..
             } => hub.upload(Some(UploadProgress {
@@ -577,6 +621,10 @@ async fn run_sync(
         photo_bytes: status.photos_pending_bytes,
     };
     match result {
+        // Another sync runs: its status is the one that counts.
+        Err(riverchief_client::ClientError::SyncInProgress) => {
+            Err(riverchief_client::ClientError::SyncInProgress.into())
+        }
         Ok(report) => {
             let complete = report.stopped == riverchief_client::sync::StopReason::Completed
                 || report.stopped == riverchief_client::sync::StopReason::PhotosWaiting;

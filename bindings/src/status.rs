@@ -212,3 +212,95 @@ impl Hub {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Mutex<Vec<SyncStatus>>);
+
+    impl StatusListener for Collect {
+        fn on_status(&self, status: SyncStatus) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(status);
+        }
+    }
+
+    fn wait_for(listener: &Collect, n: usize) -> Vec<SyncStatus> {
+        for _ in 0..400 {
+            let seen = listener
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if seen.len() >= n {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the listener did not get {n} statuses");
+    }
+
+    #[test]
+    fn a_late_listener_gets_the_current_status_first_then_every_change_in_order() {
+        let hub = Hub::new(SyncState::Idle, Counts::default(), None);
+        let early = Arc::new(Collect(Mutex::new(Vec::new())));
+        hub.set_listener(early.clone());
+        hub.sync_started();
+        hub.set_counts(Counts {
+            mutations: 3,
+            ..Counts::default()
+        });
+        // Registered while the sync runs: it hears "syncing" first, not a stale "idle".
+        let late = Arc::new(Collect(Mutex::new(Vec::new())));
+        hub.set_listener(late.clone());
+        hub.upload(Some(UploadProgress {
+            sha256: "ab".into(),
+            sent: 0,
+            total: 10,
+        }));
+        hub.upload(Some(UploadProgress {
+            sha256: "ab".into(),
+            sent: 10,
+            total: 10,
+        }));
+        hub.sync_ended(
+            SyncState::Offline,
+            None,
+            Some(("no signal".into(), "无信号".into())),
+        );
+        // Nothing changed: nothing is published.
+        hub.set_state(SyncState::Offline);
+
+        let early = wait_for(&early, 3);
+        assert_eq!(
+            early.len(),
+            3,
+            "the early listener was replaced by the late one"
+        );
+        assert_eq!(early[0].state, SyncState::Idle);
+        assert_eq!(early[1].state, SyncState::Syncing);
+        assert_eq!(early[2].pending_mutations, 3);
+
+        let late = wait_for(&late, 4);
+        std::thread::sleep(Duration::from_millis(50));
+        let late_now = late.len();
+        assert_eq!(late_now, 4, "{late:?}");
+        assert_eq!(late[0].state, SyncState::Syncing);
+        assert_eq!(late[0].pending_mutations, 3);
+        assert_eq!(
+            late[0].seq, early[2].seq,
+            "the current status, as it was last published"
+        );
+        assert_eq!(late[1].upload.as_ref().map(|u| u.sent), Some(0));
+        assert_eq!(late[2].upload.as_ref().map(|u| u.sent), Some(10));
+        assert_eq!(late[3].state, SyncState::Offline);
+        assert_eq!(late[3].upload, None);
+        assert_eq!(late[3].last_error_zh.as_deref(), Some("无信号"));
+        for pair in late.windows(2) {
+            assert_eq!(pair[1].seq, pair[0].seq + 1, "in order, none lost");
+        }
+    }
+}

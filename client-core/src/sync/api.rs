@@ -103,9 +103,19 @@ impl Api {
     }
 
     pub(crate) async fn push(&self, request: &PushRequest) -> Result<PushResponse> {
-        let builder = self.http.post(self.url("api/v1/sync/push")?).json(request);
+        let body = serde_json::to_vec(request)?;
+        // Held while this call waits: dropped with it when a sync is cancelled or runs out of time.
+        let waiting = std::sync::Arc::new(());
+        let builder = self
+            .http
+            .post(self.url("api/v1/sync/push")?)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len())
+            .body(abandonable(body, &waiting));
         let response = self.authed(builder)?.send().await?;
-        Ok(check(response).await?.json().await?)
+        let answer = check(response).await?.json().await?;
+        drop(waiting);
+        Ok(answer)
     }
 
     pub(crate) async fn pull(&self, since: Option<&str>, limit: usize) -> Result<PullResponse> {
@@ -222,6 +232,14 @@ impl Api {
         let stream =
             tokio_util::io::ReaderStream::with_capacity(file.take(remaining), UPLOAD_CHUNK).map(
                 move |chunk| {
+                    // Nobody waits for this upload any more (the sync was cancelled or ran out of
+                    // time and dropped it): stop sending. The body's owner is hyper's connection
+                    // task, which would otherwise go on writing the rest of the photo after the
+                    // sync has returned; an error here aborts the request, and the next sync
+                    // resumes from the server's offset.
+                    if sent.is_closed() {
+                        return Err(std::io::Error::other("the upload was abandoned"));
+                    }
                     if let Ok(bytes) = &chunk {
                         sent.send_modify(|n| *n += bytes.len() as u64);
                     }
@@ -239,6 +257,27 @@ impl Api {
         let response = check(self.authed(builder)?.send().await?).await?;
         upload_offset(response.headers())
     }
+}
+
+/// A request body that stops once nobody waits for the request's answer any more: hyper's connection
+/// task owns the body and would go on writing it after the caller dropped the request (a sync
+/// cancelled, or out of time, with the phone's background budget spent). The body is handed over in
+/// pieces; the first piece asked for after `waiting` is gone is an error, which aborts the request.
+/// What the server did not get whole it never applies; what it did, the next sync replays as a
+/// duplicate.
+fn abandonable(bytes: Vec<u8>, waiting: &std::sync::Arc<()>) -> reqwest::Body {
+    let waiting = std::sync::Arc::downgrade(waiting);
+    let pieces: Vec<bytes::Bytes> = bytes
+        .chunks(UPLOAD_CHUNK)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces).map(move |piece| {
+        if waiting.strong_count() == 0 {
+            Err(std::io::Error::other("the request was abandoned"))
+        } else {
+            Ok(piece)
+        }
+    }))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

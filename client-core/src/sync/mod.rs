@@ -8,7 +8,11 @@
 //! a stale lock behind. Recording actions do not take the lock: they only append to the outbox,
 //! and SQLite serializes their transactions with the sync's.
 //!
-//! # Three lanes, in order
+//! # Lanes, most urgent first
+//!
+//! A sync runs the lanes below in this order: the records of critical hazards (with the patrol
+//! starts they depend on), their photos, the other records, the other photos, then the pull.
+//! Before pushing it closes the fix batches still open (see `track.rs`).
 //!
 //! 1. **Records** (`push.rs`). Pending mutations go urgent first (critical hazard reports, each
 //!    with the patrol start it depends on), then in device order, in batches of at most
@@ -18,17 +22,28 @@
 //!    `duplicate` are done; `rejected` keeps the server's error, is never retried and never holds
 //!    back the rows behind it. A 413 on a whole batch halves the batch; a lone mutation refused
 //!    as too large is marked rejected with the server's error.
-//! 2. **Photos** (`upload.rs`), after the records so that an issue reaches the duty lead before its
-//!    pictures, but in their own lane: a photo that fails never holds back a record, and a failed
-//!    push does not stop the photos. `HEAD /photos/{sha}` first (a photo the server has is never
-//!    sent again), then tus 1.0.0: the upload URL is stored before the first byte is sent, and an
-//!    interrupted upload resumes from the server's `Upload-Offset`. The body is streamed from the
-//!    stored copy, never held in memory. A photo the server refuses for its content (460, 415,
-//!    413) is marked failed with the reason; the others go on.
+//! 2. **Photos** (`upload.rs`), after the records they belong to so that an issue reaches the duty
+//!    lead before its pictures, but in their own lane: a photo that fails never holds back a record,
+//!    and a failed push does not stop the photos. `HEAD /photos/{sha}` first (a photo the server
+//!    has is never sent again), then tus 1.0.0: the upload URL is stored before the first byte is
+//!    sent, and an interrupted upload resumes from the server's `Upload-Offset`. The body is
+//!    streamed from the stored copy, never held in memory. A photo the server refuses for its
+//!    content (460, 415, 413) is marked failed with the reason; the others go on. On a metered link
+//!    ([`SyncControl::photos`] false) the photo lanes do not run, and the sync says so
+//!    ([`StopReason::PhotosWaiting`]).
 //! 3. **Pull** (`pull.rs`): each page of changes is applied to the mirror tables together with the
 //!    new cursor, in one transaction, so a crash between pages repeats at most one page. On
 //!    `reset` the mirror is emptied in that same transaction; the outbox and everything captured
 //!    on the device are never part of the mirror.
+//!
+//! # Deadlines and cancelling
+//!
+//! [`Client::sync_with`] takes a [`SyncControl`]: a deadline and a cancellation token. The lane in
+//! progress is dropped when either comes ([`DEADLINE_MARGIN`] before the deadline), whatever request
+//! it is in, and no later lane starts. Nothing is left half-done by that: every local write is one
+//! SQLite transaction that either committed or did not; a push whose answer did not arrive leaves
+//! its rows pending, and the next sync replays them as `duplicate`s; a photo cut mid-`PATCH` keeps
+//! its upload URL and resumes from the server's offset.
 //!
 //! # Failures
 //!
@@ -102,6 +117,8 @@ impl Lane {
 /// Progress events of a sync, for drawing progress bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncProgress {
+    /// The sync holds the data directory's sync lock and begins.
+    Started,
     /// The push lane starts with this many pending mutations.
     PushStarted {
         pending: usize,
@@ -252,6 +269,7 @@ impl Client {
         progress: ProgressFn<'_>,
     ) -> Result<SyncReport> {
         let _lock = self.lock_sync()?;
+        progress(SyncProgress::Started);
         if let Some(rules) = control.fix_rules {
             self.close_fix_batches(rules, true).await?;
         }
