@@ -117,7 +117,7 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
     let demo_users = crate::db::with_setup_lock(&mut conn, |conn| -> anyhow::Result<_> {
         crate::db::changes::epoch(conn)?;
         if config.demo {
-            crate::demo::seed(conn, config.demo_password.as_deref())
+            crate::demo::seed(conn, config.demo_password.as_deref(), chrono::Utc::now())
         } else {
             Ok(Vec::new())
         }

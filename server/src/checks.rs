@@ -231,7 +231,7 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
             // Raised for an earlier dispatch: what it says must be the due time now.
             alerts::resolve(conn, AlertKind::DispatchOverdue, &subject, false, now)?;
         }
-        if let Some(issue) = db::issues::view(conn, d.issue_id)? {
+        if let Some(issue) = db::issues::view(conn, d.issue_id, now)? {
             let new = alerting::dispatch_overdue_alert(conn, &issue, d.due_at)?;
             alerts::raise(conn, &new, now)?;
         }
@@ -248,7 +248,7 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
         if alerts::open_alert(conn, AlertKind::IssueUnaccepted, &subject, false)?.is_some() {
             continue;
         }
-        if let Some(issue) = db::issues::view(conn, e.issue_id)? {
+        if let Some(issue) = db::issues::view(conn, e.issue_id, now)? {
             let new = alerting::unaccepted_alert(conn, &issue, e.accept_by)?;
             alerts::raise(conn, &new, now)?;
         }

@@ -192,8 +192,13 @@ pub fn summary(
     })
 }
 
-/// Records pull summaries for the given segments. Call it last in the transaction.
-pub fn record_summaries(conn: &mut Conn, policy: &Policy, ids: &[SegmentId]) -> QueryResult<()> {
+/// Records pull summaries for the given segments (at `now`). Call it last in the transaction.
+pub fn record_summaries(
+    conn: &mut Conn,
+    policy: &Policy,
+    ids: &[SegmentId],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -203,7 +208,7 @@ pub fn record_summaries(conn: &mut Conn, policy: &Policy, ids: &[SegmentId]) -> 
             let s = summary(conn, policy, &segment)?;
             db::coverage::record_summary(conn, &s)?;
             // Covered again: its overdue alert resolves now, not at the next scheduled check.
-            crate::checks::resolve_if_covered(conn, &s, Utc::now())?;
+            crate::checks::resolve_if_covered(conn, &s, now)?;
         }
     }
     Ok(())
@@ -231,9 +236,10 @@ pub fn segment_coverage(
     let p = &segment.properties;
     let patrols = db::coverage::in_window(conn, p.id, from, to)?;
     let Some(geometry) = cov::Segment::from_domain(segment) else {
-        return Err(diesel::result::Error::DeserializationError(
-            format!("segment {} has no usable line", p.id).into(),
-        ));
+        return Err(db::corrupt_row(std::io::Error::other(format!(
+            "segment {} has no usable line",
+            p.id
+        ))));
     };
     let merged = cov::merge(
         patrols

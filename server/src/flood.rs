@@ -66,7 +66,7 @@ pub enum IngestError {
         stored: f64,
     },
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Db(#[from] db::QueryError),
 }
 
 /// What [`ingest`] did.
@@ -339,7 +339,7 @@ pub fn ingest(
         // The interval in force changed for the segments this station governs: phones learn it
         // through their pull.
         let ids = governed(conn, station)?;
-        crate::coverage::record_summaries(conn, policy, &ids)?;
+        crate::coverage::record_summaries(conn, policy, &ids, now)?;
     }
     Ok(Ingested {
         inserted,

@@ -75,7 +75,7 @@ pub enum StepError {
     #[error("{0}")]
     UnknownReference(FieldError),
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Db(#[from] db::QueryError),
 }
 
 /// A refusal's reason, with the issue's status added unless the reason already names it.
@@ -117,13 +117,14 @@ fn rival(
     )))
 }
 
-/// Judges the step `d` by `caller` (taken at `at`, device time for devices) and records it. Call it
-/// inside a write transaction; it writes the change-log row last.
+/// Judges the step `d` by `caller` (taken at `at`, device time for devices; received at `now`) and
+/// records it. Call it inside a write transaction; it writes the change-log row last.
 pub fn take_step(
     conn: &mut Conn,
     caller: &AuthUser,
     d: &IssueEventData,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
     source: Source,
 ) -> Result<Outcome, StepError> {
     db::lock(conn, db::Lock::Issue(d.issue_id))?;
@@ -198,6 +199,7 @@ pub fn take_step(
             due_at: d.due_at,
             rejected: rejected.as_deref(),
         },
+        now,
     )?;
     // A rejected step's photos are kept too: an after-photo taken in the field is evidence.
     db::issues::insert_photos(conn, d.issue_id, &d.event_id.to_string(), &d.photos)?;
@@ -222,11 +224,11 @@ pub fn take_step(
                 .then_some(d.assignee)
                 .flatten()
                 .map(|a| (a, d.due_at));
-            db::issues::set_status(conn, d.issue_id, status, dispatch)?;
+            db::issues::set_status(conn, d.issue_id, status, dispatch, now)?;
             db::audit::record(conn, &caller.who(), "issue.event", Some(&issue), &detail)?;
             // A critical hazard's alert resolves when the issue closes, and comes back on reopen.
-            if let Some(view) = db::issues::record_issue_change(conn, d.issue_id)? {
-                crate::alerting::issue_changed(conn, &view, chrono::Utc::now())?;
+            if let Some(view) = db::issues::record_issue_change(conn, d.issue_id, now)? {
+                crate::alerting::issue_changed(conn, &view, now)?;
             }
             Ok(Outcome::Applied {
                 status,
@@ -243,7 +245,7 @@ pub fn take_step(
             )?;
             // The author may no longer see the issue (it went to someone else): the change is
             // also written for them, so the rejection reaches their device.
-            db::issues::record_issue_change_also(conn, d.issue_id, caller.id)?;
+            db::issues::record_issue_change_also(conn, d.issue_id, caller.id, now)?;
             Ok(Outcome::Kept {
                 current: head.status,
                 reason: reason.clone(),

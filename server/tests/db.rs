@@ -595,7 +595,7 @@ fn a_paging_reader_sees_every_change_of_concurrent_writers_once() {
 /// The demo world seeded, and the patroller zhangwei with the segment he walks.
 fn seeded(db: &Db) -> (AuthUser, String) {
     let mut conn = db.conn().unwrap();
-    riverchief_server::demo::seed(&mut conn, Some("pw")).unwrap();
+    riverchief_server::demo::seed(&mut conn, Some("pw"), chrono::Utc::now()).unwrap();
     let user = db::users::by_username(&mut conn, "zhangwei")
         .unwrap()
         .unwrap()
@@ -642,8 +642,16 @@ fn push_together(
             thread::spawn(move || {
                 let mut conn = db.conn().unwrap();
                 start.wait();
-                riverchief_server::sync::push_one(&mut conn, &user, device, raw, &Limits::DEFAULT)
-                    .unwrap_or_else(|e| panic!("a push failed with a server error: {e}"))
+                let now = chrono::Utc::now();
+                riverchief_server::sync::push_one(
+                    &mut conn,
+                    &user,
+                    device,
+                    raw,
+                    &Limits::DEFAULT,
+                    now,
+                )
+                .unwrap_or_else(|e| panic!("a push failed with a server error: {e}"))
             })
         })
         .collect();

@@ -112,7 +112,7 @@ pub fn insert_station(conn: &mut Conn, s: &Station) -> QueryResult<()> {
             stations::watch_m.eq(s.thresholds.watch_m),
             stations::warning_m.eq(s.thresholds.warning_m),
             stations::guarantee_m.eq(s.thresholds.guarantee_m),
-            stations::created_at.eq(ts(Utc::now())),
+            stations::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -258,7 +258,7 @@ pub fn insert_reading(
             station_readings::level_m.eq(r.reading.level_m),
             station_readings::stage.eq(r.stage.as_str()),
             station_readings::rise_m.eq(r.rise_m),
-            station_readings::recorded_at.eq(ts(Utc::now())),
+            station_readings::recorded_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -350,7 +350,7 @@ pub fn put_stage_state(
     s: &StageState,
     existed: bool,
 ) -> QueryResult<()> {
-    let now = ts(Utc::now());
+    let now = super::written_now();
     if existed {
         diesel::update(
             station_stages::table

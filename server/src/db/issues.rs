@@ -65,8 +65,9 @@ pub struct NewIssue<'a> {
     pub reported_at: DateTime<Utc>,
 }
 
-pub fn insert(conn: &mut Conn, issue: &NewIssue<'_>) -> QueryResult<()> {
-    let now = ts(Utc::now());
+/// Records a new report, received at `now`.
+pub fn insert(conn: &mut Conn, issue: &NewIssue<'_>, now: DateTime<Utc>) -> QueryResult<()> {
+    let now = ts(now);
     diesel::insert_into(issues::table)
         .values((
             issues::id.eq(issue.id.to_string()),
@@ -106,7 +107,8 @@ pub struct NewEvent<'a> {
     pub rejected: Option<&'a str>,
 }
 
-pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
+/// Records an entry of an issue's history, received at `now`.
+pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>, now: DateTime<Utc>) -> QueryResult<()> {
     diesel::insert_into(issue_events::table)
         .values((
             issue_events::id.eq(event.id.to_string()),
@@ -114,7 +116,7 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
             issue_events::kind.eq(event.kind.as_str()),
             issue_events::by_id.eq(event.by.to_string()),
             issue_events::at.eq(ts(event.at)),
-            issue_events::recorded_at.eq(ts(Utc::now())),
+            issue_events::recorded_at.eq(ts(now)),
             issue_events::note.eq(event.note),
             issue_events::assignee_id.eq(event.assignee.map(|u| u.to_string())),
             issue_events::duplicate_of.eq(event.duplicate_of.map(|i| i.to_string())),
@@ -175,16 +177,17 @@ fn arrived_set(conn: &mut Conn, hexes: &[String]) -> QueryResult<HashSet<String>
     Ok(out)
 }
 
-/// Sets the status after an event. A dispatch (`dispatch` = `Some((assignee, due))`) also sets
-/// the assignee and the due time.
+/// Sets the status after an event (at `now`). A dispatch (`dispatch` = `Some((assignee, due))`) also
+/// sets the assignee and the due time.
 pub fn set_status(
     conn: &mut Conn,
     id: IssueId,
     status: IssueStatus,
     dispatch: Option<(UserId, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let target = issues::table.filter(issues::id.eq(id.to_string()));
-    let now = ts(Utc::now());
+    let now = ts(now);
     match dispatch {
         Some((a, due)) => diesel::update(target)
             .set((
@@ -359,15 +362,25 @@ pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<Iss
 /// Writes the issue as it now is to the change log, for its reporter, its segment's patrollers and
 /// its assignee. Call it inside the transaction that changed the issue (or a photo it expects), as
 /// late as you can. It takes the change-log lock before reading the issue, so the snapshot includes
-/// everything that committed before it (a photo arriving meanwhile, say).
-pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
-    record_issue_change_for(conn, id, None)
+/// everything that committed before it (a photo arriving meanwhile, say). Deadlines are judged at
+/// `now`.
+pub fn record_issue_change(
+    conn: &mut Conn,
+    id: IssueId,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<Issue>> {
+    record_issue_change_for(conn, id, None, now)
 }
 
 /// [`record_issue_change`], and the same change for `also` when they are neither the reporter nor
 /// the assignee (the author of a rejected step on an issue that went to someone else).
-pub fn record_issue_change_also(conn: &mut Conn, id: IssueId, also: UserId) -> QueryResult<()> {
-    record_issue_change_for(conn, id, Some(also)).map(drop)
+pub fn record_issue_change_also(
+    conn: &mut Conn,
+    id: IssueId,
+    also: UserId,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    record_issue_change_for(conn, id, Some(also), now).map(drop)
 }
 
 /// Records the issue as it now is; answers that snapshot (for the caller's alert rules), `None` when
@@ -376,9 +389,10 @@ fn record_issue_change_for(
     conn: &mut Conn,
     id: IssueId,
     also: Option<UserId>,
+    now: DateTime<Utc>,
 ) -> QueryResult<Option<Issue>> {
     changes::lock(conn)?;
-    let Some(issue) = view(conn, id)? else {
+    let Some(issue) = view(conn, id, now)? else {
         return Ok(None);
     };
     let data = serde_json::to_value(&issue)
@@ -429,10 +443,10 @@ pub fn default_accept_within() -> chrono::Duration {
 }
 
 impl Deadlines {
-    /// Judged now, with the default acceptance time.
-    pub fn now() -> Deadlines {
+    /// Judged at `now`, with the default acceptance time.
+    pub fn at(now: DateTime<Utc>) -> Deadlines {
         Deadlines {
-            now: Utc::now(),
+            now,
             accept_within: default_accept_within(),
         }
     }
@@ -526,9 +540,9 @@ type EventRow = (
     Option<String>, // rejected_reason
 );
 
-/// One issue, whole: its events and its photos with their arrival; deadlines judged now.
-pub fn view(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
-    view_at(conn, id, &Deadlines::now())
+/// One issue, whole: its events and its photos with their arrival; deadlines judged at `now`.
+pub fn view(conn: &mut Conn, id: IssueId, now: DateTime<Utc>) -> QueryResult<Option<Issue>> {
+    view_at(conn, id, &Deadlines::at(now))
 }
 
 /// [`view`], with deadlines judged by `deadlines`.

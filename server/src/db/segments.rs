@@ -5,7 +5,7 @@
 
 use super::changes::{self, Audience};
 use super::schema::segments;
-use super::{parse_id, ts, Conn, QueryResult};
+use super::{parse_id, Conn, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::domain::{Bank, Chainage, Segment, SegmentProperties};
 use riverchief_shared::id::SegmentId;
@@ -167,7 +167,7 @@ pub fn insert(conn: &mut Conn, segment: &Segment) -> QueryResult<()> {
             segments::patrol_buffer_m.eq(p.patrol_buffer_m),
             segments::grid.eq(&p.grid),
             segments::gauge_station.eq(&p.gauge_station),
-            segments::created_at.eq(ts(chrono::Utc::now())),
+            segments::created_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     let data = serde_json::to_value(segment)

@@ -8,7 +8,7 @@
 //! extra lock is needed. [`ledger_check`] proves balance = sum of the ledger for every depot and item.
 
 use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements};
-use super::{insert_or_ignore, ts, Conn, QueryResult};
+use super::{insert_or_ignore, Conn, QueryResult};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
@@ -120,7 +120,7 @@ pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, Stock
             stock_movements::by_user.eq(m.by_user),
             stock_movements::device_at.eq(m.device_at.as_deref()),
             stock_movements::note.eq(m.note),
-            stock_movements::recorded_at.eq(ts(chrono::Utc::now())),
+            stock_movements::recorded_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     Ok(Balance {
@@ -258,7 +258,7 @@ pub fn insert_depot(conn: &mut Conn, d: &NewDepot<'_>) -> QueryResult<()> {
             depots::owner.eq(d.owner),
             depots::lon.eq(d.lon),
             depots::lat.eq(d.lat),
-            depots::created_at.eq(ts(chrono::Utc::now())),
+            depots::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -284,7 +284,7 @@ pub fn insert_item(conn: &mut Conn, i: &NewItem<'_>) -> QueryResult<()> {
             items::unit.eq(i.unit),
             items::category.eq(i.category),
             items::ages.eq(i.ages),
-            items::created_at.eq(ts(chrono::Utc::now())),
+            items::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)

@@ -208,7 +208,7 @@ pub fn enqueue(conn: &mut Conn, alert: &Alert, seq: i64) -> QueryResult<usize> {
     }
     let event = AlertEvent::of(alert);
     let alert_json = to_json(alert)?;
-    let at = ts(Utc::now());
+    let at = super::written_now();
     let mut n = 0;
     for r in &rows {
         if !target(r)?.wants(alert) {

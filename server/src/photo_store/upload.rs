@@ -88,8 +88,8 @@ pub enum UploadError {
     Io(#[from] io::Error),
 }
 
-impl From<diesel::result::Error> for UploadError {
-    fn from(e: diesel::result::Error) -> Self {
+impl From<db::QueryError> for UploadError {
+    fn from(e: db::QueryError) -> Self {
         UploadError::Db(DbError::Query(e))
     }
 }
@@ -280,9 +280,11 @@ impl PhotoStore {
         db: &Db,
         max_age: Duration,
     ) -> Result<usize, UploadError> {
-        let mine = format!("{}:%", self.instance.id);
+        let mine = self.instance.id.clone();
         let freed = db
-            .run(move |conn| db::photos::free_leases_like(conn, &mine).map_err(UploadError::from))
+            .run(move |conn| {
+                db::photos::free_leases_of_instance(conn, &mine).map_err(UploadError::from)
+            })
             .await?;
         if freed > 0 {
             tracing::info!(
@@ -625,6 +627,7 @@ impl Chunk {
                     finalized.size,
                     finalized.photo_type,
                     uploader,
+                    Utc::now(),
                 )
                 .map_err(UploadError::from)
             })

@@ -156,13 +156,8 @@ async fn set_stage(
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| -> Result<FloodStageState, AppError> {
-                db::coverage::set_stage(
-                    conn,
-                    body.stage,
-                    user.id,
-                    Utc::now(),
-                    body.note.as_deref(),
-                )?;
+                let now = Utc::now();
+                db::coverage::set_stage(conn, body.stage, user.id, now, body.note.as_deref())?;
                 db::audit::record(
                     conn,
                     &user.who(),
@@ -175,7 +170,7 @@ async fn set_stage(
                     .iter()
                     .map(|s| s.properties.id)
                     .collect();
-                cov::record_summaries(conn, &policy, &ids)?;
+                cov::record_summaries(conn, &policy, &ids, now)?;
                 stage_state(conn, &policy)
             })
         })

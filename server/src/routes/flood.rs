@@ -301,7 +301,7 @@ async fn set_response(
                 .iter()
                 .map(|s| s.properties.id)
                 .collect();
-            crate::coverage::record_summaries(conn, &policy, &ids)?;
+            crate::coverage::record_summaries(conn, &policy, &ids, now)?;
             flood_level_now(conn)
         })
         .await?;

@@ -287,7 +287,8 @@ async fn add_event(
         .db
         .transaction(move |conn| -> Result<_, AppError> {
             use crate::workflow::{self, StepError};
-            match workflow::take_step(conn, &user, &data, Utc::now(), workflow::Source::Api) {
+            let now = Utc::now();
+            match workflow::take_step(conn, &user, &data, now, now, workflow::Source::Api) {
                 Ok(_) => {}
                 Err(StepError::NoIssue(_)) => return Err(not_found()),
                 Err(StepError::EventTaken(e)) => {

@@ -7,6 +7,7 @@ use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
 use riverchief_shared::sync::{PullResponse, PushRequest, PushResponse};
 use riverchief_shared::FieldError;
 use serde::Deserialize;
@@ -47,7 +48,9 @@ async fn push(
             body.mutations
                 .into_iter()
                 .map(|raw| {
-                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy)
+                    // Each mutation is received when its turn comes, as before.
+                    let now = Utc::now();
+                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy, now)
                 })
                 .collect::<Result<Vec<_>, AppError>>()
         })
