@@ -131,8 +131,7 @@ pub struct StockMove {
     pub movement_id: uuid::Uuid,
     pub depot: String,
     pub item: String,
-    /// `receive`, `dispatch`, `return`, `write_off` or `adjust`.
-    pub kind: String,
+    pub kind: crate::stock::MovementKind,
     pub quantity: i64,
     #[serde(default)]
     pub segment: Option<String>,
@@ -333,9 +332,6 @@ fn photos(list: &[Sha256], limits: &Limits, field: &str) -> Result<(), FieldErro
     Ok(())
 }
 
-/// The kinds of stock movement.
-pub const STOCK_KINDS: [&str; 5] = ["receive", "dispatch", "return", "write_off", "adjust"];
-
 impl Mutation {
     /// Parses and validates one raw mutation. `now` is the server's (or device's) clock, used to
     /// refuse implausible device times.
@@ -460,13 +456,6 @@ impl Mutation {
                         "out_of_range",
                         "data.quantity",
                         "a quantity is a whole number, 1 or more",
-                    ));
-                }
-                if !STOCK_KINDS.contains(&d.kind.as_str()) {
-                    return Err(FieldError::new(
-                        "invalid",
-                        "data.kind",
-                        format!("the kind is one of {}", STOCK_KINDS.join(", ")),
                     ));
                 }
             }

@@ -11,48 +11,7 @@ use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements
 use super::{insert_or_ignore, Conn, QueryResult};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-
-/// What a movement does to stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MovementKind {
-    Receive,
-    Dispatch,
-    Return,
-    WriteOff,
-    Adjust,
-}
-
-impl MovementKind {
-    pub const ALL: [MovementKind; 5] = [
-        MovementKind::Receive,
-        MovementKind::Dispatch,
-        MovementKind::Return,
-        MovementKind::WriteOff,
-        MovementKind::Adjust,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MovementKind::Receive => "receive",
-            MovementKind::Dispatch => "dispatch",
-            MovementKind::Return => "return",
-            MovementKind::WriteOff => "write_off",
-            MovementKind::Adjust => "adjust",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MovementKind> {
-        MovementKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The signed change a movement of `quantity` (positive) makes; an adjustment carries its sign.
-    pub fn signed(self, quantity: i64) -> i64 {
-        match self {
-            MovementKind::Receive | MovementKind::Return | MovementKind::Adjust => quantity,
-            MovementKind::Dispatch | MovementKind::WriteOff => -quantity,
-        }
-    }
-}
+pub use riverchief_shared::stock::MovementKind;
 
 /// A movement to append. `delta` is signed: what it adds to the balance.
 #[derive(Debug, Clone)]

@@ -126,12 +126,7 @@ async fn record(
     let depot = text_field(&body, "depot", true)?.unwrap_or_default();
     let item = text_field(&body, "item", true)?.unwrap_or_default();
     let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();
-    let kind = stock::MovementKind::parse(&kind_text).ok_or_else(|| {
-        invalid(
-            "kind",
-            "the kind is one of receive, dispatch, return, write_off, adjust",
-        )
-    })?;
+    let kind = stock::MovementKind::parse_field(&kind_text, "kind")?;
     let segment = text_field(&body, "segment", false)?;
     let note = text_field(&body, "note", false)?;
     if let Some(n) = &note {
@@ -386,12 +381,7 @@ async fn history(
     };
     let kind = match q.kind.as_deref() {
         None => None,
-        Some(k) => Some(stock::MovementKind::parse(k).ok_or_else(|| {
-            invalid(
-                "kind",
-                "the kind is one of receive, dispatch, return, write_off, adjust",
-            )
-        })?),
+        Some(k) => Some(stock::MovementKind::parse_field(k, "kind")?),
     };
     let from = super::issues::parse_time(q.from.as_deref(), "from")?.map(db::ts);
     let to = super::issues::parse_time(q.to.as_deref(), "to")?.map(db::ts);
