@@ -24,15 +24,9 @@
 use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
+use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
-use riverchief_shared::id::IssueId;
 use serde_json::json;
-
-/// The subject of an issue's alerts: `issue:<id>` (the kind tells its alerts apart).
-pub fn issue_subject(id: IssueId) -> String {
-    format!("issue:{id}")
-}
 
 /// The code of an issue's segment (its id if the segment is gone).
 fn segment_code(conn: &mut Conn, issue: &Issue) -> QueryResult<String> {
@@ -64,7 +58,7 @@ pub fn dispatch_overdue_alert(
     let due = local_minutes(due_at);
     Ok(NewAlert {
         kind: AlertKind::DispatchOverdue,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: issue_level(issue),
         message: format!(
@@ -104,7 +98,7 @@ pub fn unaccepted_alert(
     let by = local_minutes(accept_by);
     Ok(NewAlert {
         kind: AlertKind::IssueUnaccepted,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: issue_level(issue),
         message: format!(
@@ -143,7 +137,7 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
     };
     Ok(NewAlert {
         kind: AlertKind::CriticalHazard,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: AlertLevel::Critical,
         message: format!(
@@ -177,7 +171,7 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
 /// progress, or dispatched again with another due time) and `issue_unaccepted` (no longer
 /// `reported`) when the step cleared their cause.
 pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> QueryResult<()> {
-    let subject = issue_subject(issue.id);
+    let subject = Subject::Issue(issue.id).to_string();
     if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
         let still_late = matches!(
             issue.status,
@@ -205,11 +199,6 @@ pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> Quer
     Ok(())
 }
 
-/// The subject of a depot's item: `stock:<depot code>/<item code>`.
-pub fn stock_subject(depot: &str, item: &str) -> String {
-    format!("stock:{depot}/{item}")
-}
-
 /// Raises `stock_below_quota` for a depot's item holding less than its quota, resolves it when the
 /// quota is met again. Answers whether it is below quota.
 pub fn stock_line_changed(
@@ -217,7 +206,11 @@ pub fn stock_line_changed(
     line: &riverchief_shared::api::StockLine,
     now: DateTime<Utc>,
 ) -> QueryResult<bool> {
-    let subject = stock_subject(&line.depot, &line.item);
+    let subject = Subject::Stock {
+        depot: &line.depot,
+        item: &line.item,
+    }
+    .to_string();
     if line.on_hand >= line.quota {
         // Looked up before locking: the usual movement (stock at or above quota, no alert) then
         // takes no change-log lock. A concurrent movement of the same item that raised one has
@@ -287,7 +280,7 @@ pub fn response_changed(
     if before == after {
         return Ok(());
     }
-    let subject = format!("river:{river}");
+    let subject = Subject::River(river).to_string();
     alerts::resolve(conn, AlertKind::ResponseChanged, &subject, false, now)?;
     let (level, message, message_en) = match after {
         Some(l) => (

@@ -17,7 +17,7 @@ use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, Db, QueryResult};
 use crate::flood::Settings;
 use chrono::{DateTime, Duration, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
+use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
 use riverchief_shared::coverage::{is_overdue, CoverageSummary};
 use riverchief_shared::domain::Segment;
 use serde_json::json;
@@ -38,10 +38,6 @@ pub struct Report {
     pub drills_ended: usize,
 }
 
-pub fn segment_subject(id: impl std::fmt::Display) -> String {
-    format!("segment:{id}")
-}
-
 fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc>) -> NewAlert {
     let p = &segment.properties;
     let since = summary.last_covered.map_or_else(
@@ -59,7 +55,7 @@ fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc
     );
     NewAlert {
         kind: AlertKind::SegmentOverdue,
-        subject: segment_subject(p.id),
+        subject: Subject::Segment(p.id).to_string(),
         drill: false,
         level: AlertLevel::Warning,
         message: format!(
@@ -97,7 +93,7 @@ pub fn resolve_if_covered(
         alerts::resolve(
             conn,
             AlertKind::SegmentOverdue,
-            &segment_subject(summary.segment_id),
+            &Subject::Segment(summary.segment_id).to_string(),
             false,
             now,
         )?;
@@ -125,7 +121,7 @@ pub fn run(
             if is_overdue(summary.last_covered, interval, now) {
                 // An alert raised under another interval (the stage changed since) is replaced,
                 // so that what it says is what is required now.
-                let subject = segment_subject(segment.properties.id);
+                let subject = Subject::Segment(segment.properties.id).to_string();
                 let stale = alerts::open_alert(conn, AlertKind::SegmentOverdue, &subject, false)?
                     .is_some_and(|a| {
                         a.details["interval_minutes"].as_i64() != Some(summary.interval_minutes)
@@ -150,7 +146,7 @@ pub fn run(
         let mut expiring = BTreeSet::new();
         for line in &lines {
             for lot in &line.lots_expiring {
-                let subject = format!("lot:{}", lot.id);
+                let subject = Subject::Lot(&lot.id).to_string();
                 expiring.insert(subject.clone());
                 let date = lot.expires_on.clone().unwrap_or_default();
                 let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
@@ -222,7 +218,7 @@ pub fn run(
 fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResult<(usize, usize)> {
     let mut late = BTreeSet::new();
     for d in db::issues::overdue_dispatches(conn, now)? {
-        let subject = alerting::issue_subject(d.issue_id);
+        let subject = Subject::Issue(d.issue_id).to_string();
         late.insert(subject.clone());
         if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
             if alerting::overdue_alert_due(&open) == Some(d.due_at) {
@@ -243,7 +239,7 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
     }
     let mut waiting = BTreeSet::new();
     for e in db::issues::unaccepted_escalations(conn, now, settings.accept_within)? {
-        let subject = alerting::issue_subject(e.issue_id);
+        let subject = Subject::Issue(e.issue_id).to_string();
         waiting.insert(subject.clone());
         if alerts::open_alert(conn, AlertKind::IssueUnaccepted, &subject, false)?.is_some() {
             continue;

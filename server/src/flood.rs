@@ -16,10 +16,10 @@
 
 use crate::coverage::Policy;
 use crate::db::alerts::{self, NewAlert};
-use crate::db::flood::{self as store, StageState, Station, StoredReading, REAL};
+use crate::db::flood::{self as store, Series, StageState, Station, StoredReading};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
+use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
 use riverchief_shared::coverage::FloodStage;
 use riverchief_shared::domain::Segment;
 use riverchief_shared::flood::{next_stage, rise_at, Reading, RiseRules, StageRules};
@@ -116,7 +116,7 @@ fn stage_alert(
     };
     NewAlert {
         kind: AlertKind::StageChanged,
-        subject: format!("station:{}", station.code),
+        subject: Subject::Station(&station.code).to_string(),
         drill,
         level,
         message: format!(
@@ -153,7 +153,7 @@ fn rise_alert(station: &Station, drill: bool, rules: &RiseRules, r: &StoredReadi
     let hours = rules.window.num_minutes() as f64 / 60.0;
     NewAlert {
         kind: AlertKind::RapidRise,
-        subject: format!("station:{}", station.code),
+        subject: Subject::Station(&station.code).to_string(),
         drill,
         level: AlertLevel::Warning,
         message: format!(
@@ -190,7 +190,7 @@ pub fn ingest(
     settings: &Settings,
     policy: &Policy,
     station: &Station,
-    series: &str,
+    series: Series<'_>,
     batch: &[(usize, Reading)],
     now: DateTime<Utc>,
 ) -> Result<Ingested, IngestError> {
@@ -218,8 +218,8 @@ pub fn ingest(
             state: before,
         });
     };
-    let drill = series != REAL;
-    let subject = format!("station:{}", station.code);
+    let drill = series.is_drill();
+    let subject = Subject::Station(&station.code).to_string();
 
     // The context: the stage at the reading before the first new one, and the readings in the rise
     // window before it.
@@ -364,7 +364,7 @@ pub fn stage_in_force(conn: &mut Conn, segment: &Segment) -> QueryResult<FloodSt
     let mut rivers = vec![segment.properties.river.clone()];
     if let Some(code) = &segment.properties.gauge_station {
         if let Some(station) = store::station(conn, code)? {
-            if let Some(state) = store::stage_state(conn, &station.id, REAL)? {
+            if let Some(state) = store::stage_state(conn, &station.id, Series::Real)? {
                 stage = stage.max(state.stage);
             }
             rivers.push(station.river);

@@ -1016,7 +1016,7 @@ fn the_same_readings_from_two_feeds_at_once_are_stored_once() {
                                 &riverchief_server::flood::Settings::default(),
                                 &riverchief_server::coverage::Policy::default(),
                                 &station,
-                                db::flood::REAL,
+                                db::flood::Series::Real,
                                 &batch,
                                 chrono::Utc::now(),
                             )

@@ -11,6 +11,7 @@ use crate::id::{AlertId, IssueId, SegmentId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fmt;
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,13 +120,44 @@ impl AlertState {
     }
 }
 
+/// What an alert is about; with its kind and drill flag, the deduplication key. Stored and sent as
+/// `"<type>:<key>"` (its `Display`, the one place that text is made): `station:DONGSHAN`,
+/// `segment:<id>`, `issue:<id>`, `stock:<depot code>/<item code>`, `lot:<id>`, `river:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A gauge station, by code (stage and rise alerts).
+    Station(&'a str),
+    /// A segment (overdue).
+    Segment(SegmentId),
+    /// An issue (critical hazard, dispatch overdue, not accepted in time).
+    Issue(IssueId),
+    /// A depot's item, by their codes (below quota).
+    Stock { depot: &'a str, item: &'a str },
+    /// A lot (expiring).
+    Lot(&'a str),
+    /// A river (its emergency response level).
+    River(&'a str),
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Station(code) => write!(f, "station:{code}"),
+            Subject::Segment(id) => write!(f, "segment:{id}"),
+            Subject::Issue(id) => write!(f, "issue:{id}"),
+            Subject::Stock { depot, item } => write!(f, "stock:{depot}/{item}"),
+            Subject::Lot(id) => write!(f, "lot:{id}"),
+            Subject::River(name) => write!(f, "river:{name}"),
+        }
+    }
+}
+
 /// An alert as every channel carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub id: AlertId,
     pub kind: AlertKind,
-    /// What it is about, as `"<type>:<key>"`: `station:DONGSHAN`, `segment:<id>`, `issue:<id>`,
-    /// `stock:<depot code>/<item code>`, `lot:<id>`. With `kind` and `drill`, the deduplication key.
+    /// What it is about: a [`Subject`] as text. With `kind` and `drill`, the deduplication key.
     pub subject: String,
     pub state: AlertState,
     pub level: AlertLevel,

@@ -216,7 +216,7 @@ pub(super) fn readings(c: ReadingsCommand) -> anyhow::Result<()> {
                     &settings,
                     &policy,
                     &station,
-                    store::REAL,
+                    store::Series::Real,
                     &sorted,
                     chrono::Utc::now(),
                 )

@@ -13,8 +13,27 @@ use riverchief_shared::flood::{
 };
 use riverchief_shared::id::UserId;
 
-/// The series of real readings; a drill's readings are in the series named by its id.
-pub const REAL: &str = "real";
+/// Which of a station's series of readings and stage: the real one, or a drill's own, named by
+/// the drill's id. Only the real series feeds the stage in force, the stations' levels and the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series<'a> {
+    Real,
+    Drill(&'a str),
+}
+
+impl Series<'_> {
+    /// As stored in `station_readings.series` and `station_stages.series`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Series::Real => "real",
+            Series::Drill(id) => id,
+        }
+    }
+
+    pub fn is_drill(&self) -> bool {
+        matches!(self, Series::Drill(_))
+    }
+}
 
 fn corrupt(msg: String) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(msg.into())
@@ -181,7 +200,7 @@ const READING_COLUMNS: (
 pub fn levels_at(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     times: &[DateTime<Utc>],
 ) -> QueryResult<std::collections::BTreeMap<DateTime<Utc>, f64>> {
     let mut out = std::collections::BTreeMap::new();
@@ -189,7 +208,7 @@ pub fn levels_at(
         let keys: Vec<String> = chunk.iter().map(|t| ts(*t)).collect();
         let rows: Vec<(String, f64)> = station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series))
+            .filter(station_readings::series.eq(series.as_str()))
             .filter(station_readings::observed_at.eq_any(keys))
             .select((station_readings::observed_at, station_readings::level_m))
             .load(conn)?;
@@ -204,13 +223,13 @@ pub fn levels_at(
 pub fn readings_from(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
 ) -> QueryResult<Vec<StoredReading>> {
     let mut q = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.ge(ts(from)))
         .into_boxed();
     if let Some(u) = until {
@@ -228,12 +247,12 @@ pub fn readings_from(
 pub fn reading_before(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     t: DateTime<Utc>,
 ) -> QueryResult<Option<StoredReading>> {
     station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(t)))
         .order(station_readings::observed_at.desc())
         .select(READING_COLUMNS)
@@ -247,13 +266,13 @@ pub fn reading_before(
 pub fn insert_reading(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     r: &StoredReading,
 ) -> QueryResult<()> {
     diesel::insert_into(station_readings::table)
         .values((
             station_readings::station_id.eq(station_id),
-            station_readings::series.eq(series),
+            station_readings::series.eq(series.as_str()),
             station_readings::observed_at.eq(ts(r.reading.observed_at)),
             station_readings::level_m.eq(r.reading.level_m),
             station_readings::stage.eq(r.stage.as_str()),
@@ -268,13 +287,13 @@ pub fn insert_reading(
 pub fn update_derived(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     r: &StoredReading,
 ) -> QueryResult<()> {
     diesel::update(
         station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series))
+            .filter(station_readings::series.eq(series.as_str()))
             .filter(station_readings::observed_at.eq(ts(r.reading.observed_at))),
     )
     .set((
@@ -286,17 +305,17 @@ pub fn update_derived(
 }
 
 /// Deletes a series' readings and state (a drill's, when it ends).
-pub fn delete_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+pub fn delete_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
     diesel::delete(
         station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series)),
+            .filter(station_readings::series.eq(series.as_str())),
     )
     .execute(conn)?;
     diesel::delete(
         station_stages::table
             .filter(station_stages::station_id.eq(station_id))
-            .filter(station_stages::series.eq(series)),
+            .filter(station_stages::series.eq(series.as_str())),
     )
     .execute(conn)
     .map(drop)
@@ -317,11 +336,11 @@ pub struct StageState {
 pub fn stage_state(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
 ) -> QueryResult<Option<StageState>> {
     let row: Option<(String, String, String, f64, bool)> = station_stages::table
         .filter(station_stages::station_id.eq(station_id))
-        .filter(station_stages::series.eq(series))
+        .filter(station_stages::series.eq(series.as_str()))
         .select((
             station_stages::stage,
             station_stages::since,
@@ -346,7 +365,7 @@ pub fn stage_state(
 pub fn put_stage_state(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     s: &StageState,
     existed: bool,
 ) -> QueryResult<()> {
@@ -355,7 +374,7 @@ pub fn put_stage_state(
         diesel::update(
             station_stages::table
                 .filter(station_stages::station_id.eq(station_id))
-                .filter(station_stages::series.eq(series)),
+                .filter(station_stages::series.eq(series.as_str())),
         )
         .set((
             station_stages::stage.eq(s.stage.as_str()),
@@ -371,7 +390,7 @@ pub fn put_stage_state(
         diesel::insert_into(station_stages::table)
             .values((
                 station_stages::station_id.eq(station_id),
-                station_stages::series.eq(series),
+                station_stages::series.eq(series.as_str()),
                 station_stages::stage.eq(s.stage.as_str()),
                 station_stages::since.eq(ts(s.since)),
                 station_stages::observed_at.eq(ts(s.observed_at)),
@@ -386,7 +405,7 @@ pub fn put_stage_state(
 
 /// A station as the API shows it, with its real stage.
 pub fn view(conn: &mut Conn, s: &Station) -> QueryResult<StationView> {
-    let state = stage_state(conn, &s.id, REAL)?;
+    let state = stage_state(conn, &s.id, Series::Real)?;
     Ok(StationView {
         id: s.id.clone(),
         code: s.code.clone(),
@@ -574,7 +593,7 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
             drills::station_id.eq(&d.station_id),
             drills::speed.eq(d.speed),
             drills::state.eq(d.state.as_str()),
-            drills::series_json.eq(series),
+            drills::series_json.eq(series.as_str()),
             drills::readings_total.eq(d.readings_total),
             drills::readings_fed.eq(d.readings_fed),
             drills::started_by.eq(d.started_by.to_string()),
@@ -653,13 +672,16 @@ pub fn end_drill(
 }
 
 /// Takes the lock of a station's series until the transaction ends (see `backend::Lock::Readings`).
-pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+pub fn lock_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
     let as_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
     super::lock(
         conn,
         super::Lock::Readings {
             station: as_uuid(station_id),
-            drill: (series != REAL).then(|| as_uuid(series)),
+            drill: match series {
+                Series::Real => None,
+                Series::Drill(id) => Some(as_uuid(id)),
+            },
         },
     )
 }
@@ -670,13 +692,13 @@ pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResu
 pub fn run_start(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     stage: FloodStage,
     before: DateTime<Utc>,
 ) -> QueryResult<Option<DateTime<Utc>>> {
     let other: Option<String> = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .filter(station_readings::stage.ne(stage.as_str()))
         .order(station_readings::observed_at.desc())
@@ -685,7 +707,7 @@ pub fn run_start(
         .optional()?;
     let mut q = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .into_boxed();
     if let Some(o) = other {
