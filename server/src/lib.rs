@@ -3,6 +3,7 @@
 //! - [`app`]: configuration, start-up, the actix application.
 //! - [`routes`]: one module per area of the HTTP API.
 //! - [`sync`]: applying pushed mutations (the server half of the sync protocol).
+//! - [`supplies`]: one stock movement, judged and recorded the same way for devices and the API.
 //! - [`db`]: the only place that talks to the database.
 //! - [`alerting`]: the rules that raise and resolve alerts.
 //! - [`flood`]: the flood watch: readings folded into stages (hysteresis) and rises, the stage in force.
@@ -33,6 +34,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod photo_store;
 pub mod routes;
+pub mod supplies;
 pub mod sync;
 pub mod workflow;
 

@@ -553,8 +553,8 @@ fn kept_as_rejected(result: &Value) -> Option<ErrorDetail> {
         .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
-/// A stock movement from a device, through the same [`db::stock::move_stock`] as the API. A patroller
-/// may only dispatch, and only to a segment; a duty lead or admin may record any kind.
+/// A stock movement from a device, judged and recorded by [`crate::supplies::record`] as the API's
+/// are.
 fn stock_move(
     conn: &mut Conn,
     caller: &AuthUser,
@@ -562,96 +562,27 @@ fn stock_move(
     d: &StockMove,
     now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
-    let kind = d.kind;
-    if !caller.role.sees_everything()
-        && (kind != db::stock::MovementKind::Dispatch || d.segment.is_none())
-    {
-        return Err(reject(
-            "forbidden",
-            "data.kind",
-            "a patroller may only dispatch supplies to a segment",
-        ));
-    }
-    let depot = db::stock::depot_id(conn, &d.depot)?.ok_or_else(|| {
-        reject(
-            "unknown_reference",
-            "data.depot",
-            format!("no depot {}", d.depot),
-        )
-    })?;
-    let item = db::stock::item_id(conn, &d.item)?.ok_or_else(|| {
-        reject(
-            "unknown_reference",
-            "data.item",
-            format!("no item {}", d.item),
-        )
-    })?;
-    let segment = match &d.segment {
-        None => None,
-        Some(s) => Some(stock_segment(conn, s)?.ok_or_else(|| {
-            reject(
-                "unknown_reference",
-                "data.segment",
-                format!("no segment {s}"),
-            )
-        })?),
+    use crate::supplies::{self, MoveError};
+    let movement = supplies::Movement {
+        id: d.movement_id.to_string(),
+        depot: &d.depot,
+        item: &d.item,
+        kind: d.kind,
+        quantity: d.quantity,
+        segment: d.segment.as_deref(),
+        note: d.note.as_deref(),
+        device_at: Some(m.at),
     };
-    if db::stock::movement_exists(conn, &d.movement_id.to_string())? {
-        return Err(reject(
-            "conflict",
-            "data.movement_id",
-            format!("movement {} already exists", d.movement_id),
-        ));
+    match supplies::record(conn, caller, &movement, now) {
+        Ok(moved) => to_json(&StockMoveResult {
+            movement_id: d.movement_id,
+            on_hand: moved.on_hand,
+        }),
+        Err(MoveError::Refused(r)) => Err(Failure::Reject(ErrorDetail::from(
+            r.into_field_error().within("data"),
+        ))),
+        Err(MoveError::Db(e)) => Err(Failure::Database(e)),
     }
-    let by = caller.id.to_string();
-    let moved = db::stock::move_stock(
-        conn,
-        &db::stock::NewMovement {
-            id: d.movement_id.to_string(),
-            depot_id: &depot,
-            item_id: &item,
-            lot_id: None,
-            kind,
-            delta: kind.signed(d.quantity),
-            segment_id: segment.as_deref(),
-            by_user: &by,
-            device_at: Some(db::ts(m.at)),
-            note: d.note.as_deref(),
-        },
-    );
-    match moved {
-        Ok(b) => {
-            crate::alerting::stock_moved(conn, &depot, &item, now)?;
-            db::audit::record(
-                conn,
-                &caller.who(),
-                "stock.move",
-                Some(&d.movement_id.to_string()),
-                &serde_json::json!({"depot_id": depot, "item_id": item, "kind": d.kind,
-                    "quantity": kind.signed(d.quantity), "segment_id": segment, "on_hand": b.on_hand}),
-            )?;
-            to_json(&StockMoveResult {
-                movement_id: d.movement_id,
-                on_hand: b.on_hand,
-            })
-        }
-        Err(db::stock::StockError::Insufficient { available }) => Err(reject(
-            "insufficient_stock",
-            "data.quantity",
-            format!("only {available} available; {} asked", d.quantity),
-        )),
-        Err(db::stock::StockError::Db(e)) => Err(Failure::Database(e)),
-    }
-}
-
-/// A segment by id or code: its id.
-pub fn stock_segment(conn: &mut Conn, id_or_code: &str) -> db::QueryResult<Option<String>> {
-    if let Ok(id) = id_or_code.parse::<riverchief_shared::id::SegmentId>() {
-        if db::segments::exists(conn, id)? {
-            return Ok(Some(id.to_string()));
-        }
-    }
-    Ok(db::segments::by_code(conn, id_or_code)?.map(|s| s.properties.id.to_string()))
 }
 
 #[cfg(test)]

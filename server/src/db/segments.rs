@@ -217,6 +217,17 @@ pub fn by_code(conn: &mut Conn, code: &str) -> QueryResult<Option<Segment>> {
         .transpose()
 }
 
+/// A segment named by id or by code (the id first: a key that is an id of no segment is tried as
+/// a code). Every "segment by id or code" of the API and of `stock.move` is this.
+pub fn by_id_or_code(conn: &mut Conn, key: &str) -> QueryResult<Option<Segment>> {
+    if let Ok(id) = SegmentId::parse(key) {
+        if let Some(s) = by_id(conn, id)? {
+            return Ok(Some(s));
+        }
+    }
+    by_code(conn, key)
+}
+
 /// Whether a segment with this id exists.
 pub fn exists(conn: &mut Conn, id: SegmentId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(

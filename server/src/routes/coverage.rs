@@ -88,11 +88,8 @@ async fn all(
 
 /// A segment named by id or by code.
 fn find_segment(conn: &mut db::Conn, key: &str) -> Result<Segment, AppError> {
-    let found = match key.parse::<SegmentId>() {
-        Ok(id) => db::segments::by_id(conn, id)?,
-        Err(_) => db::segments::by_code(conn, key)?,
-    };
-    found.ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
+    db::segments::by_id_or_code(conn, key)?
+        .ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
 }
 
 async fn one(

@@ -150,17 +150,15 @@ fn parse_sort(value: Option<&str>) -> Result<db::issues::Sort, FieldError> {
 
 /// A segment named by id or by code.
 fn find_segment(conn: &mut Conn, key: &str) -> Result<SegmentId, AppError> {
-    let found = match SegmentId::parse(key) {
-        Ok(id) => db::segments::by_id(conn, id)?,
-        Err(_) => db::segments::by_code(conn, key)?,
-    };
-    found.map(|s| s.properties.id).ok_or_else(|| {
-        AppError::Invalid(FieldError::new(
-            "invalid",
-            "segment",
-            format!("no segment with id or code {key:?}"),
-        ))
-    })
+    db::segments::by_id_or_code(conn, key)?
+        .map(|s| s.properties.id)
+        .ok_or_else(|| {
+            AppError::Invalid(FieldError::new(
+                "invalid",
+                "segment",
+                format!("no segment with id or code {key:?}"),
+            ))
+        })
 }
 
 fn deadlines(state: &AppState) -> db::issues::Deadlines {

@@ -19,8 +19,10 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, stock};
 use crate::error::AppError;
+use crate::supplies;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
+use riverchief_shared::stock::MovementKind;
 use riverchief_shared::{validate, FieldError};
 use serde_json::{json, Value};
 
@@ -82,6 +84,18 @@ fn text_field(body: &Value, field: &str, required: bool) -> Result<Option<String
     }
 }
 
+/// A movement's refusal as the API answers it.
+fn refused(e: supplies::MoveError) -> AppError {
+    use supplies::{MoveError, Refusal};
+    match e {
+        MoveError::Refused(Refusal::Forbidden(e)) => AppError::Forbidden(e.message),
+        MoveError::Refused(Refusal::UnknownReference(e)) => AppError::UnknownReference(e),
+        MoveError::Refused(Refusal::Taken(e)) => AppError::Conflict(e.message),
+        MoveError::Refused(Refusal::Insufficient(e)) => AppError::InsufficientStock(e.message),
+        MoveError::Db(e) => e.into(),
+    }
+}
+
 async fn record(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -126,75 +140,33 @@ async fn record(
     let depot = text_field(&body, "depot", true)?.unwrap_or_default();
     let item = text_field(&body, "item", true)?.unwrap_or_default();
     let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();
-    let kind = stock::MovementKind::parse_field(&kind_text, "kind")?;
+    let kind = MovementKind::parse_field(&kind_text, "kind")?;
     let segment = text_field(&body, "segment", false)?;
     let note = text_field(&body, "note", false)?;
     if let Some(n) = &note {
         validate::text(n, MAX_NOTE_CHARS, "note")?;
     }
-    let (movement_id, on_hand) = state
+    let movement_id = uuid::Uuid::now_v7().to_string();
+    let id = movement_id.clone();
+    let moved = state
         .db
         .run(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(String, i64), AppError> {
-                let unknown = |field: &str, what: &str, v: &str| {
-                    AppError::UnknownReference(FieldError::new(
-                        "unknown_reference",
-                        field,
-                        format!("no {what} {v}"),
-                    ))
+            db::write_transaction(conn, |conn| -> Result<_, AppError> {
+                let movement = supplies::Movement {
+                    id,
+                    depot: &depot,
+                    item: &item,
+                    kind,
+                    quantity,
+                    segment: segment.as_deref(),
+                    note: note.as_deref(),
+                    device_at: None,
                 };
-                let depot_id = stock::depot_id(conn, &depot)?
-                    .ok_or_else(|| unknown("depot", "depot", &depot))?;
-                let item_id =
-                    stock::item_id(conn, &item)?.ok_or_else(|| unknown("item", "item", &item))?;
-                let segment_id = match &segment {
-                    None => None,
-                    Some(s) => Some(
-                        crate::sync::stock_segment(conn, s)?
-                            .ok_or_else(|| unknown("segment", "segment", s))?,
-                    ),
-                };
-                let id = uuid::Uuid::now_v7().to_string();
-                let by = user.id.to_string();
-                let moved = stock::move_stock(
-                    conn,
-                    &stock::NewMovement {
-                        id: id.clone(),
-                        depot_id: &depot_id,
-                        item_id: &item_id,
-                        lot_id: None,
-                        kind,
-                        delta: kind.signed(quantity),
-                        segment_id: segment_id.as_deref(),
-                        by_user: &by,
-                        device_at: None,
-                        note: note.as_deref(),
-                    },
-                );
-                match moved {
-                    Ok(b) => {
-                        crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
-                        db::audit::record(
-                            conn,
-                            &user.who(),
-                            "stock.move",
-                            Some(&id),
-                            &json!({"depot_id": depot_id, "item_id": item_id, "kind": kind_text,
-                                    "quantity": kind.signed(quantity), "segment_id": segment_id,
-                                    "on_hand": b.on_hand}),
-                        )?;
-                        Ok((id, b.on_hand))
-                    }
-                    Err(stock::StockError::Insufficient { available }) => {
-                        Err(AppError::InsufficientStock(format!(
-                            "only {available} available; {quantity} asked"
-                        )))
-                    }
-                    Err(stock::StockError::Db(e)) => Err(e.into()),
-                }
+                supplies::record(conn, &user, &movement, Utc::now()).map_err(refused)
             })
         })
         .await?;
+    let on_hand = moved.on_hand;
     Ok(HttpResponse::Created().json(json!({
         "movement_id": movement_id,
         "kind": kind.as_str(),
@@ -411,7 +383,9 @@ async fn history(
             let segment_id = match &q.segment {
                 None => None,
                 Some(s) => Some(
-                    crate::sync::stock_segment(conn, s)?.ok_or_else(|| unknown("segment", s))?,
+                    db::segments::by_id_or_code(conn, s)?
+                        .map(|seg| seg.properties.id.to_string())
+                        .ok_or_else(|| unknown("segment", s))?,
                 ),
             };
             Ok(stock::movements(

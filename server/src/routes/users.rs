@@ -64,8 +64,8 @@ fn resolve_segments(
 ) -> Result<Vec<SegmentId>, AppError> {
     let mut out = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
-        let id = crate::sync::stock_segment(conn, key.trim())?
-            .and_then(|s| SegmentId::parse(&s).ok())
+        let id = db::segments::by_id_or_code(conn, key.trim())?
+            .map(|s| s.properties.id)
             .ok_or_else(|| {
                 AppError::UnknownReference(FieldError::new(
                     "unknown_reference",
