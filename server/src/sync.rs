@@ -481,7 +481,7 @@ fn issue_event(
     d: &IssueEventData,
     now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
-    use crate::workflow::{self, Outcome, StepError};
+    use crate::workflow::{self, Outcome};
     let outcome = workflow::take_step(conn, caller, d, m.at, now, workflow::Source::Device);
     let (status, photos_missing, rejected) = match outcome {
         Ok(Outcome::Applied {
@@ -501,40 +501,12 @@ fn issue_event(
                 current_status: Some(current),
             }),
         ),
-        Err(StepError::NoIssue(id)) => {
-            return Err(reject(
-                "unknown_reference",
-                "data.issue_id",
-                format!("no issue {id}"),
-            ))
+        Err(refusal) => {
+            return Err(match refusal.into_push_detail() {
+                Ok(detail) => Failure::Reject(detail),
+                Err(e) => Failure::Database(e),
+            })
         }
-        Err(StepError::EventTaken(id)) => {
-            return Err(reject(
-                "conflict",
-                "data.event_id",
-                format!("event {id} already exists"),
-            ))
-        }
-        Err(StepError::Forbidden { message, current }) => {
-            return Err(Failure::Reject(ErrorDetail {
-                code: "forbidden".into(),
-                message,
-                field: Some("data.kind".into()),
-                current_status: Some(current),
-            }))
-        }
-        Err(StepError::Illegal { message, current }) => {
-            return Err(Failure::Reject(ErrorDetail {
-                code: "invalid_transition".into(),
-                message,
-                field: Some("data.kind".into()),
-                current_status: Some(current),
-            }))
-        }
-        Err(StepError::UnknownReference(e)) => {
-            return Err(reject(&e.code, &format!("data.{}", e.field), e.message))
-        }
-        Err(StepError::Db(e)) => return Err(Failure::Database(e)),
     };
     to_json(&IssueEventResult {
         issue_id: d.issue_id,

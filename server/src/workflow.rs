@@ -19,7 +19,9 @@
 
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
+use crate::error::AppError;
 use chrono::{DateTime, Utc};
+use riverchief_shared::api::ErrorDetail;
 use riverchief_shared::domain::{Actor, IssueEventKind, IssueStatus, Refusal};
 use riverchief_shared::id::{IssueEventId, IssueId, UserId};
 use riverchief_shared::photo::Sha256;
@@ -76,6 +78,54 @@ pub enum StepError {
     UnknownReference(FieldError),
     #[error(transparent)]
     Db(#[from] db::QueryError),
+}
+
+impl StepError {
+    /// The refusal as the API answers it (`POST /issues/{id}/events`).
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            StepError::NoIssue(_) => AppError::NotFound("no such issue".into()),
+            StepError::EventTaken(e) => AppError::Conflict(format!("event {e} already exists")),
+            StepError::Forbidden { message, current } => AppError::Step {
+                forbidden: true,
+                message,
+                current,
+            },
+            StepError::Illegal { message, current } => AppError::Step {
+                forbidden: false,
+                message,
+                current,
+            },
+            StepError::UnknownReference(e) => AppError::UnknownReference(e),
+            StepError::Db(e) => e.into(),
+        }
+    }
+
+    /// The refusal as a device's push result says it, its fields under `data`; `Err` is a database
+    /// failure (the push fails and is retried).
+    pub fn into_push_detail(self) -> Result<ErrorDetail, db::QueryError> {
+        let field = |code: &str, field: &str, message: String| {
+            ErrorDetail::from(FieldError::new(code, field, message))
+        };
+        Ok(match self {
+            StepError::NoIssue(id) => field(
+                "unknown_reference",
+                "data.issue_id",
+                format!("no issue {id}"),
+            ),
+            StepError::EventTaken(id) => field(
+                "conflict",
+                "data.event_id",
+                format!("event {id} already exists"),
+            ),
+            StepError::UnknownReference(e) => ErrorDetail::from(e.within("data")),
+            StepError::Db(e) => return Err(e),
+            step @ (StepError::Forbidden { .. } | StepError::Illegal { .. }) => ErrorDetail {
+                field: Some("data.kind".into()),
+                ..step.into_app_error().detail()
+            },
+        })
+    }
 }
 
 /// A refusal's reason, with the issue's status added unless the reason already names it.

@@ -9,6 +9,7 @@
 //! The window defaults to the last 24 hours. "Overdue" is judged against the server's clock now.
 
 use super::body::json_body;
+use super::geojson;
 use super::issues::parse_time;
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -22,7 +23,7 @@ use riverchief_shared::domain::Segment;
 use riverchief_shared::id::SegmentId;
 use riverchief_shared::{validate, FieldError};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const MAX_STAGE_BODY_BYTES: usize = 4096;
 const MAX_NOTE_CHARS: usize = 2000;
@@ -56,12 +57,7 @@ impl Window {
 }
 
 fn feature(c: &riverchief_shared::coverage::SegmentCoverage, lines: Vec<Vec<[f64; 2]>>) -> Value {
-    json!({
-        "type": "Feature",
-        "id": c.segment_id,
-        "geometry": {"type": "MultiLineString", "coordinates": lines},
-        "properties": c,
-    })
+    geojson::feature(c.segment_id, geojson::geometry("MultiLineString", lines), c)
 }
 
 async fn all(
@@ -83,7 +79,7 @@ async fn all(
             Ok(out)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(HttpResponse::Ok().json(geojson::collection(features)))
 }
 
 /// A segment named by id or by code.

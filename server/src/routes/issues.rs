@@ -286,29 +286,8 @@ async fn add_event(
         .transaction(move |conn| -> Result<_, AppError> {
             use crate::workflow::{self, StepError};
             let now = Utc::now();
-            match workflow::take_step(conn, &user, &data, now, now, workflow::Source::Api) {
-                Ok(_) => {}
-                Err(StepError::NoIssue(_)) => return Err(not_found()),
-                Err(StepError::EventTaken(e)) => {
-                    return Err(AppError::Conflict(format!("event {e} already exists")))
-                }
-                Err(StepError::Forbidden { message, current }) => {
-                    return Err(AppError::Step {
-                        forbidden: true,
-                        message,
-                        current,
-                    })
-                }
-                Err(StepError::Illegal { message, current }) => {
-                    return Err(AppError::Step {
-                        forbidden: false,
-                        message,
-                        current,
-                    })
-                }
-                Err(StepError::UnknownReference(e)) => return Err(AppError::UnknownReference(e)),
-                Err(StepError::Db(e)) => return Err(e.into()),
-            }
+            workflow::take_step(conn, &user, &data, now, now, workflow::Source::Api)
+                .map_err(StepError::into_app_error)?;
             db::issues::view_at(conn, id, &deadlines)?.ok_or_else(not_found)
         })
         .await?;

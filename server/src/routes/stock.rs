@@ -15,6 +15,7 @@
 //! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within 60 days.
 
 use super::body::json_body;
+use super::geojson;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, stock};
@@ -48,20 +49,16 @@ async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespo
         .into_iter()
         .map(|d| {
             let geometry = match (d.lon, d.lat) {
-                (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
+                (Some(lon), Some(lat)) => geojson::geometry("Point", [lon, lat]),
                 _ => Value::Null,
             };
-            json!({
-                "type": "Feature",
-                "id": d.id,
-                "geometry": geometry,
-                "properties": {
-                    "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
-                },
-            })
+            let properties = json!({
+                "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
+            });
+            geojson::feature(&d.id, geometry, properties)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(HttpResponse::Ok().json(geojson::collection(features)))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
