@@ -4,6 +4,7 @@
 use crate::db::{Db, Location};
 use crate::error::{json_config, path_config, query_config};
 use crate::photo_store::PhotoStore;
+use crate::state::AppState;
 use actix_web::{web, App, HttpServer};
 use riverchief_shared::Limits;
 use std::net::TcpListener;
@@ -81,22 +82,6 @@ impl Config {
     }
 }
 
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub photos: PhotoStore,
-    pub limits: Limits,
-    pub coverage: crate::coverage::Policy,
-    pub flood: crate::flood::Settings,
-    pub delivery: crate::delivery::DeliveryConfig,
-    /// The newest alert change seen (see `delivery::feed`): the live streams wait on it.
-    pub alert_feed: tokio::sync::watch::Receiver<i64>,
-    /// Cancelled when the server stops: background tasks and open streams end.
-    pub shutdown: crate::delivery::CancellationToken,
-    pub login: crate::auth::LoginLimits,
-    pub accept_within: chrono::Duration,
-}
-
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
 pub struct Opened {
     pub db: Db,
@@ -144,12 +129,10 @@ impl Application {
         let cfg = config.clone();
         let dashboard = web::Data::new(config.dashboard.clone());
         let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
-        match crate::routes::uploads::sweep_stale_uploads(
-            &opened.db,
-            &opened.photos,
-            crate::routes::uploads::STALE_UPLOAD_AGE,
-        )
-        .await
+        match opened
+            .photos
+            .sweep_stale_uploads(&opened.db, crate::photo_store::STALE_UPLOAD_AGE)
+            .await
         {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),

@@ -8,7 +8,6 @@
 //! port 0); tools and tests wait for that line. Logs go to stderr.
 
 use crate::app::{Application, Config};
-use crate::auth;
 use crate::db::{self, Db, Location};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -538,7 +537,7 @@ fn choose_password(p: NewPassword) -> anyhow::Result<(String, bool)> {
     match p.password {
         Some(p) if p.is_empty() => bail!("the password must not be empty"),
         Some(p) => Ok((p, false)),
-        None => Ok((auth::generate_password(), true)),
+        None => Ok((crate::password::generate(), true)),
     }
 }
 
@@ -549,7 +548,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         bail!("--username and --display-name must not be empty");
     }
     let (password, generated) = choose_password(args.password)?;
-    let hash = auth::hash_password(&password)?;
+    let hash = crate::password::hash(&password)?;
     let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let info = UserInfo {
@@ -593,7 +592,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 
 fn user_passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
     let (password, generated) = choose_password(args.password)?;
-    let hash = auth::hash_password(&password)?;
+    let hash = crate::password::hash(&password)?;
     let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let user = db::users::by_username(&mut conn, &args.username)?

@@ -9,7 +9,6 @@
 //! The 2024 Dongshan hydrograph beside the demo file (`dongshan-2024-hourly.csv`) is what drills
 //! replay; it is not loaded as real readings.
 
-use crate::auth;
 use crate::db::{self, Conn};
 use anyhow::{bail, Context};
 use riverchief_shared::api::UserInfo;
@@ -293,8 +292,8 @@ pub fn seed(
         if db::users::by_username(conn, &u.username)?.is_some() {
             continue;
         }
-        let plain = password.map_or_else(auth::generate_password, str::to_owned);
-        let hash = auth::hash_password(&plain)?;
+        let plain = password.map_or_else(crate::password::generate, str::to_owned);
+        let hash = crate::password::hash(&plain)?;
         new_users.push((u, plain, hash));
     }
     let supplies = db::stock::depot_id(conn, MARKER_DEPOT)?.is_none() && !file.depots.is_empty();

@@ -74,6 +74,12 @@ impl From<crate::db::QueryError> for AppError {
     }
 }
 
+impl From<crate::password::PasswordError> for AppError {
+    fn from(e: crate::password::PasswordError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
 impl From<FieldError> for AppError {
     fn from(e: FieldError) -> Self {
         AppError::Invalid(e)

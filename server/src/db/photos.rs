@@ -12,9 +12,8 @@
 
 use super::schema::{photos, uploads};
 use super::{parse_id, Conn, QueryResult};
-use crate::photo_store::UploadId;
 use diesel::prelude::*;
-use riverchief_shared::id::UserId;
+use riverchief_shared::id::{UploadId, UserId};
 use riverchief_shared::photo::{PhotoType, Sha256};
 
 /// An upload in progress, as its creator announced it.
@@ -215,7 +214,7 @@ pub fn uploads_created_before(conn: &mut Conn, cutoff: &str) -> QueryResult<Vec<
         .select(uploads::id)
         .load(conn)?;
     // A row whose id does not parse cannot be reached by any request; leave it to a human.
-    Ok(ids.iter().filter_map(|s| UploadId::parse(s)).collect())
+    Ok(ids.iter().filter_map(|s| UploadId::parse(s).ok()).collect())
 }
 
 pub fn photo(conn: &mut Conn, sha: &Sha256) -> QueryResult<Option<Photo>> {

@@ -331,7 +331,7 @@ impl PhotoStore {
                 .location
                 .parts()
                 .nth(1)
-                .and_then(|p| UploadId::parse(p.as_ref().trim_end_matches(".part")));
+                .and_then(|p| UploadId::parse(p.as_ref().trim_end_matches(".part")).ok());
             let Some(id) = id else { continue };
             let entry = orphans
                 .entry(id)

@@ -11,11 +11,11 @@
 use super::body::json_body;
 use super::geojson;
 use super::issues::parse_time;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::coverage as cov;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::coverage::{FloodStageState, SegmentTimeline, SetFloodStage};

@@ -9,12 +9,12 @@
 //! - `POST /drills` (duty lead, admin), `GET /drills`, `GET /drills/{id}`, `DELETE /drills/{id}`.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::flood::{self as store, Series};
 use crate::db::{self, Conn};
 use crate::error::AppError;
 use crate::flood::IngestError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use riverchief_shared::flood::{

@@ -2,11 +2,11 @@
 //! answers Prometheus metrics in the OpenMetrics text format to an admin's token (a scraper is given
 //! one: `authorization: {credentials: ...}` in its scrape config).
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use riverchief_shared::domain::Role;
 

@@ -5,10 +5,10 @@
 //! dispatched to them. An invisible issue is answered as not found.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use riverchief_shared::api::{IssueCounts, IssueList, NewIssueEvent};

@@ -2,10 +2,10 @@
 //! the shared `SegmentProperties`.
 
 use super::geojson;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use riverchief_shared::domain::Segment;
 use serde_json::Value;

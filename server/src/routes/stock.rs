@@ -16,10 +16,10 @@
 
 use super::body::json_body;
 use super::geojson;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, stock};
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::supplies;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};

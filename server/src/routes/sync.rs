@@ -2,10 +2,10 @@
 //! rules are in [`crate::sync`]) and `GET /sync/pull` (page through the change log by cursor).
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use riverchief_shared::sync::{PullResponse, PushRequest, PushResponse};
