@@ -18,13 +18,18 @@
 //!   `response_changed` (subject `river:<name>`, public: everyone on the bank must know), resolving
 //!   the river's previous one ([`response_changed`]); declaring the level already in force changes
 //!   nothing.
-//! - Stage changes and rapid rises are raised by the flood watch (`flood`), overdue segments and
-//!   expiring lots by the scheduled check (`checks`).
+//! - A segment not covered within the interval in force raises `segment_overdue` from the scheduled
+//!   check (`checks`, [`segment_overdue_alert`]); it resolves as soon as a covering patrol's points
+//!   arrive ([`resolve_if_covered`], from `coverage::record_summaries`).
+//! - Stage changes and rapid rises are raised by the flood watch (`flood`), expiring lots by the
+//!   scheduled check (`checks`).
 
 use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, QueryResult};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
+use riverchief_shared::coverage::{is_overdue, CoverageSummary};
+use riverchief_shared::domain::Segment;
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
 use serde_json::json;
 
@@ -40,6 +45,75 @@ fn issue_level(issue: &Issue) -> AlertLevel {
     } else {
         AlertLevel::Warning
     }
+}
+
+/// `segment_overdue` for a segment not covered within the interval in force at `now`: seen by duty
+/// leads, admins and the segment's patrollers.
+pub fn segment_overdue_alert(
+    segment: &Segment,
+    summary: &CoverageSummary,
+    now: DateTime<Utc>,
+) -> NewAlert {
+    let p = &segment.properties;
+    let since = summary.last_covered.map_or_else(
+        || "从未巡查".to_owned(),
+        |t| format!("上次巡查 {}", riverchief_shared::domain::local_minutes(t)),
+    );
+    let since_en = summary.last_covered.map_or_else(
+        || "never walked".to_owned(),
+        |t| {
+            format!(
+                "last walked {}",
+                riverchief_shared::domain::local_minutes(t)
+            )
+        },
+    );
+    NewAlert {
+        kind: AlertKind::SegmentOverdue,
+        subject: Subject::Segment(p.id).to_string(),
+        drill: false,
+        level: AlertLevel::Warning,
+        message: format!(
+            "{} {} 超过 {} 分钟未巡查（{since}）",
+            p.code, p.name, summary.interval_minutes
+        ),
+        message_en: format!(
+            "{} overdue: not covered within {} minutes ({since_en})",
+            p.code, summary.interval_minutes
+        ),
+        segment_id: Some(p.id),
+        issue_id: None,
+        station: p.gauge_station.clone(),
+        owner: None,
+        public: false,
+        details: json!({
+            "stage": summary.stage,
+            "interval_minutes": summary.interval_minutes,
+            "last_covered": summary.last_covered,
+            "due_at": summary.due_at,
+            "checked_at": now,
+        }),
+    }
+}
+
+/// Resolves a segment's overdue alert when its summary says it is covered within the interval at
+/// `now` (called as a covering patrol's points arrive).
+pub fn resolve_if_covered(
+    conn: &mut Conn,
+    summary: &CoverageSummary,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let interval = Duration::minutes(summary.interval_minutes);
+    if !is_overdue(summary.last_covered, interval, now) {
+        alerts::resolve(
+            conn,
+            AlertKind::SegmentOverdue,
+            &Subject::Segment(summary.segment_id).to_string(),
+            false,
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 /// The due time an open `dispatch_overdue` alert was raised for.

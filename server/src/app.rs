@@ -36,15 +36,15 @@ pub struct Config {
     pub coverage: crate::coverage::Policy,
     /// Background housekeeping: change-log compaction and the stale-upload sweep.
     pub housekeeping: crate::maintenance::Housekeeping,
-    /// The flood watch's rules (hysteresis margin, rapid rise) and the scheduled check's period.
+    /// The flood watch's rules (hysteresis margin, rapid rise).
     pub flood: crate::flood::Settings,
+    /// The scheduled check's period, the lot-expiry window and the acceptance time (which the issue
+    /// lists judge escalations by too).
+    pub checks: crate::checks::Settings,
     /// The live alert stream's timing, and webhook retries (backoff base and cap, attempts).
     pub delivery: crate::delivery::DeliveryConfig,
     /// Failed logins allowed per username and per address before 429.
     pub login: crate::auth::LoginLimits,
-    /// How long a report may wait to be accepted before it is escalated, in working time
-    /// (Monday to Friday, Asia/Shanghai); default one working day.
-    pub accept_within: chrono::Duration,
 }
 
 impl Config {
@@ -62,9 +62,9 @@ impl Config {
             coverage: crate::coverage::Policy::default(),
             housekeeping: crate::maintenance::Housekeeping::default(),
             flood: crate::flood::Settings::default(),
+            checks: crate::checks::Settings::default(),
             delivery: crate::delivery::DeliveryConfig::default(),
             login: crate::auth::LoginLimits::default(),
-            accept_within: crate::db::issues::default_accept_within(),
         }
     }
 
@@ -159,16 +159,11 @@ impl Application {
             config.housekeeping,
             shutdown.clone(),
         );
-        if let Some(period) = config.flood.check_period {
-            // The acceptance time the escalation check judges by is the one the issue lists use.
-            let checks = crate::flood::Settings {
-                accept_within: config.accept_within,
-                ..config.flood
-            };
+        if let Some(period) = config.checks.period {
             crate::checks::spawn(
                 opened.db.clone(),
                 config.coverage,
-                checks,
+                config.checks,
                 period,
                 shutdown.clone(),
             );
@@ -194,7 +189,7 @@ impl Application {
             alert_feed,
             shutdown: shutdown.clone(),
             login: config.login,
-            accept_within: config.accept_within,
+            checks: config.checks,
         });
         let limits = config.limits;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());

@@ -15,13 +15,33 @@ use crate::alerting;
 use crate::coverage::{self, Policy};
 use crate::db::alerts::{self, NewAlert};
 use crate::db::{self, Conn, Db, QueryResult};
-use crate::flood::Settings;
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
-use riverchief_shared::coverage::{is_overdue, CoverageSummary};
-use riverchief_shared::domain::Segment;
+use riverchief_shared::coverage::is_overdue;
 use serde_json::json;
 use std::collections::BTreeSet;
+
+/// The scheduled check's schedule and rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How often it runs; `None`: never (tests call [`run`] with their own clock).
+    pub period: Option<std::time::Duration>,
+    /// Lots whose date falls within this many days are `lot_expiring` (and `GET /stock` lists them).
+    pub expiring_within_days: i64,
+    /// How long a report may wait to be accepted (working time) before `issue_unaccepted`; the issue
+    /// lists judge their escalations by the same value.
+    pub accept_within: chrono::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            period: None,
+            expiring_within_days: 60,
+            accept_within: db::issues::default_accept_within(),
+        }
+    }
+}
 
 /// What a check did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,69 +56,6 @@ pub struct Report {
     pub unaccepted: usize,
     /// Drills ended because their replay died (see `drill::sweep_dead`).
     pub drills_ended: usize,
-}
-
-fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc>) -> NewAlert {
-    let p = &segment.properties;
-    let since = summary.last_covered.map_or_else(
-        || "从未巡查".to_owned(),
-        |t| format!("上次巡查 {}", riverchief_shared::domain::local_minutes(t)),
-    );
-    let since_en = summary.last_covered.map_or_else(
-        || "never walked".to_owned(),
-        |t| {
-            format!(
-                "last walked {}",
-                riverchief_shared::domain::local_minutes(t)
-            )
-        },
-    );
-    NewAlert {
-        kind: AlertKind::SegmentOverdue,
-        subject: Subject::Segment(p.id).to_string(),
-        drill: false,
-        level: AlertLevel::Warning,
-        message: format!(
-            "{} {} 超过 {} 分钟未巡查（{since}）",
-            p.code, p.name, summary.interval_minutes
-        ),
-        message_en: format!(
-            "{} overdue: not covered within {} minutes ({since_en})",
-            p.code, summary.interval_minutes
-        ),
-        segment_id: Some(p.id),
-        issue_id: None,
-        station: p.gauge_station.clone(),
-        owner: None,
-        public: false,
-        details: json!({
-            "stage": summary.stage,
-            "interval_minutes": summary.interval_minutes,
-            "last_covered": summary.last_covered,
-            "due_at": summary.due_at,
-            "checked_at": now,
-        }),
-    }
-}
-
-/// Resolves a segment's overdue alert when its summary says it is covered within the interval at
-/// `now` (called as a covering patrol's points arrive).
-pub fn resolve_if_covered(
-    conn: &mut Conn,
-    summary: &CoverageSummary,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    let interval = Duration::minutes(summary.interval_minutes);
-    if !is_overdue(summary.last_covered, interval, now) {
-        alerts::resolve(
-            conn,
-            AlertKind::SegmentOverdue,
-            &Subject::Segment(summary.segment_id).to_string(),
-            false,
-            now,
-        )?;
-    }
-    Ok(())
 }
 
 /// Raises `segment_overdue` for every segment whose last covering patrol is older than the interval
@@ -129,10 +86,14 @@ pub fn run(
                 if stale {
                     alerts::resolve(conn, AlertKind::SegmentOverdue, &subject, false, now)?;
                 }
-                alerts::raise(conn, &overdue_alert(&segment, &summary, now), now)?;
+                alerts::raise(
+                    conn,
+                    &alerting::segment_overdue_alert(&segment, &summary, now),
+                    now,
+                )?;
                 report.overdue += 1;
             } else {
-                resolve_if_covered(conn, &summary, now)?;
+                alerting::resolve_if_covered(conn, &summary, now)?;
             }
         }
         report.drills_ended = crate::drill::sweep_dead(conn, now)?;

@@ -405,9 +405,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.workers = args.workers;
     config.photo_store = args.photo_store;
     config.flood = args.flood.settings();
+    args.flood.apply_to_checks(&mut config.checks);
     args.webhooks.apply(&mut config.delivery);
     if let Some(h) = args.accept_within_hours {
-        config.accept_within = chrono::Duration::hours(i64::from(h));
+        config.checks.accept_within = chrono::Duration::hours(i64::from(h));
     }
     if let Some(n) = args.login_failures_per_user {
         config.login.per_user = n as usize;

@@ -21,37 +21,15 @@ use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
 use riverchief_shared::coverage::FloodStage;
-use riverchief_shared::domain::Segment;
 use riverchief_shared::flood::{next_stage, rise_at, Reading, RiseRules, StageRules};
 use riverchief_shared::id::SegmentId;
 use serde_json::json;
 
-/// The flood watch's rules and schedule.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The flood watch's rules: the stage's hysteresis and the rapid rise.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Settings {
     pub stage: StageRules,
     pub rise: RiseRules,
-    /// How often the scheduled check runs (overdue segments, expiring lots, stock); `None`: never
-    /// (tests call [`crate::checks::run`] with their own clock).
-    pub check_period: Option<std::time::Duration>,
-    /// Lots whose date falls within this many days are `lot_expiring`.
-    pub expiring_within_days: i64,
-    /// How long a report may wait to be accepted (working time) before the check raises
-    /// `issue_unaccepted`. The server fills it from `Config::accept_within` when it starts the
-    /// scheduled check; the default is [`crate::db::issues::default_accept_within`].
-    pub accept_within: chrono::Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            stage: StageRules::default(),
-            rise: RiseRules::default(),
-            check_period: None,
-            expiring_within_days: 60,
-            accept_within: crate::db::issues::default_accept_within(),
-        }
-    }
 }
 
 /// A batch of readings refused: the stored level at a time differs from the one sent.
@@ -354,27 +332,4 @@ pub fn governed(conn: &mut Conn, station: &Station) -> QueryResult<Vec<SegmentId
         .filter(|s| s.properties.gauge_station.as_deref() == Some(station.code.as_str()))
         .map(|s| s.properties.id)
         .collect())
-}
-
-/// The stage that sets a segment's patrol interval: the highest of its governing station's real
-/// stage, the stage an admin set by hand (`POST /flood-stage`, a floor for every segment), and
-/// warning while an emergency response is declared on the segment's river or its station's river.
-pub fn stage_in_force(conn: &mut Conn, segment: &Segment) -> QueryResult<FloodStage> {
-    let mut stage = db::coverage::stage_setting(conn)?.map_or(FloodStage::Normal, |s| s.stage);
-    let mut rivers = vec![segment.properties.river.clone()];
-    if let Some(code) = &segment.properties.gauge_station {
-        if let Some(station) = store::station(conn, code)? {
-            if let Some(state) = store::stage_state(conn, &station.id, Series::Real)? {
-                stage = stage.max(state.stage);
-            }
-            rivers.push(station.river);
-        }
-    }
-    if stage < FloodStage::Warning {
-        let responses = store::responses_in_force(conn)?;
-        if responses.iter().any(|r| rivers.contains(&r.river)) {
-            stage = FloodStage::Warning;
-        }
-    }
-    Ok(stage)
 }

@@ -19,5 +19,7 @@ pub struct AppState {
     /// Cancelled when the server stops: background tasks and open streams end.
     pub shutdown: crate::delivery::CancellationToken,
     pub login: crate::auth::LoginLimits,
-    pub accept_within: chrono::Duration,
+    /// The scheduled check's settings: the issue lists' acceptance time and the stock view's expiry
+    /// window are these, so the lists and the check agree.
+    pub checks: crate::checks::Settings,
 }

@@ -962,7 +962,7 @@ fn the_overdue_check_at_two_instances_raises_each_alert_once() {
                         riverchief_server::checks::run(
                             &mut conn,
                             &riverchief_server::coverage::Policy::default(),
-                            &riverchief_server::flood::Settings::default(),
+                            &riverchief_server::checks::Settings::default(),
                             chrono::Utc::now(),
                         )
                         .unwrap_or_else(|e| panic!("a check failed: {e}"))

@@ -164,7 +164,7 @@ fn find_segment(conn: &mut Conn, key: &str) -> Result<SegmentId, AppError> {
 fn deadlines(state: &AppState) -> db::issues::Deadlines {
     db::issues::Deadlines {
         now: Utc::now(),
-        accept_within: state.accept_within,
+        accept_within: state.checks.accept_within,
     }
 }
 

@@ -12,7 +12,8 @@
 //! - `GET /stock/movements?depot=&item=&kind=&segment=&from=&to=&limit=&format=csv`: the ledger, oldest
 //!   first, filtered; JSON, or CSV with `format=csv`.
 //! - `GET /depots`: the depots as a GeoJSON FeatureCollection of points (for the dashboard's map).
-//! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within 60 days.
+//! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within the
+//!   scheduled check's window (`checks::Settings::expiring_within_days`, 60 days by default).
 
 use super::body::json_body;
 use super::geojson;
@@ -29,8 +30,6 @@ use serde_json::{json, Value};
 
 const MAX_BODY_BYTES: usize = 8192;
 const MAX_NOTE_CHARS: usize = 2000;
-/// Lots whose date falls within this many days (or has passed) are shown in the stock view.
-pub const EXPIRING_WITHIN_DAYS: i64 = 60;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/depots", web::get().to(depots))
@@ -173,7 +172,9 @@ async fn record(
 }
 
 async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
-    let by = (Utc::now() + Duration::days(EXPIRING_WITHIN_DAYS))
+    // The lot-expiry window of the scheduled check, so the view and the alerts agree.
+    let within = state.checks.expiring_within_days;
+    let by = (Utc::now() + Duration::days(within))
         .format("%Y-%m-%d")
         .to_string();
     let lines = state
@@ -181,7 +182,7 @@ async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespons
         .run(move |conn| -> Result<_, AppError> { Ok(stock::view(conn, &by)?) })
         .await?;
     Ok(HttpResponse::Ok().json(riverchief_shared::api::StockView {
-        expiring_within_days: EXPIRING_WITHIN_DAYS,
+        expiring_within_days: within,
         stock: lines,
     }))
 }
