@@ -37,37 +37,17 @@ pub enum AlertKind {
     ResponseChanged,
 }
 
-impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
-        Self::StageChanged,
-        Self::RapidRise,
-        Self::SegmentOverdue,
-        Self::CriticalHazard,
-        Self::StockBelowQuota,
-        Self::LotExpiring,
-        Self::DispatchOverdue,
-        Self::IssueUnaccepted,
-        Self::ResponseChanged,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StageChanged => "stage_changed",
-            Self::RapidRise => "rapid_rise",
-            Self::SegmentOverdue => "segment_overdue",
-            Self::CriticalHazard => "critical_hazard",
-            Self::StockBelowQuota => "stock_below_quota",
-            Self::LotExpiring => "lot_expiring",
-            Self::DispatchOverdue => "dispatch_overdue",
-            Self::IssueUnaccepted => "issue_unaccepted",
-            Self::ResponseChanged => "response_changed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+crate::names::named!(AlertKind {
+    StageChanged => "stage_changed",
+    RapidRise => "rapid_rise",
+    SegmentOverdue => "segment_overdue",
+    CriticalHazard => "critical_hazard",
+    StockBelowQuota => "stock_below_quota",
+    LotExpiring => "lot_expiring",
+    DispatchOverdue => "dispatch_overdue",
+    IssueUnaccepted => "issue_unaccepted",
+    ResponseChanged => "response_changed",
+});
 
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,21 +58,11 @@ pub enum AlertLevel {
     Critical,
 }
 
-impl AlertLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Info, Self::Warning, Self::Critical]
-            .into_iter()
-            .find(|l| l.as_str() == s)
-    }
-}
+crate::names::named!(AlertLevel {
+    Info => "info",
+    Warning => "warning",
+    Critical => "critical",
+});
 
 /// Where an alert is in its life: open, then acknowledged by a duty lead; resolved when the cause
 /// clears (acknowledged or not).
@@ -104,21 +74,11 @@ pub enum AlertState {
     Resolved,
 }
 
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Acknowledged => "acknowledged",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Acknowledged, Self::Resolved]
-            .into_iter()
-            .find(|l| l.as_str() == s)
-    }
-}
+crate::names::named!(AlertState {
+    Open => "open",
+    Acknowledged => "acknowledged",
+    Resolved => "resolved",
+});
 
 /// What an alert is about; with its kind and drill flag, the deduplication key. Stored and sent as
 /// `"<type>:<key>"` (its `Display`, the one place that text is made): `station:DONGSHAN`,

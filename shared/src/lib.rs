@@ -27,6 +27,7 @@ pub mod flood;
 pub mod gcj02;
 pub mod geo;
 pub mod id;
+mod names;
 pub mod photo;
 pub mod stock;
 pub mod sync;

@@ -18,29 +18,15 @@ pub enum MovementKind {
 /// What an unknown kind is told.
 const ONE_OF: &str = "the kind is one of receive, dispatch, return, write_off, adjust";
 
+crate::names::named!(MovementKind {
+    Receive => "receive",
+    Dispatch => "dispatch",
+    Return => "return",
+    WriteOff => "write_off",
+    Adjust => "adjust",
+});
+
 impl MovementKind {
-    pub const ALL: [MovementKind; 5] = [
-        MovementKind::Receive,
-        MovementKind::Dispatch,
-        MovementKind::Return,
-        MovementKind::WriteOff,
-        MovementKind::Adjust,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MovementKind::Receive => "receive",
-            MovementKind::Dispatch => "dispatch",
-            MovementKind::Return => "return",
-            MovementKind::WriteOff => "write_off",
-            MovementKind::Adjust => "adjust",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MovementKind> {
-        MovementKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// [`MovementKind::parse`], or the refusal that names `field`.
     pub fn parse_field(s: &str, field: &str) -> Result<MovementKind, FieldError> {
         MovementKind::parse(s).ok_or_else(|| FieldError::new("invalid", field, ONE_OF))

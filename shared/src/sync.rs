@@ -559,28 +559,13 @@ pub enum ChangeEntity {
     Alert,
 }
 
-impl ChangeEntity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Segment => "segment",
-            Self::Patrol => "patrol",
-            Self::Issue => "issue",
-            Self::Coverage => "coverage",
-            Self::Alert => "alert",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Segment,
-            Self::Patrol,
-            Self::Issue,
-            Self::Coverage,
-            Self::Alert,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == s)
-    }
-}
+crate::names::named!(ChangeEntity {
+    Segment => "segment",
+    Patrol => "patrol",
+    Issue => "issue",
+    Coverage => "coverage",
+    Alert => "alert",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
