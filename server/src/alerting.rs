@@ -21,16 +21,20 @@
 //! - A segment not covered within the interval in force raises `segment_overdue` from the scheduled
 //!   check (`checks`, [`segment_overdue_alert`]); it resolves as soon as a covering patrol's points
 //!   arrive ([`resolve_if_covered`], from `coverage::record_summaries`).
-//! - Stage changes and rapid rises are raised by the flood watch (`flood`), expiring lots by the
-//!   scheduled check (`checks`).
+//! - A station's stage change raises `stage_changed` ([`stage_alert`]) and a rapid rise
+//!   `rapid_rise` ([`rise_alert`]), decided by the flood watch (`flood::ingest`) as it folds the
+//!   readings; a lot past or near its date raises `lot_expiring` ([`lot_expiring_alert`]) from the
+//!   scheduled check (`checks`), which resolves it when the lot is no longer listed.
 
 use crate::db::alerts::{self, NewAlert};
+use crate::db::flood::{Station, StoredReading};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
-use riverchief_shared::coverage::{is_overdue, CoverageSummary};
+use riverchief_shared::coverage::{is_overdue, CoverageSummary, FloodStage};
 use riverchief_shared::domain::Segment;
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
+use riverchief_shared::flood::{Reading, RiseRules};
 use serde_json::json;
 
 /// The code of an issue's segment (its id if the segment is gone).
@@ -114,6 +118,171 @@ pub fn resolve_if_covered(
         )?;
     }
     Ok(())
+}
+
+fn stage_zh(s: FloodStage) -> &'static str {
+    match s {
+        FloodStage::Normal => "正常",
+        FloodStage::Watch => "设防",
+        FloodStage::Warning => "警戒",
+        FloodStage::Guarantee => "保证",
+    }
+}
+
+fn drill_marks(drill: bool) -> (&'static str, &'static str) {
+    if drill {
+        ("【演练】", "[DRILL] ")
+    } else {
+        ("", "")
+    }
+}
+
+/// `stage_changed` for a station's stage moving from `from` to `to` at the reading `r` (a drill's
+/// is marked as one): public, everyone on the bank must know.
+pub fn stage_alert(
+    station: &Station,
+    drill: bool,
+    from: FloodStage,
+    to: FloodStage,
+    r: &Reading,
+) -> NewAlert {
+    let (zh, en) = drill_marks(drill);
+    let up = to > from;
+    let threshold = station.thresholds.of(if up { to } else { from });
+    let level = match to {
+        FloodStage::Guarantee => AlertLevel::Critical,
+        FloodStage::Warning => AlertLevel::Warning,
+        FloodStage::Watch | FloodStage::Normal => AlertLevel::Info,
+    };
+    let (verb_zh, verb_en) = if up {
+        ("升至", "rose to")
+    } else {
+        ("回落至", "fell back to")
+    };
+    NewAlert {
+        kind: AlertKind::StageChanged,
+        subject: Subject::Station(&station.code).to_string(),
+        drill,
+        level,
+        message: format!(
+            "{zh}{}水位 {:.2} m，{verb_zh}{}（{}）",
+            station.name,
+            r.level_m,
+            stage_zh(to),
+            riverchief_shared::domain::local_minutes(r.observed_at)
+        ),
+        message_en: format!(
+            "{en}{} at {:.2} m {verb_en} {} ({})",
+            station.name_en.as_deref().unwrap_or(&station.code),
+            r.level_m,
+            to.as_str(),
+            riverchief_shared::domain::local_minutes(r.observed_at)
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: Some(station.code.clone()),
+        owner: None,
+        public: true,
+        details: json!({
+            "from": from,
+            "to": to,
+            "level_m": r.level_m,
+            "observed_at": r.observed_at,
+            "threshold_m": threshold,
+        }),
+    }
+}
+
+/// `rapid_rise` for a station whose level rose faster than `rules` allow by the reading `r`.
+pub fn rise_alert(
+    station: &Station,
+    drill: bool,
+    rules: &RiseRules,
+    r: &StoredReading,
+) -> NewAlert {
+    let (zh, en) = drill_marks(drill);
+    let hours = rules.window.num_minutes() as f64 / 60.0;
+    NewAlert {
+        kind: AlertKind::RapidRise,
+        subject: Subject::Station(&station.code).to_string(),
+        drill,
+        level: AlertLevel::Warning,
+        message: format!(
+            "{zh}{}水位快速上涨：{hours} 小时内上涨 {:.2} m，现 {:.2} m",
+            station.name, r.rise_m, r.reading.level_m
+        ),
+        message_en: format!(
+            "{en}{} rising fast: {:.2} m in {hours} h, now {:.2} m",
+            station.name_en.as_deref().unwrap_or(&station.code),
+            r.rise_m,
+            r.reading.level_m
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: Some(station.code.clone()),
+        owner: None,
+        public: true,
+        details: json!({
+            "rise_m": r.rise_m,
+            "window_minutes": rules.window.num_minutes(),
+            "threshold_m": rules.threshold_m,
+            "level_m": r.reading.level_m,
+            "observed_at": r.reading.observed_at,
+        }),
+    }
+}
+
+/// `lot_expiring` for a lot of `line` past or near its date at `now` (a warning once past).
+pub fn lot_expiring_alert(
+    line: &riverchief_shared::api::StockLine,
+    lot: &riverchief_shared::api::LotView,
+    subject: String,
+    now: DateTime<Utc>,
+) -> NewAlert {
+    let date = lot.expires_on.clone().unwrap_or_default();
+    let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
+    NewAlert {
+        kind: AlertKind::LotExpiring,
+        subject,
+        drill: false,
+        level: if past {
+            AlertLevel::Warning
+        } else {
+            AlertLevel::Info
+        },
+        message: format!(
+            "{} {}（{} {}）{}：{date}",
+            line.depot,
+            line.item_name,
+            lot.quantity,
+            line.unit,
+            if past {
+                "已过期或到检"
+            } else {
+                "即将到期"
+            }
+        ),
+        message_en: format!(
+            "{} {} lot of {} {} {} {date}",
+            line.depot,
+            line.item,
+            lot.quantity,
+            line.unit,
+            if past { "expired on" } else { "expires on" }
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: None,
+        owner: None,
+        public: false,
+        details: json!({
+            "depot": line.depot,
+            "item": line.item,
+            "lot_id": lot.id,
+            "quantity": lot.quantity,
+            "expires_on": lot.expires_on,
+        }),
+    }
 }
 
 /// The due time an open `dispatch_overdue` alert was raised for.

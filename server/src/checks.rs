@@ -13,12 +13,11 @@
 
 use crate::alerting;
 use crate::coverage::{self, Policy};
-use crate::db::alerts::{self, NewAlert};
+use crate::db::alerts;
 use crate::db::{self, Conn, Db, QueryResult};
 use chrono::{DateTime, Duration, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
+use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::coverage::is_overdue;
-use serde_json::json;
 use std::collections::BTreeSet;
 
 /// The scheduled check's schedule and rules.
@@ -109,52 +108,9 @@ pub fn run(
             for lot in &line.lots_expiring {
                 let subject = Subject::Lot(&lot.id).to_string();
                 expiring.insert(subject.clone());
-                let date = lot.expires_on.clone().unwrap_or_default();
-                let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
                 alerts::raise(
                     conn,
-                    &NewAlert {
-                        kind: AlertKind::LotExpiring,
-                        subject,
-                        drill: false,
-                        level: if past {
-                            AlertLevel::Warning
-                        } else {
-                            AlertLevel::Info
-                        },
-                        message: format!(
-                            "{} {}（{} {}）{}：{date}",
-                            line.depot,
-                            line.item_name,
-                            lot.quantity,
-                            line.unit,
-                            if past {
-                                "已过期或到检"
-                            } else {
-                                "即将到期"
-                            }
-                        ),
-                        message_en: format!(
-                            "{} {} lot of {} {} {} {date}",
-                            line.depot,
-                            line.item,
-                            lot.quantity,
-                            line.unit,
-                            if past { "expired on" } else { "expires on" }
-                        ),
-                        segment_id: None,
-                        issue_id: None,
-                        station: None,
-                        owner: None,
-                        public: false,
-                        details: json!({
-                            "depot": line.depot,
-                            "item": line.item,
-                            "lot_id": lot.id,
-                            "quantity": lot.quantity,
-                            "expires_on": lot.expires_on,
-                        }),
-                    },
+                    &alerting::lot_expiring_alert(line, lot, subject, now),
                     now,
                 )?;
                 report.lots_expiring += 1;

@@ -14,16 +14,16 @@
 //! Drill readings go through the same fold in their own series (the drill's id): their stage never
 //! touches the real one and everything they raise is marked `drill`.
 
+use crate::alerting;
 use crate::coverage::Policy;
-use crate::db::alerts::{self, NewAlert};
+use crate::db::alerts;
 use crate::db::flood::{self as store, Series, StageState, Station, StoredReading};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
+use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::coverage::FloodStage;
 use riverchief_shared::flood::{next_stage, rise_at, Reading, RiseRules, StageRules};
 use riverchief_shared::id::SegmentId;
-use serde_json::json;
 
 /// The flood watch's rules: the stage's hysteresis and the rapid rise.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -53,110 +53,6 @@ pub struct Ingested {
     pub inserted: usize,
     /// The station's state in this series after the batch.
     pub state: Option<StageState>,
-}
-
-fn stage_zh(s: FloodStage) -> &'static str {
-    match s {
-        FloodStage::Normal => "正常",
-        FloodStage::Watch => "设防",
-        FloodStage::Warning => "警戒",
-        FloodStage::Guarantee => "保证",
-    }
-}
-
-fn drill_marks(drill: bool) -> (&'static str, &'static str) {
-    if drill {
-        ("【演练】", "[DRILL] ")
-    } else {
-        ("", "")
-    }
-}
-
-fn stage_alert(
-    station: &Station,
-    drill: bool,
-    from: FloodStage,
-    to: FloodStage,
-    r: &Reading,
-) -> NewAlert {
-    let (zh, en) = drill_marks(drill);
-    let up = to > from;
-    let threshold = station.thresholds.of(if up { to } else { from });
-    let level = match to {
-        FloodStage::Guarantee => AlertLevel::Critical,
-        FloodStage::Warning => AlertLevel::Warning,
-        FloodStage::Watch | FloodStage::Normal => AlertLevel::Info,
-    };
-    let (verb_zh, verb_en) = if up {
-        ("升至", "rose to")
-    } else {
-        ("回落至", "fell back to")
-    };
-    NewAlert {
-        kind: AlertKind::StageChanged,
-        subject: Subject::Station(&station.code).to_string(),
-        drill,
-        level,
-        message: format!(
-            "{zh}{}水位 {:.2} m，{verb_zh}{}（{}）",
-            station.name,
-            r.level_m,
-            stage_zh(to),
-            riverchief_shared::domain::local_minutes(r.observed_at)
-        ),
-        message_en: format!(
-            "{en}{} at {:.2} m {verb_en} {} ({})",
-            station.name_en.as_deref().unwrap_or(&station.code),
-            r.level_m,
-            to.as_str(),
-            riverchief_shared::domain::local_minutes(r.observed_at)
-        ),
-        segment_id: None,
-        issue_id: None,
-        station: Some(station.code.clone()),
-        owner: None,
-        public: true,
-        details: json!({
-            "from": from,
-            "to": to,
-            "level_m": r.level_m,
-            "observed_at": r.observed_at,
-            "threshold_m": threshold,
-        }),
-    }
-}
-
-fn rise_alert(station: &Station, drill: bool, rules: &RiseRules, r: &StoredReading) -> NewAlert {
-    let (zh, en) = drill_marks(drill);
-    let hours = rules.window.num_minutes() as f64 / 60.0;
-    NewAlert {
-        kind: AlertKind::RapidRise,
-        subject: Subject::Station(&station.code).to_string(),
-        drill,
-        level: AlertLevel::Warning,
-        message: format!(
-            "{zh}{}水位快速上涨：{hours} 小时内上涨 {:.2} m，现 {:.2} m",
-            station.name, r.rise_m, r.reading.level_m
-        ),
-        message_en: format!(
-            "{en}{} rising fast: {:.2} m in {hours} h, now {:.2} m",
-            station.name_en.as_deref().unwrap_or(&station.code),
-            r.rise_m,
-            r.reading.level_m
-        ),
-        segment_id: None,
-        issue_id: None,
-        station: Some(station.code.clone()),
-        owner: None,
-        public: true,
-        details: json!({
-            "rise_m": r.rise_m,
-            "window_minutes": rules.window.num_minutes(),
-            "threshold_m": rules.threshold_m,
-            "level_m": r.reading.level_m,
-            "observed_at": r.reading.observed_at,
-        }),
-    }
 }
 
 /// Stores a batch of readings (sorted by time, one per time, each with its index in the request)
@@ -255,14 +151,18 @@ pub fn ingest(
                 alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
                 alerts::raise(
                     conn,
-                    &stage_alert(station, drill, stage, next, reading),
+                    &alerting::stage_alert(station, drill, stage, next, reading),
                     now,
                 )?;
             }
         }
         if now_rising != rising && is_new {
             if now_rising {
-                alerts::raise(conn, &rise_alert(station, drill, &settings.rise, &row), now)?;
+                alerts::raise(
+                    conn,
+                    &alerting::rise_alert(station, drill, &settings.rise, &row),
+                    now,
+                )?;
             } else {
                 alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
             }
@@ -287,14 +187,14 @@ pub fn ingest(
         alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
         alerts::raise(
             conn,
-            &stage_alert(station, drill, announced, stage, &at),
+            &alerting::stage_alert(station, drill, announced, stage, &at),
             now,
         )?;
     }
     if rising {
         alerts::raise(
             conn,
-            &rise_alert(station, drill, &settings.rise, &last),
+            &alerting::rise_alert(station, drill, &settings.rise, &last),
             now,
         )?;
     } else if alerts::open_alert(conn, AlertKind::RapidRise, &subject, drill)?.is_some() {
