@@ -18,6 +18,7 @@ pub mod mutations;
 pub mod patrols;
 pub mod photos;
 pub mod schema;
+pub mod scratch;
 pub mod segments;
 pub mod stock;
 pub mod users;

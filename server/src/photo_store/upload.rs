@@ -796,47 +796,28 @@ mod tests {
         _dir: Arc<tempfile::TempDir>,
     }
 
-    /// A fresh database: a file in the temp dir, or a new database on the PostgreSQL server that
-    /// `RIVERCHIEF_TEST_PG_URL` names (dropped at the end), so that the leases' conditional updates
-    /// are tested on both backends.
+    /// A fresh database: a file in the temp dir, or a new database on the PostgreSQL server of the
+    /// test pass (`db::scratch`, dropped at the end), so that the leases' conditional updates are
+    /// tested on both backends.
     struct TestDatabase {
         url: String,
-        /// The PostgreSQL server's own URL and the database's name, to drop it.
-        pg: Option<(String, String)>,
+        _pg: Option<db::scratch::ScratchDb>,
     }
 
     impl TestDatabase {
         fn new(dir: &Path) -> TestDatabase {
-            use diesel::{Connection, RunQueryDsl};
-            let admin = std::env::var("RIVERCHIEF_TEST_PG_URL").unwrap_or_default();
-            if admin.trim().is_empty() {
+            let Some(admin) = db::scratch::ScratchDb::server() else {
                 let path = dir.join("riverchief.sqlite3");
                 return TestDatabase {
                     url: path.to_string_lossy().into_owned(),
-                    pg: None,
+                    _pg: None,
                 };
-            }
-            let name = format!("riverchief_uploads_{:016x}", rand::random::<u64>());
-            let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL");
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .expect("create database");
-            let (server, _) = admin.rsplit_once('/').expect("a URL with a database name");
+            };
+            let pg =
+                db::scratch::ScratchDb::create(&admin, "riverchief_uploads").expect("PostgreSQL");
             TestDatabase {
-                url: format!("{server}/{name}"),
-                pg: Some((admin, name)),
-            }
-        }
-    }
-
-    impl Drop for TestDatabase {
-        fn drop(&mut self) {
-            use diesel::{Connection, RunQueryDsl};
-            if let Some((admin, name)) = &self.pg {
-                if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
-                    let drop_it = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = diesel::sql_query(drop_it).execute(&mut conn);
-                }
+                url: pg.url().to_owned(),
+                _pg: Some(pg),
             }
         }
     }
