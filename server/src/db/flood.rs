@@ -57,48 +57,37 @@ pub struct Station {
     pub thresholds: Thresholds,
 }
 
-type StationRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<f64>,
-    Option<f64>,
-    Option<String>,
-    f64,
-    f64,
-    f64,
-);
-
-const STATION_COLUMNS: (
-    stations::id,
-    stations::code,
-    stations::name,
-    stations::name_en,
-    stations::river,
-    stations::lon,
-    stations::lat,
-    stations::datum,
-    stations::watch_m,
-    stations::warning_m,
-    stations::guarantee_m,
-) = (
-    stations::id,
-    stations::code,
-    stations::name,
-    stations::name_en,
-    stations::river,
-    stations::lon,
-    stations::lat,
-    stations::datum,
-    stations::watch_m,
-    stations::warning_m,
-    stations::guarantee_m,
-);
+/// A station as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = stations)]
+struct StationRow {
+    id: String,
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    river: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    datum: Option<String>,
+    watch_m: f64,
+    warning_m: f64,
+    guarantee_m: f64,
+}
 
 fn to_station(r: StationRow) -> Station {
-    let (id, code, name, name_en, river, lon, lat, datum, watch_m, warning_m, guarantee_m) = r;
+    let StationRow {
+        id,
+        code,
+        name,
+        name_en,
+        river,
+        lon,
+        lat,
+        datum,
+        watch_m,
+        warning_m,
+        guarantee_m,
+    } = r;
     Station {
         id,
         code,
@@ -145,8 +134,8 @@ pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>
                 .eq(id_or_code)
                 .or(stations::code.eq(id_or_code)),
         )
-        .select(STATION_COLUMNS)
-        .first::<StationRow>(conn)
+        .select(StationRow::as_select())
+        .first(conn)
         .optional()?
         .map(to_station))
 }
@@ -155,8 +144,8 @@ pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>
 pub fn all_stations(conn: &mut Conn) -> QueryResult<Vec<Station>> {
     Ok(stations::table
         .order(stations::code.asc())
-        .select(STATION_COLUMNS)
-        .load::<StationRow>(conn)?
+        .select(StationRow::as_select())
+        .load(conn)?
         .into_iter()
         .map(to_station)
         .collect())
@@ -526,21 +515,35 @@ pub struct DrillRow {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-type DrillTuple = (
-    String,
-    String,
-    f64,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-);
+/// A drill as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = drills)]
+struct DrillRecord {
+    id: String,
+    station_id: String,
+    speed: f64,
+    state: String,
+    series_json: String,
+    readings_total: i64,
+    readings_fed: i64,
+    started_by: String,
+    started_at: String,
+    ended_at: Option<String>,
+}
 
-fn to_drill(r: DrillTuple, with_series: bool) -> QueryResult<DrillRow> {
-    let (id, station_id, speed, state, series, total, fed, by, at, ended) = r;
+fn to_drill(r: DrillRecord, with_series: bool) -> QueryResult<DrillRow> {
+    let DrillRecord {
+        id,
+        station_id,
+        speed,
+        state,
+        series_json: series,
+        readings_total: total,
+        readings_fed: fed,
+        started_by: by,
+        started_at: at,
+        ended_at: ended,
+    } = r;
     Ok(DrillRow {
         state: DrillState::parse(&state)
             .ok_or_else(|| corrupt(format!("drill {id}: state {state:?}")))?,
@@ -559,30 +562,6 @@ fn to_drill(r: DrillTuple, with_series: bool) -> QueryResult<DrillRow> {
         speed,
     })
 }
-
-const DRILL_COLUMNS: (
-    drills::id,
-    drills::station_id,
-    drills::speed,
-    drills::state,
-    drills::series_json,
-    drills::readings_total,
-    drills::readings_fed,
-    drills::started_by,
-    drills::started_at,
-    drills::ended_at,
-) = (
-    drills::id,
-    drills::station_id,
-    drills::speed,
-    drills::state,
-    drills::series_json,
-    drills::readings_total,
-    drills::readings_fed,
-    drills::started_by,
-    drills::started_at,
-    drills::ended_at,
-);
 
 pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
     let series = serde_json::to_string(&d.series)
@@ -608,8 +587,8 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
 pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option<DrillRow>> {
     drills::table
         .filter(drills::id.eq(id))
-        .select(DRILL_COLUMNS)
-        .first::<DrillTuple>(conn)
+        .select(DrillRecord::as_select())
+        .first(conn)
         .optional()?
         .map(|r| to_drill(r, with_series))
         .transpose()
@@ -619,8 +598,8 @@ pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option
 pub fn all_drills(conn: &mut Conn) -> QueryResult<Vec<DrillRow>> {
     drills::table
         .order(drills::started_at.desc())
-        .select(DRILL_COLUMNS)
-        .load::<DrillTuple>(conn)?
+        .select(DrillRecord::as_select())
+        .load(conn)?
         .into_iter()
         .map(|r| to_drill(r, false))
         .collect()

@@ -466,79 +466,45 @@ impl Deadlines {
     }
 }
 
-type Row = (
-    String,         // id
-    String,         // segment_id
-    Option<String>, // patrol_id
-    String,         // reporter_id
-    f64,            // lon
-    f64,            // lat
-    f64,            // chainage_m
-    String,         // category
-    i64,            // severity
-    Option<String>, // outflow
-    bool,           // critical
-    String,         // description
-    String,         // status
-    Option<String>, // assignee_id
-    String,         // reported_at
-    String,         // recorded_at
-    Option<String>, // due_at
-);
+/// An issue as stored (its columns, said once).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = issues)]
+struct Row {
+    id: String,
+    segment_id: String,
+    patrol_id: Option<String>,
+    reporter_id: String,
+    lon: f64,
+    lat: f64,
+    chainage_m: f64,
+    category: String,
+    severity: i64,
+    outflow: Option<String>,
+    critical: bool,
+    description: String,
+    status: String,
+    assignee_id: Option<String>,
+    reported_at: String,
+    recorded_at: String,
+    due_at: Option<String>,
+}
 
-type Columns = (
-    issues::id,
-    issues::segment_id,
-    issues::patrol_id,
-    issues::reporter_id,
-    issues::lon,
-    issues::lat,
-    issues::chainage_m,
-    issues::category,
-    issues::severity,
-    issues::outflow,
-    issues::critical,
-    issues::description,
-    issues::status,
-    issues::assignee_id,
-    issues::reported_at,
-    issues::recorded_at,
-    issues::due_at,
-);
-
-const COLUMNS: Columns = (
-    issues::id,
-    issues::segment_id,
-    issues::patrol_id,
-    issues::reporter_id,
-    issues::lon,
-    issues::lat,
-    issues::chainage_m,
-    issues::category,
-    issues::severity,
-    issues::outflow,
-    issues::critical,
-    issues::description,
-    issues::status,
-    issues::assignee_id,
-    issues::reported_at,
-    issues::recorded_at,
-    issues::due_at,
-);
-
-type EventRow = (
-    String,         // id
-    String,         // issue_id
-    String,         // kind
-    String,         // by_id
-    String,         // at
-    String,         // recorded_at
-    Option<String>, // note
-    Option<String>, // assignee_id
-    Option<String>, // duplicate_of
-    Option<String>, // due_at
-    Option<String>, // rejected_reason
-);
+/// An entry of an issue's history as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = issue_events)]
+struct EventRow {
+    id: String,
+    issue_id: String,
+    kind: String,
+    by_id: String,
+    at: String,
+    recorded_at: String,
+    note: Option<String>,
+    assignee_id: Option<String>,
+    duplicate_of: Option<String>,
+    due_at: Option<String>,
+    rejected_reason: Option<String>,
+}
 
 /// One issue, whole: its events and its photos with their arrival; deadlines judged at `now`.
 pub fn view(conn: &mut Conn, id: IssueId, now: DateTime<Utc>) -> QueryResult<Option<Issue>> {
@@ -549,7 +515,7 @@ pub fn view(conn: &mut Conn, id: IssueId, now: DateTime<Utc>) -> QueryResult<Opt
 pub fn view_at(conn: &mut Conn, id: IssueId, deadlines: &Deadlines) -> QueryResult<Option<Issue>> {
     let rows: Vec<Row> = issues::table
         .filter(issues::id.eq(id.to_string()))
-        .select(COLUMNS)
+        .select(Row::as_select())
         .load(conn)?;
     Ok(assemble(conn, rows, deadlines)?.into_iter().next())
 }
@@ -642,8 +608,8 @@ pub fn list(
         rows.extend(
             issues::table
                 .filter(issues::id.eq_any(chunk))
-                .select(COLUMNS)
-                .load::<Row>(conn)?,
+                .select(Row::as_select())
+                .load(conn)?,
         );
     }
     let position: HashMap<&str, usize> = page_ids
@@ -651,7 +617,7 @@ pub fn list(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    rows.sort_by_key(|r| position.get(r.0.as_str()).copied().unwrap_or(usize::MAX));
+    rows.sort_by_key(|r| position.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
     let issues = assemble(conn, rows, deadlines)?;
     let next_offset = (end < briefs.len()).then(|| u64::try_from(end).unwrap_or(u64::MAX));
     Ok(Page {
@@ -892,7 +858,7 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
 
     let mut events: Vec<EventRow> = Vec::new();
     let mut photo_rows: Vec<(String, String, i64)> = Vec::new();
@@ -900,20 +866,8 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
         events.extend(
             issue_events::table
                 .filter(issue_events::issue_id.eq_any(chunk))
-                .select((
-                    issue_events::id,
-                    issue_events::issue_id,
-                    issue_events::kind,
-                    issue_events::by_id,
-                    issue_events::at,
-                    issue_events::recorded_at,
-                    issue_events::note,
-                    issue_events::assignee_id,
-                    issue_events::duplicate_of,
-                    issue_events::due_at,
-                    issue_events::rejected_reason,
-                ))
-                .load::<EventRow>(conn)?,
+                .select(EventRow::as_select())
+                .load(conn)?,
         );
         photo_rows.extend(
             issue_photos::table
@@ -927,7 +881,7 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
         );
     }
     // Server order: when the server recorded the event (fixed-width timestamps sort as text).
-    events.sort_by(|a, b| (&a.5, &a.0).cmp(&(&b.5, &b.0)));
+    events.sort_by(|a, b| (&a.recorded_at, &a.id).cmp(&(&b.recorded_at, &b.id)));
     photo_rows.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
 
     let hexes: Vec<String> = {
@@ -951,40 +905,38 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
     }
 
     let mut events_by_issue: HashMap<String, Vec<IssueEvent>> = HashMap::new();
-    for (id, issue_id, kind, by, at, recorded_at, note, assignee, duplicate_of, due_at, rejected) in
-        events
-    {
+    for e in events {
         let event = IssueEvent {
-            kind: IssueEventKind::parse(&kind)
-                .ok_or_else(|| corrupt(format!("event {id}: kind {kind:?}")))?,
-            by: parse_id(&by)?,
-            at: parse_ts(&at)?,
-            recorded_at: parse_ts(&recorded_at)?,
-            note,
-            assignee: assignee.as_deref().map(parse_id).transpose()?,
-            duplicate_of: duplicate_of.as_deref().map(parse_id).transpose()?,
-            due_at: due_at.as_deref().map(parse_ts).transpose()?,
-            photos: photos_by_owner.get(&id).cloned().unwrap_or_default(),
-            rejected,
-            id: parse_id(&id)?,
+            kind: IssueEventKind::parse(&e.kind)
+                .ok_or_else(|| corrupt(format!("event {}: kind {:?}", e.id, e.kind)))?,
+            by: parse_id(&e.by_id)?,
+            at: parse_ts(&e.at)?,
+            recorded_at: parse_ts(&e.recorded_at)?,
+            note: e.note,
+            assignee: e.assignee_id.as_deref().map(parse_id).transpose()?,
+            duplicate_of: e.duplicate_of.as_deref().map(parse_id).transpose()?,
+            due_at: e.due_at.as_deref().map(parse_ts).transpose()?,
+            photos: photos_by_owner.get(&e.id).cloned().unwrap_or_default(),
+            rejected: e.rejected_reason,
+            id: parse_id(&e.id)?,
         };
-        events_by_issue.entry(issue_id).or_default().push(event);
+        events_by_issue.entry(e.issue_id).or_default().push(event);
     }
 
     rows.into_iter()
         .map(|row| {
-            let events = events_by_issue.remove(&row.0).unwrap_or_default();
+            let events = events_by_issue.remove(&row.id).unwrap_or_default();
             to_issue(row, events, deadlines)
         })
         .collect()
 }
 
 fn to_issue(row: Row, events: Vec<IssueEvent>, deadlines: &Deadlines) -> QueryResult<Issue> {
-    let (
+    let Row {
         id,
         segment_id,
         patrol_id,
-        reporter,
+        reporter_id: reporter,
         lon,
         lat,
         chainage_m,
@@ -994,11 +946,11 @@ fn to_issue(row: Row, events: Vec<IssueEvent>, deadlines: &Deadlines) -> QueryRe
         critical,
         description,
         status,
-        assignee,
+        assignee_id: assignee,
         reported_at,
         recorded_at,
         due_at,
-    ) = row;
+    } = row;
     let bad = |what: &str| corrupt(format!("issue {id}: {what}"));
     let category = IssueCategory::parse(&category).ok_or_else(|| bad("category"))?;
     let severity = severity_of(&id, severity)?;
