@@ -360,7 +360,7 @@ impl Client {
             movement_id: uuid::Uuid::now_v7(),
             depot: depot.to_owned(),
             item: item.to_owned(),
-            kind: kind.to_owned(),
+            kind: riverchief_shared::stock::MovementKind::parse_field(kind, "data.kind")?,
             quantity,
             segment: segment.map(str::to_owned),
             note,

@@ -18,21 +18,24 @@
 //!   `response_changed` (subject `river:<name>`, public: everyone on the bank must know), resolving
 //!   the river's previous one ([`response_changed`]); declaring the level already in force changes
 //!   nothing.
-//! - Stage changes and rapid rises are raised by the flood watch (`flood`), overdue segments and
-//!   expiring lots by the scheduled check (`checks`).
+//! - A segment not covered within the interval in force raises `segment_overdue` from the scheduled
+//!   check (`checks`, [`segment_overdue_alert`]); it resolves as soon as a covering patrol's points
+//!   arrive ([`resolve_if_covered`], from `coverage::record_summaries`).
+//! - A station's stage change raises `stage_changed` ([`stage_alert`]) and a rapid rise
+//!   `rapid_rise` ([`rise_alert`]), decided by the flood watch (`flood::ingest`) as it folds the
+//!   readings; a lot past or near its date raises `lot_expiring` ([`lot_expiring_alert`]) from the
+//!   scheduled check (`checks`), which resolves it when the lot is no longer listed.
 
 use crate::db::alerts::{self, NewAlert};
+use crate::db::flood::{Station, StoredReading};
 use crate::db::{self, Conn, QueryResult};
-use chrono::{DateTime, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
+use chrono::{DateTime, Duration, Utc};
+use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
+use riverchief_shared::coverage::{is_overdue, CoverageSummary, FloodStage};
+use riverchief_shared::domain::Segment;
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
-use riverchief_shared::id::IssueId;
+use riverchief_shared::flood::{Reading, RiseRules};
 use serde_json::json;
-
-/// The subject of an issue's alerts: `issue:<id>` (the kind tells its alerts apart).
-pub fn issue_subject(id: IssueId) -> String {
-    format!("issue:{id}")
-}
 
 /// The code of an issue's segment (its id if the segment is gone).
 fn segment_code(conn: &mut Conn, issue: &Issue) -> QueryResult<String> {
@@ -45,6 +48,240 @@ fn issue_level(issue: &Issue) -> AlertLevel {
         AlertLevel::Critical
     } else {
         AlertLevel::Warning
+    }
+}
+
+/// `segment_overdue` for a segment not covered within the interval in force at `now`: seen by duty
+/// leads, admins and the segment's patrollers.
+pub fn segment_overdue_alert(
+    segment: &Segment,
+    summary: &CoverageSummary,
+    now: DateTime<Utc>,
+) -> NewAlert {
+    let p = &segment.properties;
+    let since = summary.last_covered.map_or_else(
+        || "从未巡查".to_owned(),
+        |t| format!("上次巡查 {}", riverchief_shared::domain::local_minutes(t)),
+    );
+    let since_en = summary.last_covered.map_or_else(
+        || "never walked".to_owned(),
+        |t| {
+            format!(
+                "last walked {}",
+                riverchief_shared::domain::local_minutes(t)
+            )
+        },
+    );
+    NewAlert {
+        kind: AlertKind::SegmentOverdue,
+        subject: Subject::Segment(p.id).to_string(),
+        drill: false,
+        level: AlertLevel::Warning,
+        message: format!(
+            "{} {} 超过 {} 分钟未巡查（{since}）",
+            p.code, p.name, summary.interval_minutes
+        ),
+        message_en: format!(
+            "{} overdue: not covered within {} minutes ({since_en})",
+            p.code, summary.interval_minutes
+        ),
+        segment_id: Some(p.id),
+        issue_id: None,
+        station: p.gauge_station.clone(),
+        owner: None,
+        public: false,
+        details: json!({
+            "stage": summary.stage,
+            "interval_minutes": summary.interval_minutes,
+            "last_covered": summary.last_covered,
+            "due_at": summary.due_at,
+            "checked_at": now,
+        }),
+    }
+}
+
+/// Resolves a segment's overdue alert when its summary says it is covered within the interval at
+/// `now` (called as a covering patrol's points arrive).
+pub fn resolve_if_covered(
+    conn: &mut Conn,
+    summary: &CoverageSummary,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let interval = Duration::minutes(summary.interval_minutes);
+    if !is_overdue(summary.last_covered, interval, now) {
+        alerts::resolve(
+            conn,
+            AlertKind::SegmentOverdue,
+            &Subject::Segment(summary.segment_id).to_string(),
+            false,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+fn stage_zh(s: FloodStage) -> &'static str {
+    match s {
+        FloodStage::Normal => "正常",
+        FloodStage::Watch => "设防",
+        FloodStage::Warning => "警戒",
+        FloodStage::Guarantee => "保证",
+    }
+}
+
+fn drill_marks(drill: bool) -> (&'static str, &'static str) {
+    if drill {
+        ("【演练】", "[DRILL] ")
+    } else {
+        ("", "")
+    }
+}
+
+/// `stage_changed` for a station's stage moving from `from` to `to` at the reading `r` (a drill's
+/// is marked as one): public, everyone on the bank must know.
+pub fn stage_alert(
+    station: &Station,
+    drill: bool,
+    from: FloodStage,
+    to: FloodStage,
+    r: &Reading,
+) -> NewAlert {
+    let (zh, en) = drill_marks(drill);
+    let up = to > from;
+    let threshold = station.thresholds.of(if up { to } else { from });
+    let level = match to {
+        FloodStage::Guarantee => AlertLevel::Critical,
+        FloodStage::Warning => AlertLevel::Warning,
+        FloodStage::Watch | FloodStage::Normal => AlertLevel::Info,
+    };
+    let (verb_zh, verb_en) = if up {
+        ("升至", "rose to")
+    } else {
+        ("回落至", "fell back to")
+    };
+    NewAlert {
+        kind: AlertKind::StageChanged,
+        subject: Subject::Station(&station.code).to_string(),
+        drill,
+        level,
+        message: format!(
+            "{zh}{}水位 {:.2} m，{verb_zh}{}（{}）",
+            station.name,
+            r.level_m,
+            stage_zh(to),
+            riverchief_shared::domain::local_minutes(r.observed_at)
+        ),
+        message_en: format!(
+            "{en}{} at {:.2} m {verb_en} {} ({})",
+            station.name_en.as_deref().unwrap_or(&station.code),
+            r.level_m,
+            to.as_str(),
+            riverchief_shared::domain::local_minutes(r.observed_at)
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: Some(station.code.clone()),
+        owner: None,
+        public: true,
+        details: json!({
+            "from": from,
+            "to": to,
+            "level_m": r.level_m,
+            "observed_at": r.observed_at,
+            "threshold_m": threshold,
+        }),
+    }
+}
+
+/// `rapid_rise` for a station whose level rose faster than `rules` allow by the reading `r`.
+pub fn rise_alert(
+    station: &Station,
+    drill: bool,
+    rules: &RiseRules,
+    r: &StoredReading,
+) -> NewAlert {
+    let (zh, en) = drill_marks(drill);
+    let hours = rules.window.num_minutes() as f64 / 60.0;
+    NewAlert {
+        kind: AlertKind::RapidRise,
+        subject: Subject::Station(&station.code).to_string(),
+        drill,
+        level: AlertLevel::Warning,
+        message: format!(
+            "{zh}{}水位快速上涨：{hours} 小时内上涨 {:.2} m，现 {:.2} m",
+            station.name, r.rise_m, r.reading.level_m
+        ),
+        message_en: format!(
+            "{en}{} rising fast: {:.2} m in {hours} h, now {:.2} m",
+            station.name_en.as_deref().unwrap_or(&station.code),
+            r.rise_m,
+            r.reading.level_m
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: Some(station.code.clone()),
+        owner: None,
+        public: true,
+        details: json!({
+            "rise_m": r.rise_m,
+            "window_minutes": rules.window.num_minutes(),
+            "threshold_m": rules.threshold_m,
+            "level_m": r.reading.level_m,
+            "observed_at": r.reading.observed_at,
+        }),
+    }
+}
+
+/// `lot_expiring` for a lot of `line` past or near its date at `now` (a warning once past).
+pub fn lot_expiring_alert(
+    line: &riverchief_shared::api::StockLine,
+    lot: &riverchief_shared::api::LotView,
+    subject: String,
+    now: DateTime<Utc>,
+) -> NewAlert {
+    let date = lot.expires_on.clone().unwrap_or_default();
+    let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
+    NewAlert {
+        kind: AlertKind::LotExpiring,
+        subject,
+        drill: false,
+        level: if past {
+            AlertLevel::Warning
+        } else {
+            AlertLevel::Info
+        },
+        message: format!(
+            "{} {}（{} {}）{}：{date}",
+            line.depot,
+            line.item_name,
+            lot.quantity,
+            line.unit,
+            if past {
+                "已过期或到检"
+            } else {
+                "即将到期"
+            }
+        ),
+        message_en: format!(
+            "{} {} lot of {} {} {} {date}",
+            line.depot,
+            line.item,
+            lot.quantity,
+            line.unit,
+            if past { "expired on" } else { "expires on" }
+        ),
+        segment_id: None,
+        issue_id: None,
+        station: None,
+        owner: None,
+        public: false,
+        details: json!({
+            "depot": line.depot,
+            "item": line.item,
+            "lot_id": lot.id,
+            "quantity": lot.quantity,
+            "expires_on": lot.expires_on,
+        }),
     }
 }
 
@@ -64,7 +301,7 @@ pub fn dispatch_overdue_alert(
     let due = local_minutes(due_at);
     Ok(NewAlert {
         kind: AlertKind::DispatchOverdue,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: issue_level(issue),
         message: format!(
@@ -104,7 +341,7 @@ pub fn unaccepted_alert(
     let by = local_minutes(accept_by);
     Ok(NewAlert {
         kind: AlertKind::IssueUnaccepted,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: issue_level(issue),
         message: format!(
@@ -143,7 +380,7 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
     };
     Ok(NewAlert {
         kind: AlertKind::CriticalHazard,
-        subject: issue_subject(issue.id),
+        subject: Subject::Issue(issue.id).to_string(),
         drill: false,
         level: AlertLevel::Critical,
         message: format!(
@@ -177,7 +414,7 @@ fn hazard_alert(conn: &mut Conn, issue: &Issue) -> QueryResult<NewAlert> {
 /// progress, or dispatched again with another due time) and `issue_unaccepted` (no longer
 /// `reported`) when the step cleared their cause.
 pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> QueryResult<()> {
-    let subject = issue_subject(issue.id);
+    let subject = Subject::Issue(issue.id).to_string();
     if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
         let still_late = matches!(
             issue.status,
@@ -205,11 +442,6 @@ pub fn issue_changed(conn: &mut Conn, issue: &Issue, now: DateTime<Utc>) -> Quer
     Ok(())
 }
 
-/// The subject of a depot's item: `stock:<depot code>/<item code>`.
-pub fn stock_subject(depot: &str, item: &str) -> String {
-    format!("stock:{depot}/{item}")
-}
-
 /// Raises `stock_below_quota` for a depot's item holding less than its quota, resolves it when the
 /// quota is met again. Answers whether it is below quota.
 pub fn stock_line_changed(
@@ -217,7 +449,11 @@ pub fn stock_line_changed(
     line: &riverchief_shared::api::StockLine,
     now: DateTime<Utc>,
 ) -> QueryResult<bool> {
-    let subject = stock_subject(&line.depot, &line.item);
+    let subject = Subject::Stock {
+        depot: &line.depot,
+        item: &line.item,
+    }
+    .to_string();
     if line.on_hand >= line.quota {
         // Looked up before locking: the usual movement (stock at or above quota, no alert) then
         // takes no change-log lock. A concurrent movement of the same item that raised one has
@@ -287,7 +523,7 @@ pub fn response_changed(
     if before == after {
         return Ok(());
     }
-    let subject = format!("river:{river}");
+    let subject = Subject::River(river).to_string();
     alerts::resolve(conn, AlertKind::ResponseChanged, &subject, false, now)?;
     let (level, message, message_en) = match after {
         Some(l) => (

@@ -4,6 +4,7 @@
 use crate::db::{Db, Location};
 use crate::error::{json_config, path_config, query_config};
 use crate::photo_store::PhotoStore;
+use crate::state::AppState;
 use actix_web::{web, App, HttpServer};
 use riverchief_shared::Limits;
 use std::net::TcpListener;
@@ -35,15 +36,15 @@ pub struct Config {
     pub coverage: crate::coverage::Policy,
     /// Background housekeeping: change-log compaction and the stale-upload sweep.
     pub housekeeping: crate::maintenance::Housekeeping,
-    /// The flood watch's rules (hysteresis margin, rapid rise) and the scheduled check's period.
+    /// The flood watch's rules (hysteresis margin, rapid rise).
     pub flood: crate::flood::Settings,
+    /// The scheduled check's period, the lot-expiry window and the acceptance time (which the issue
+    /// lists judge escalations by too).
+    pub checks: crate::checks::Settings,
     /// The live alert stream's timing, and webhook retries (backoff base and cap, attempts).
     pub delivery: crate::delivery::DeliveryConfig,
     /// Failed logins allowed per username and per address before 429.
     pub login: crate::auth::LoginLimits,
-    /// How long a report may wait to be accepted before it is escalated, in working time
-    /// (Monday to Friday, Asia/Shanghai); default one working day.
-    pub accept_within: chrono::Duration,
 }
 
 impl Config {
@@ -61,9 +62,9 @@ impl Config {
             coverage: crate::coverage::Policy::default(),
             housekeeping: crate::maintenance::Housekeeping::default(),
             flood: crate::flood::Settings::default(),
+            checks: crate::checks::Settings::default(),
             delivery: crate::delivery::DeliveryConfig::default(),
             login: crate::auth::LoginLimits::default(),
-            accept_within: crate::db::issues::default_accept_within(),
         }
     }
 
@@ -79,22 +80,6 @@ impl Config {
             None => Ok(Location::Sqlite(self.database_path())),
         }
     }
-}
-
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub photos: PhotoStore,
-    pub limits: Limits,
-    pub coverage: crate::coverage::Policy,
-    pub flood: crate::flood::Settings,
-    pub delivery: crate::delivery::DeliveryConfig,
-    /// The newest alert change seen (see `delivery::feed`): the live streams wait on it.
-    pub alert_feed: tokio::sync::watch::Receiver<i64>,
-    /// Cancelled when the server stops: background tasks and open streams end.
-    pub shutdown: crate::delivery::CancellationToken,
-    pub login: crate::auth::LoginLimits,
-    pub accept_within: chrono::Duration,
 }
 
 /// The data directory opened and migrated, ready to serve or to run an admin command on.
@@ -117,7 +102,7 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
     let demo_users = crate::db::with_setup_lock(&mut conn, |conn| -> anyhow::Result<_> {
         crate::db::changes::epoch(conn)?;
         if config.demo {
-            crate::demo::seed(conn, config.demo_password.as_deref())
+            crate::demo::seed(conn, config.demo_password.as_deref(), chrono::Utc::now())
         } else {
             Ok(Vec::new())
         }
@@ -144,12 +129,10 @@ impl Application {
         let cfg = config.clone();
         let dashboard = web::Data::new(config.dashboard.clone());
         let opened = tokio::task::spawn_blocking(move || open(&cfg)).await??;
-        match crate::routes::uploads::sweep_stale_uploads(
-            &opened.db,
-            &opened.photos,
-            crate::routes::uploads::STALE_UPLOAD_AGE,
-        )
-        .await
+        match opened
+            .photos
+            .sweep_stale_uploads(&opened.db, crate::photo_store::STALE_UPLOAD_AGE)
+            .await
         {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),
@@ -176,16 +159,11 @@ impl Application {
             config.housekeeping,
             shutdown.clone(),
         );
-        if let Some(period) = config.flood.check_period {
-            // The acceptance time the escalation check judges by is the one the issue lists use.
-            let checks = crate::flood::Settings {
-                accept_within: config.accept_within,
-                ..config.flood
-            };
+        if let Some(period) = config.checks.period {
             crate::checks::spawn(
                 opened.db.clone(),
                 config.coverage,
-                checks,
+                config.checks,
                 period,
                 shutdown.clone(),
             );
@@ -211,7 +189,7 @@ impl Application {
             alert_feed,
             shutdown: shutdown.clone(),
             login: config.login,
-            accept_within: config.accept_within,
+            checks: config.checks,
         });
         let limits = config.limits;
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());

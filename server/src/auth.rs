@@ -1,12 +1,10 @@
-//! Authentication: Argon2id password hashes, random device tokens stored only as their SHA-256, and
-//! the [`AuthUser`] extractor that every protected handler takes.
+//! Authentication: random device tokens stored only as their SHA-256, the [`AuthUser`] extractor
+//! that every protected handler takes, and the login limit. Passwords are `password`.
 
-use crate::app::AppState;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, FromRequest, HttpRequest};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rand::RngCore;
 use riverchief_shared::domain::Role;
 use riverchief_shared::id::UserId;
@@ -55,38 +53,6 @@ impl AuthUser {
             Err(AppError::Forbidden("only an admin may do this".into()))
         }
     }
-}
-
-/// Hashes a password with Argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, AppError> {
-    let mut salt_bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt_bytes);
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| AppError::Internal(format!("making a salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
-}
-
-/// A random password that reads well aloud and on paper: 12 characters, no look-alikes (0/O, 1/l/I).
-pub fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY23456789";
-    let mut rng = rand::rng();
-    (0..12)
-        .map(|_| char::from(ALPHABET[rand::Rng::random_range(&mut rng, 0..ALPHABET.len())]))
-        .collect()
-}
-
-/// Checks a password against a stored hash; a malformed hash never verifies.
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 /// A fresh random token (shown to the device once) and the hash that is stored.

@@ -13,15 +13,34 @@
 
 use crate::alerting;
 use crate::coverage::{self, Policy};
-use crate::db::alerts::{self, NewAlert};
+use crate::db::alerts;
 use crate::db::{self, Conn, Db, QueryResult};
-use crate::flood::Settings;
 use chrono::{DateTime, Duration, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
-use riverchief_shared::coverage::{is_overdue, CoverageSummary};
-use riverchief_shared::domain::Segment;
-use serde_json::json;
+use riverchief_shared::alert::{AlertKind, Subject};
+use riverchief_shared::coverage::is_overdue;
 use std::collections::BTreeSet;
+
+/// The scheduled check's schedule and rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How often it runs; `None`: never (tests call [`run`] with their own clock).
+    pub period: Option<std::time::Duration>,
+    /// Lots whose date falls within this many days are `lot_expiring` (and `GET /stock` lists them).
+    pub expiring_within_days: i64,
+    /// How long a report may wait to be accepted (working time) before `issue_unaccepted`; the issue
+    /// lists judge their escalations by the same value.
+    pub accept_within: chrono::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            period: None,
+            expiring_within_days: 60,
+            accept_within: db::issues::default_accept_within(),
+        }
+    }
+}
 
 /// What a check did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,73 +55,6 @@ pub struct Report {
     pub unaccepted: usize,
     /// Drills ended because their replay died (see `drill::sweep_dead`).
     pub drills_ended: usize,
-}
-
-pub fn segment_subject(id: impl std::fmt::Display) -> String {
-    format!("segment:{id}")
-}
-
-fn overdue_alert(segment: &Segment, summary: &CoverageSummary, now: DateTime<Utc>) -> NewAlert {
-    let p = &segment.properties;
-    let since = summary.last_covered.map_or_else(
-        || "从未巡查".to_owned(),
-        |t| format!("上次巡查 {}", riverchief_shared::domain::local_minutes(t)),
-    );
-    let since_en = summary.last_covered.map_or_else(
-        || "never walked".to_owned(),
-        |t| {
-            format!(
-                "last walked {}",
-                riverchief_shared::domain::local_minutes(t)
-            )
-        },
-    );
-    NewAlert {
-        kind: AlertKind::SegmentOverdue,
-        subject: segment_subject(p.id),
-        drill: false,
-        level: AlertLevel::Warning,
-        message: format!(
-            "{} {} 超过 {} 分钟未巡查（{since}）",
-            p.code, p.name, summary.interval_minutes
-        ),
-        message_en: format!(
-            "{} overdue: not covered within {} minutes ({since_en})",
-            p.code, summary.interval_minutes
-        ),
-        segment_id: Some(p.id),
-        issue_id: None,
-        station: p.gauge_station.clone(),
-        owner: None,
-        public: false,
-        details: json!({
-            "stage": summary.stage,
-            "interval_minutes": summary.interval_minutes,
-            "last_covered": summary.last_covered,
-            "due_at": summary.due_at,
-            "checked_at": now,
-        }),
-    }
-}
-
-/// Resolves a segment's overdue alert when its summary says it is covered within the interval at
-/// `now` (called as a covering patrol's points arrive).
-pub fn resolve_if_covered(
-    conn: &mut Conn,
-    summary: &CoverageSummary,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    let interval = Duration::minutes(summary.interval_minutes);
-    if !is_overdue(summary.last_covered, interval, now) {
-        alerts::resolve(
-            conn,
-            AlertKind::SegmentOverdue,
-            &segment_subject(summary.segment_id),
-            false,
-            now,
-        )?;
-    }
-    Ok(())
 }
 
 /// Raises `segment_overdue` for every segment whose last covering patrol is older than the interval
@@ -125,7 +77,7 @@ pub fn run(
             if is_overdue(summary.last_covered, interval, now) {
                 // An alert raised under another interval (the stage changed since) is replaced,
                 // so that what it says is what is required now.
-                let subject = segment_subject(segment.properties.id);
+                let subject = Subject::Segment(segment.properties.id).to_string();
                 let stale = alerts::open_alert(conn, AlertKind::SegmentOverdue, &subject, false)?
                     .is_some_and(|a| {
                         a.details["interval_minutes"].as_i64() != Some(summary.interval_minutes)
@@ -133,10 +85,14 @@ pub fn run(
                 if stale {
                     alerts::resolve(conn, AlertKind::SegmentOverdue, &subject, false, now)?;
                 }
-                alerts::raise(conn, &overdue_alert(&segment, &summary, now), now)?;
+                alerts::raise(
+                    conn,
+                    &alerting::segment_overdue_alert(&segment, &summary, now),
+                    now,
+                )?;
                 report.overdue += 1;
             } else {
-                resolve_if_covered(conn, &summary, now)?;
+                alerting::resolve_if_covered(conn, &summary, now)?;
             }
         }
         report.drills_ended = crate::drill::sweep_dead(conn, now)?;
@@ -150,54 +106,11 @@ pub fn run(
         let mut expiring = BTreeSet::new();
         for line in &lines {
             for lot in &line.lots_expiring {
-                let subject = format!("lot:{}", lot.id);
+                let subject = Subject::Lot(&lot.id).to_string();
                 expiring.insert(subject.clone());
-                let date = lot.expires_on.clone().unwrap_or_default();
-                let past = date.as_str() < now.format("%Y-%m-%d").to_string().as_str();
                 alerts::raise(
                     conn,
-                    &NewAlert {
-                        kind: AlertKind::LotExpiring,
-                        subject,
-                        drill: false,
-                        level: if past {
-                            AlertLevel::Warning
-                        } else {
-                            AlertLevel::Info
-                        },
-                        message: format!(
-                            "{} {}（{} {}）{}：{date}",
-                            line.depot,
-                            line.item_name,
-                            lot.quantity,
-                            line.unit,
-                            if past {
-                                "已过期或到检"
-                            } else {
-                                "即将到期"
-                            }
-                        ),
-                        message_en: format!(
-                            "{} {} lot of {} {} {} {date}",
-                            line.depot,
-                            line.item,
-                            lot.quantity,
-                            line.unit,
-                            if past { "expired on" } else { "expires on" }
-                        ),
-                        segment_id: None,
-                        issue_id: None,
-                        station: None,
-                        owner: None,
-                        public: false,
-                        details: json!({
-                            "depot": line.depot,
-                            "item": line.item,
-                            "lot_id": lot.id,
-                            "quantity": lot.quantity,
-                            "expires_on": lot.expires_on,
-                        }),
-                    },
+                    &alerting::lot_expiring_alert(line, lot, subject, now),
                     now,
                 )?;
                 report.lots_expiring += 1;
@@ -222,7 +135,7 @@ pub fn run(
 fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResult<(usize, usize)> {
     let mut late = BTreeSet::new();
     for d in db::issues::overdue_dispatches(conn, now)? {
-        let subject = alerting::issue_subject(d.issue_id);
+        let subject = Subject::Issue(d.issue_id).to_string();
         late.insert(subject.clone());
         if let Some(open) = alerts::open_alert(conn, AlertKind::DispatchOverdue, &subject, false)? {
             if alerting::overdue_alert_due(&open) == Some(d.due_at) {
@@ -231,7 +144,7 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
             // Raised for an earlier dispatch: what it says must be the due time now.
             alerts::resolve(conn, AlertKind::DispatchOverdue, &subject, false, now)?;
         }
-        if let Some(issue) = db::issues::view(conn, d.issue_id)? {
+        if let Some(issue) = db::issues::view(conn, d.issue_id, now)? {
             let new = alerting::dispatch_overdue_alert(conn, &issue, d.due_at)?;
             alerts::raise(conn, &new, now)?;
         }
@@ -243,12 +156,12 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
     }
     let mut waiting = BTreeSet::new();
     for e in db::issues::unaccepted_escalations(conn, now, settings.accept_within)? {
-        let subject = alerting::issue_subject(e.issue_id);
+        let subject = Subject::Issue(e.issue_id).to_string();
         waiting.insert(subject.clone());
         if alerts::open_alert(conn, AlertKind::IssueUnaccepted, &subject, false)?.is_some() {
             continue;
         }
-        if let Some(issue) = db::issues::view(conn, e.issue_id)? {
+        if let Some(issue) = db::issues::view(conn, e.issue_id, now)? {
             let new = alerting::unaccepted_alert(conn, &issue, e.accept_by)?;
             alerts::raise(conn, &new, now)?;
         }

@@ -8,7 +8,6 @@
 //! port 0); tools and tests wait for that line. Logs go to stderr.
 
 use crate::app::{Application, Config};
-use crate::auth;
 use crate::db::{self, Db, Location};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -406,9 +405,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.workers = args.workers;
     config.photo_store = args.photo_store;
     config.flood = args.flood.settings();
+    args.flood.apply_to_checks(&mut config.checks);
     args.webhooks.apply(&mut config.delivery);
     if let Some(h) = args.accept_within_hours {
-        config.accept_within = chrono::Duration::hours(i64::from(h));
+        config.checks.accept_within = chrono::Duration::hours(i64::from(h));
     }
     if let Some(n) = args.login_failures_per_user {
         config.login.per_user = n as usize;
@@ -538,7 +538,7 @@ fn choose_password(p: NewPassword) -> anyhow::Result<(String, bool)> {
     match p.password {
         Some(p) if p.is_empty() => bail!("the password must not be empty"),
         Some(p) => Ok((p, false)),
-        None => Ok((auth::generate_password(), true)),
+        None => Ok((crate::password::generate(), true)),
     }
 }
 
@@ -549,7 +549,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         bail!("--username and --display-name must not be empty");
     }
     let (password, generated) = choose_password(args.password)?;
-    let hash = auth::hash_password(&password)?;
+    let hash = crate::password::hash(&password)?;
     let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let info = UserInfo {
@@ -593,7 +593,7 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 
 fn user_passwd(args: UserPasswdArgs) -> anyhow::Result<()> {
     let (password, generated) = choose_password(args.password)?;
-    let hash = auth::hash_password(&password)?;
+    let hash = crate::password::hash(&password)?;
     let (db, _) = open_db(&args.data)?;
     let mut conn = db.conn()?;
     let user = db::users::by_username(&mut conn, &args.username)?

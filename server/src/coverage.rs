@@ -5,9 +5,10 @@
 //! may touch (an R-tree of segment envelopes widened by their buffers, cached per database and
 //! rebuilt when the segments change), and reads and writes the stored state.
 //!
-//! The flood stage comes from [`stage_in_force`], which asks the flood watch (`crate::flood`): the
-//! governing station's stage, the admin's manual floor and any declared response; every caller
-//! (coverage answers, pull summaries, the overdue check) follows.
+//! The flood stage in force ([`stage_in_force`]) is read here from what the flood watch stored
+//! (`db::flood`): the governing station's real stage, the admin's manual floor and any declared
+//! response; every caller (coverage answers, pull summaries, the overdue check) follows. So the flood
+//! watch depends on coverage (its stage changes record pull summaries), never the other way.
 
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
@@ -160,12 +161,29 @@ pub fn apply_points(
     Ok(moved)
 }
 
-/// The flood stage in force for a segment: see [`crate::flood::stage_in_force`] (the governing
-/// station's stage, the admin's manual floor, and warning while a response is declared).
+/// The stage that sets a segment's patrol interval: the highest of its governing station's real
+/// stage, the stage an admin set by hand (`POST /flood-stage`, a floor for every segment), and
+/// warning while an emergency response is declared on the segment's river or its station's river.
 pub fn stage_in_force(conn: &mut Conn, segment: &Segment) -> QueryResult<FloodStage> {
-    crate::flood::stage_in_force(conn, segment)
+    let mut stage = db::coverage::stage_setting(conn)?.map_or(FloodStage::Normal, |s| s.stage);
+    let mut rivers = vec![segment.properties.river.clone()];
+    if let Some(code) = &segment.properties.gauge_station {
+        if let Some(station) = db::flood::station(conn, code)? {
+            if let Some(state) = db::flood::stage_state(conn, &station.id, db::flood::Series::Real)?
+            {
+                stage = stage.max(state.stage);
+            }
+            rivers.push(station.river);
+        }
+    }
+    if stage < FloodStage::Warning {
+        let responses = db::flood::responses_in_force(conn)?;
+        if responses.iter().any(|r| rivers.contains(&r.river)) {
+            stage = FloodStage::Warning;
+        }
+    }
+    Ok(stage)
 }
-
 /// What the server needs to judge coverage: the rules and the requirement.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Policy {
@@ -192,8 +210,13 @@ pub fn summary(
     })
 }
 
-/// Records pull summaries for the given segments. Call it last in the transaction.
-pub fn record_summaries(conn: &mut Conn, policy: &Policy, ids: &[SegmentId]) -> QueryResult<()> {
+/// Records pull summaries for the given segments (at `now`). Call it last in the transaction.
+pub fn record_summaries(
+    conn: &mut Conn,
+    policy: &Policy,
+    ids: &[SegmentId],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -203,7 +226,7 @@ pub fn record_summaries(conn: &mut Conn, policy: &Policy, ids: &[SegmentId]) -> 
             let s = summary(conn, policy, &segment)?;
             db::coverage::record_summary(conn, &s)?;
             // Covered again: its overdue alert resolves now, not at the next scheduled check.
-            crate::checks::resolve_if_covered(conn, &s, Utc::now())?;
+            crate::alerting::resolve_if_covered(conn, &s, now)?;
         }
     }
     Ok(())
@@ -231,9 +254,10 @@ pub fn segment_coverage(
     let p = &segment.properties;
     let patrols = db::coverage::in_window(conn, p.id, from, to)?;
     let Some(geometry) = cov::Segment::from_domain(segment) else {
-        return Err(diesel::result::Error::DeserializationError(
-            format!("segment {} has no usable line", p.id).into(),
-        ));
+        return Err(db::corrupt_row(std::io::Error::other(format!(
+            "segment {} has no usable line",
+            p.id
+        ))));
     };
     let merged = cov::merge(
         patrols

@@ -9,7 +9,6 @@
 //! The 2024 Dongshan hydrograph beside the demo file (`dongshan-2024-hourly.csv`) is what drills
 //! replay; it is not loaded as real readings.
 
-use crate::auth;
 use crate::db::{self, Conn};
 use anyhow::{bail, Context};
 use riverchief_shared::api::UserInfo;
@@ -125,8 +124,13 @@ struct DemoStock {
 const MARKER_DEPOT: &str = "FHXA-C";
 
 /// Seeds the depots, items, quotas and opening stock (as `receive` movements), in the caller's write
-/// transaction. `by` is who the opening movements are recorded as.
-fn seed_supplies(conn: &mut Conn, file: &DemoFile, by: &str) -> anyhow::Result<()> {
+/// transaction. `by` is who the opening movements are recorded as; the lots arrive `today`.
+fn seed_supplies(
+    conn: &mut Conn,
+    file: &DemoFile,
+    by: &str,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<()> {
     use db::stock;
     for d in &file.depots {
         stock::insert_depot(
@@ -156,7 +160,7 @@ fn seed_supplies(conn: &mut Conn, file: &DemoFile, by: &str) -> anyhow::Result<(
             },
         )?;
     }
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = today.format("%Y-%m-%d").to_string();
     for s in &file.stock {
         let depot = stock::depot_id(conn, &s.depot)?
             .with_context(|| format!("demo stock: no depot {}", s.depot))?;
@@ -271,9 +275,13 @@ fn segments(file: &DemoFile) -> anyhow::Result<Vec<Segment>> {
         .collect()
 }
 
-/// Seeds the demo world. Every demo user gets `password`, or a random one. Returns the users created
-/// by this call with their passwords, for the operator to read.
-pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+/// Seeds the demo world (at `now`). Every demo user gets `password`, or a random one. Returns the
+/// users created by this call with their passwords, for the operator to read.
+pub fn seed(
+    conn: &mut Conn,
+    password: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let file: DemoFile = serde_json::from_str(DEMO_JSON).context("reading the demo file")?;
     let seeded = db::segments::by_code(conn, MARKER_SEGMENT)?.is_some();
     let segments = if seeded { Vec::new() } else { segments(&file)? };
@@ -284,8 +292,8 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
         if db::users::by_username(conn, &u.username)?.is_some() {
             continue;
         }
-        let plain = password.map_or_else(auth::generate_password, str::to_owned);
-        let hash = auth::hash_password(&plain)?;
+        let plain = password.map_or_else(crate::password::generate, str::to_owned);
+        let hash = crate::password::hash(&plain)?;
         new_users.push((u, plain, hash));
     }
     let supplies = db::stock::depot_id(conn, MARKER_DEPOT)?.is_none() && !file.depots.is_empty();
@@ -329,7 +337,7 @@ pub fn seed(conn: &mut Conn, password: Option<&str>) -> anyhow::Result<Vec<(Stri
                     .map_or_else(|| "demo".to_owned(), |u| u.info.id.to_string()),
                 None => "demo".to_owned(),
             };
-            seed_supplies(conn, &file, &by)?;
+            seed_supplies(conn, &file, &by, now.date_naive())?;
         }
         if stations {
             seed_stations(conn, &file)?;

@@ -14,12 +14,12 @@
 
 use crate::coverage::Policy;
 use crate::db::alerts;
-use crate::db::flood::{self as store, Station};
+use crate::db::flood::{self as store, Series, Station};
 use crate::db::{self, Conn, Db, QueryResult};
 use crate::error::AppError;
 use crate::flood::Settings;
 use chrono::{DateTime, Utc};
-use riverchief_shared::alert::AlertKind;
+use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::flood::{DrillState, DrillView, Reading};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ pub fn shipped_series() -> Result<Vec<Reading>, AppError> {
 /// A drill as the API shows it.
 pub fn view(conn: &mut Conn, d: &store::DrillRow) -> QueryResult<DrillView> {
     let station = store::station(conn, &d.station_id)?;
-    let state = store::stage_state(conn, &d.station_id, &d.id)?;
+    let state = store::stage_state(conn, &d.station_id, Series::Drill(&d.id))?;
     Ok(DrillView {
         id: d.id.clone(),
         station: station.map_or_else(|| d.station_id.clone(), |s| s.code),
@@ -61,12 +61,12 @@ pub fn end(conn: &mut Conn, id: &str, state: DrillState, now: DateTime<Utc>) -> 
     };
     // The drill's series lock: a replay step holds it from its check to its commit, so no step of
     // this drill commits after the end.
-    store::lock_series(conn, &d.station_id, id)?;
+    store::lock_series(conn, &d.station_id, Series::Drill(id))?;
     if !store::end_drill(conn, id, state, now)? {
         return Ok(false);
     }
     if let Some(station) = store::station(conn, &d.station_id)? {
-        let subject = format!("station:{}", station.code);
+        let subject = Subject::Station(&station.code).to_string();
         for kind in [AlertKind::StageChanged, AlertKind::RapidRise] {
             alerts::resolve(conn, kind, &subject, true, now)?;
         }
@@ -130,7 +130,7 @@ fn step(
     (from, to): (usize, usize),
 ) -> Result<Step, AppError> {
     db::write_transaction(conn, |conn| -> Result<Step, AppError> {
-        store::lock_series(conn, &station.id, drill_id)?;
+        store::lock_series(conn, &station.id, Series::Drill(drill_id))?;
         let running =
             store::drill(conn, drill_id, false)?.is_some_and(|d| d.state == DrillState::Running);
         if !running {
@@ -142,7 +142,7 @@ fn step(
             settings,
             policy,
             station,
-            drill_id,
+            Series::Drill(drill_id),
             &batch,
             Utc::now(),
         )

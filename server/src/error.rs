@@ -1,6 +1,6 @@
 //! The server's one error type and its one mapping to HTTP.
 //!
-//! Policy: query functions return `diesel::QueryResult`; everything a handler can fail with converts
+//! Policy: query functions return `db::QueryResult`; everything a handler can fail with converts
 //! into [`AppError`] with `?`; [`AppError`]'s `ResponseError` impl is the only place an error becomes a
 //! status code and the JSON envelope `{"error": {"code", "message", "field"}}`. Client mistakes are
 //! 4xx with a message that names the problem (and the field, where there is one). Anything else is a
@@ -68,9 +68,15 @@ pub enum AppError {
     Internal(String),
 }
 
-impl From<diesel::result::Error> for AppError {
-    fn from(e: diesel::result::Error) -> Self {
+impl From<crate::db::QueryError> for AppError {
+    fn from(e: crate::db::QueryError) -> Self {
         AppError::Db(crate::db::DbError::Query(e))
+    }
+}
+
+impl From<crate::password::PasswordError> for AppError {
+    fn from(e: crate::password::PasswordError) -> Self {
+        AppError::Internal(e.to_string())
     }
 }
 

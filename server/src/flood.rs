@@ -14,44 +14,22 @@
 //! Drill readings go through the same fold in their own series (the drill's id): their stage never
 //! touches the real one and everything they raise is marked `drill`.
 
+use crate::alerting;
 use crate::coverage::Policy;
-use crate::db::alerts::{self, NewAlert};
-use crate::db::flood::{self as store, StageState, Station, StoredReading, REAL};
+use crate::db::alerts;
+use crate::db::flood::{self as store, Series, StageState, Station, StoredReading};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
-use riverchief_shared::alert::{AlertKind, AlertLevel};
+use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::coverage::FloodStage;
-use riverchief_shared::domain::Segment;
 use riverchief_shared::flood::{next_stage, rise_at, Reading, RiseRules, StageRules};
 use riverchief_shared::id::SegmentId;
-use serde_json::json;
 
-/// The flood watch's rules and schedule.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The flood watch's rules: the stage's hysteresis and the rapid rise.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Settings {
     pub stage: StageRules,
     pub rise: RiseRules,
-    /// How often the scheduled check runs (overdue segments, expiring lots, stock); `None`: never
-    /// (tests call [`crate::checks::run`] with their own clock).
-    pub check_period: Option<std::time::Duration>,
-    /// Lots whose date falls within this many days are `lot_expiring`.
-    pub expiring_within_days: i64,
-    /// How long a report may wait to be accepted (working time) before the check raises
-    /// `issue_unaccepted`. The server fills it from `Config::accept_within` when it starts the
-    /// scheduled check; the default is [`crate::db::issues::default_accept_within`].
-    pub accept_within: chrono::Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            stage: StageRules::default(),
-            rise: RiseRules::default(),
-            check_period: None,
-            expiring_within_days: 60,
-            accept_within: crate::db::issues::default_accept_within(),
-        }
-    }
 }
 
 /// A batch of readings refused: the stored level at a time differs from the one sent.
@@ -66,7 +44,7 @@ pub enum IngestError {
         stored: f64,
     },
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Db(#[from] db::QueryError),
 }
 
 /// What [`ingest`] did.
@@ -75,110 +53,6 @@ pub struct Ingested {
     pub inserted: usize,
     /// The station's state in this series after the batch.
     pub state: Option<StageState>,
-}
-
-fn stage_zh(s: FloodStage) -> &'static str {
-    match s {
-        FloodStage::Normal => "正常",
-        FloodStage::Watch => "设防",
-        FloodStage::Warning => "警戒",
-        FloodStage::Guarantee => "保证",
-    }
-}
-
-fn drill_marks(drill: bool) -> (&'static str, &'static str) {
-    if drill {
-        ("【演练】", "[DRILL] ")
-    } else {
-        ("", "")
-    }
-}
-
-fn stage_alert(
-    station: &Station,
-    drill: bool,
-    from: FloodStage,
-    to: FloodStage,
-    r: &Reading,
-) -> NewAlert {
-    let (zh, en) = drill_marks(drill);
-    let up = to > from;
-    let threshold = station.thresholds.of(if up { to } else { from });
-    let level = match to {
-        FloodStage::Guarantee => AlertLevel::Critical,
-        FloodStage::Warning => AlertLevel::Warning,
-        FloodStage::Watch | FloodStage::Normal => AlertLevel::Info,
-    };
-    let (verb_zh, verb_en) = if up {
-        ("升至", "rose to")
-    } else {
-        ("回落至", "fell back to")
-    };
-    NewAlert {
-        kind: AlertKind::StageChanged,
-        subject: format!("station:{}", station.code),
-        drill,
-        level,
-        message: format!(
-            "{zh}{}水位 {:.2} m，{verb_zh}{}（{}）",
-            station.name,
-            r.level_m,
-            stage_zh(to),
-            riverchief_shared::domain::local_minutes(r.observed_at)
-        ),
-        message_en: format!(
-            "{en}{} at {:.2} m {verb_en} {} ({})",
-            station.name_en.as_deref().unwrap_or(&station.code),
-            r.level_m,
-            to.as_str(),
-            riverchief_shared::domain::local_minutes(r.observed_at)
-        ),
-        segment_id: None,
-        issue_id: None,
-        station: Some(station.code.clone()),
-        owner: None,
-        public: true,
-        details: json!({
-            "from": from,
-            "to": to,
-            "level_m": r.level_m,
-            "observed_at": r.observed_at,
-            "threshold_m": threshold,
-        }),
-    }
-}
-
-fn rise_alert(station: &Station, drill: bool, rules: &RiseRules, r: &StoredReading) -> NewAlert {
-    let (zh, en) = drill_marks(drill);
-    let hours = rules.window.num_minutes() as f64 / 60.0;
-    NewAlert {
-        kind: AlertKind::RapidRise,
-        subject: format!("station:{}", station.code),
-        drill,
-        level: AlertLevel::Warning,
-        message: format!(
-            "{zh}{}水位快速上涨：{hours} 小时内上涨 {:.2} m，现 {:.2} m",
-            station.name, r.rise_m, r.reading.level_m
-        ),
-        message_en: format!(
-            "{en}{} rising fast: {:.2} m in {hours} h, now {:.2} m",
-            station.name_en.as_deref().unwrap_or(&station.code),
-            r.rise_m,
-            r.reading.level_m
-        ),
-        segment_id: None,
-        issue_id: None,
-        station: Some(station.code.clone()),
-        owner: None,
-        public: true,
-        details: json!({
-            "rise_m": r.rise_m,
-            "window_minutes": rules.window.num_minutes(),
-            "threshold_m": rules.threshold_m,
-            "level_m": r.reading.level_m,
-            "observed_at": r.reading.observed_at,
-        }),
-    }
 }
 
 /// Stores a batch of readings (sorted by time, one per time, each with its index in the request)
@@ -190,7 +64,7 @@ pub fn ingest(
     settings: &Settings,
     policy: &Policy,
     station: &Station,
-    series: &str,
+    series: Series<'_>,
     batch: &[(usize, Reading)],
     now: DateTime<Utc>,
 ) -> Result<Ingested, IngestError> {
@@ -218,8 +92,8 @@ pub fn ingest(
             state: before,
         });
     };
-    let drill = series != REAL;
-    let subject = format!("station:{}", station.code);
+    let drill = series.is_drill();
+    let subject = Subject::Station(&station.code).to_string();
 
     // The context: the stage at the reading before the first new one, and the readings in the rise
     // window before it.
@@ -277,14 +151,18 @@ pub fn ingest(
                 alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
                 alerts::raise(
                     conn,
-                    &stage_alert(station, drill, stage, next, reading),
+                    &alerting::stage_alert(station, drill, stage, next, reading),
                     now,
                 )?;
             }
         }
         if now_rising != rising && is_new {
             if now_rising {
-                alerts::raise(conn, &rise_alert(station, drill, &settings.rise, &row), now)?;
+                alerts::raise(
+                    conn,
+                    &alerting::rise_alert(station, drill, &settings.rise, &row),
+                    now,
+                )?;
             } else {
                 alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
             }
@@ -309,14 +187,14 @@ pub fn ingest(
         alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
         alerts::raise(
             conn,
-            &stage_alert(station, drill, announced, stage, &at),
+            &alerting::stage_alert(station, drill, announced, stage, &at),
             now,
         )?;
     }
     if rising {
         alerts::raise(
             conn,
-            &rise_alert(station, drill, &settings.rise, &last),
+            &alerting::rise_alert(station, drill, &settings.rise, &last),
             now,
         )?;
     } else if alerts::open_alert(conn, AlertKind::RapidRise, &subject, drill)?.is_some() {
@@ -339,7 +217,7 @@ pub fn ingest(
         // The interval in force changed for the segments this station governs: phones learn it
         // through their pull.
         let ids = governed(conn, station)?;
-        crate::coverage::record_summaries(conn, policy, &ids)?;
+        crate::coverage::record_summaries(conn, policy, &ids, now)?;
     }
     Ok(Ingested {
         inserted,
@@ -354,27 +232,4 @@ pub fn governed(conn: &mut Conn, station: &Station) -> QueryResult<Vec<SegmentId
         .filter(|s| s.properties.gauge_station.as_deref() == Some(station.code.as_str()))
         .map(|s| s.properties.id)
         .collect())
-}
-
-/// The stage that sets a segment's patrol interval: the highest of its governing station's real
-/// stage, the stage an admin set by hand (`POST /flood-stage`, a floor for every segment), and
-/// warning while an emergency response is declared on the segment's river or its station's river.
-pub fn stage_in_force(conn: &mut Conn, segment: &Segment) -> QueryResult<FloodStage> {
-    let mut stage = db::coverage::stage_setting(conn)?.map_or(FloodStage::Normal, |s| s.stage);
-    let mut rivers = vec![segment.properties.river.clone()];
-    if let Some(code) = &segment.properties.gauge_station {
-        if let Some(station) = store::station(conn, code)? {
-            if let Some(state) = store::stage_state(conn, &station.id, REAL)? {
-                stage = stage.max(state.stage);
-            }
-            rivers.push(station.river);
-        }
-    }
-    if stage < FloodStage::Warning {
-        let responses = store::responses_in_force(conn)?;
-        if responses.iter().any(|r| rivers.contains(&r.river)) {
-            stage = FloodStage::Warning;
-        }
-    }
-    Ok(stage)
 }

@@ -1,6 +1,6 @@
 //! Housekeeping each instance runs in the background while it serves: compacting the change log
 //! (`db::changes::compact`) and sweeping partial uploads abandoned longer than
-//! `routes::uploads::STALE_UPLOAD_AGE`. Both are idempotent, so several instances may run them at
+//! `photo_store::STALE_UPLOAD_AGE`. Both are idempotent, so several instances may run them at
 //! once; a failure is logged and tried again next round.
 
 use crate::db::{self, Db};
@@ -44,12 +44,9 @@ pub async fn run_once(db: &Db, photos: &PhotoStore, keep_changes: Duration) {
         Ok(n) => tracing::info!(removed = n, "compacted the change log"),
         Err(e) => tracing::warn!(error = %e, "compacting the change log"),
     }
-    match crate::routes::uploads::sweep_stale_uploads(
-        db,
-        photos,
-        crate::routes::uploads::STALE_UPLOAD_AGE,
-    )
-    .await
+    match photos
+        .sweep_stale_uploads(db, crate::photo_store::STALE_UPLOAD_AGE)
+        .await
     {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "deleted stale partial uploads"),

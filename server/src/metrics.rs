@@ -6,10 +6,8 @@
 //! the change log's head, webhook deliveries by state) are read from the database at scrape time, so every instance reports the
 //! same value for them.
 
-use crate::db::schema::{alerts, uploads};
 use crate::db::{self, Conn, QueryResult};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use diesel::prelude::*;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -167,29 +165,21 @@ impl Metrics {
 
     /// Reads the shared-state gauges from the database. Call it on the blocking pool.
     pub fn refresh(&self, conn: &mut Conn) -> QueryResult<()> {
-        let rows: Vec<(String, String, bool, Option<String>)> = alerts::table
-            .filter(alerts::resolved_at.is_null())
-            .select((
-                alerts::kind,
-                alerts::level,
-                alerts::drill,
-                alerts::acknowledged_at,
-            ))
-            .load(conn)?;
+        let rows = db::alerts::unresolved_labels(conn)?;
         // Zero every series first, so that a kind with no active alert left reads 0, not its last value.
         self.alerts_active.clear();
-        for (kind, level, drill, acknowledged_at) in rows {
+        for a in rows {
             self.alerts_active
                 .get_or_create(&AlertLabels {
-                    kind,
-                    level,
-                    drill: drill.to_string(),
-                    acknowledged: acknowledged_at.is_some().to_string(),
+                    kind: a.kind,
+                    level: a.level,
+                    drill: a.drill.to_string(),
+                    acknowledged: a.acknowledged.to_string(),
                 })
                 .inc();
         }
-        let uploads: i64 = uploads::table.count().get_result(conn)?;
-        self.uploads_in_progress.set(uploads);
+        self.uploads_in_progress
+            .set(db::photos::uploads_in_progress(conn)?);
         self.change_log_head.set(db::changes::max_seq(conn)?);
         self.webhook_deliveries.clear();
         for (state, n) in db::webhooks::counts_by_state(conn)? {

@@ -32,7 +32,7 @@ use crate::auth::AuthUser;
 use crate::coverage::Policy;
 use crate::db::{self, Conn};
 use crate::error::AppError;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use riverchief_shared::api::ErrorDetail;
 use riverchief_shared::domain::{self, Chainage, IssueEventKind, Patrol, Segment, TrackPoint};
 use riverchief_shared::geo::{self as rgeo, Position};
@@ -52,13 +52,13 @@ pub enum Failure {
     Reject(ErrorDetail),
     /// The database refused or failed; [`push_one`] decides whether that is a lost race (run it
     /// again) or a server failure.
-    Database(diesel::result::Error),
+    Database(db::QueryError),
     /// The server failed: the whole push fails with a 5xx and is retried.
     Internal(AppError),
 }
 
-impl From<diesel::result::Error> for Failure {
-    fn from(e: diesel::result::Error) -> Self {
+impl From<db::QueryError> for Failure {
+    fn from(e: db::QueryError) -> Self {
         Failure::Database(e)
     }
 }
@@ -80,16 +80,25 @@ fn rejected(id: Option<MutationId>, error: ErrorDetail) -> PushResult {
     }
 }
 
-/// Parses, checks and applies one raw mutation in its own transaction. `Err` only for server
-/// failures; every refusal is an `Ok` rejected result.
+/// Parses, checks and applies one raw mutation, received at `now`, in its own transaction. `Err`
+/// only for server failures; every refusal is an `Ok` rejected result.
 pub fn push_one(
     conn: &mut Conn,
     caller: &AuthUser,
     device_id: DeviceId,
     raw: Value,
     limits: &Limits,
+    now: DateTime<Utc>,
 ) -> Result<PushResult, AppError> {
-    push_one_with(conn, caller, device_id, raw, limits, &Policy::default())
+    push_one_with(
+        conn,
+        caller,
+        device_id,
+        raw,
+        limits,
+        &Policy::default(),
+        now,
+    )
 }
 
 /// [`push_one`] under a coverage policy other than the default.
@@ -100,12 +109,13 @@ pub fn push_one_with(
     raw: Value,
     limits: &Limits,
     policy: &Policy,
+    now: DateTime<Utc>,
 ) -> Result<PushResult, AppError> {
     let raw_id = raw
         .get("id")
         .and_then(Value::as_str)
         .and_then(|s| MutationId::parse(s).ok());
-    let m = match Mutation::parse(raw, Utc::now(), limits) {
+    let m = match Mutation::parse(raw, now, limits) {
         Ok(m) => m,
         Err(e) => return Ok(rejected(raw_id, ErrorDetail::from(e))),
     };
@@ -122,15 +132,13 @@ pub fn push_one_with(
     let fingerprint = m.fingerprint().hex();
     let attempt = |conn: &mut Conn| {
         db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
-            apply_once(
-                conn,
-                caller,
+            let received = Received {
                 device_id,
                 device_seq,
-                &m,
-                &fingerprint,
-                policy,
-            )
+                fingerprint: &fingerprint,
+                now,
+            };
+            apply_once(conn, caller, &m, &received, policy)
         })
     };
     let mut outcome = attempt(conn);
@@ -141,11 +149,9 @@ pub fn push_one_with(
     match outcome {
         Ok(r) => Ok(r),
         Err(Failure::Reject(detail)) => Ok(rejected(Some(m.id), detail)),
-        Err(Failure::Database(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            info,
-        ))) => {
-            tracing::warn!(mutation = %m.id, error = info.message(), "unique violation twice");
+        Err(Failure::Database(e)) if db::unique_violation(&e).is_some() => {
+            let error = db::unique_violation(&e).unwrap_or_default();
+            tracing::warn!(mutation = %m.id, error, "unique violation twice");
             Ok(rejected(
                 Some(m.id),
                 ErrorDetail {
@@ -163,16 +169,29 @@ pub fn push_one_with(
     }
 }
 
+/// How a mutation reached the server: from which device, at which of its sequence numbers, with
+/// which fingerprint, and when.
+struct Received<'a> {
+    device_id: DeviceId,
+    device_seq: i64,
+    fingerprint: &'a str,
+    now: DateTime<Utc>,
+}
+
 /// One try at a mutation, inside its write transaction: the journal, then the mutation itself.
 fn apply_once(
     conn: &mut Conn,
     caller: &AuthUser,
-    device_id: DeviceId,
-    device_seq: i64,
     m: &Mutation,
-    fingerprint: &str,
+    received: &Received<'_>,
     policy: &Policy,
 ) -> Result<PushResult, Failure> {
+    let &Received {
+        device_id,
+        device_seq,
+        fingerprint,
+        now,
+    } = received;
     // The same mutation sent to two instances at once: the second waits here until the first
     // commits, then finds its journal row.
     db::lock(conn, db::Lock::Mutation(m.id))?;
@@ -196,7 +215,7 @@ fn apply_once(
             "this mutation id was applied before with a different payload",
         ));
     }
-    let result = apply(conn, caller, device_seq, m, policy)?;
+    let result = apply(conn, caller, device_seq, m, policy, now)?;
     db::mutations::insert(
         conn,
         &db::mutations::NewApplied {
@@ -228,14 +247,15 @@ fn apply(
     device_seq: i64,
     m: &Mutation,
     policy: &Policy,
+    now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
     match &m.body {
         MutationBody::PatrolStart(d) => patrol_start(conn, caller, d),
-        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d, policy),
+        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d, policy, now),
         MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d),
-        MutationBody::IssueReport(d) => issue_report(conn, caller, d),
-        MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d),
-        MutationBody::StockMove(d) => stock_move(conn, caller, m, d),
+        MutationBody::IssueReport(d) => issue_report(conn, caller, d, now),
+        MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d, now),
+        MutationBody::StockMove(d) => stock_move(conn, caller, m, d, now),
     }
 }
 
@@ -307,6 +327,7 @@ fn patrol_points(
     device_seq: i64,
     d: &PatrolPoints,
     policy: &Policy,
+    now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
     // Points after the finish are accepted: a phone may flush its last fixes late.
     let patrol = own_patrol(conn, caller, d.patrol_id)?;
@@ -316,7 +337,7 @@ fn patrol_points(
     let moved =
         crate::coverage::apply_points(conn, &policy.rules, patrol.id, patrol.patroller, &points)?;
     db::patrols::record_change(conn, patrol.id)?;
-    crate::coverage::record_summaries(conn, policy, &moved)?;
+    crate::coverage::record_summaries(conn, policy, &moved, now)?;
     to_json(&PatrolPointsResult {
         patrol_id: patrol.id,
         accepted: u64::try_from(d.points.len()).unwrap_or(u64::MAX),
@@ -356,7 +377,12 @@ pub fn chainage_at(segment: &Segment, position: Position) -> f64 {
     segment.properties.start_chainage_m + along
 }
 
-fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<Value, Failure> {
+fn issue_report(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    d: &IssueReport,
+    now: DateTime<Utc>,
+) -> Result<Value, Failure> {
     if db::issues::exists(conn, d.issue_id)?
         || db::issues::event_exists(conn, db::issues::reported_event_id(d.issue_id))?
     {
@@ -406,6 +432,7 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
             description: &d.description,
             reported_at: d.reported_at,
         },
+        now,
     )?;
     db::issues::insert_event(
         conn,
@@ -421,6 +448,7 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
             due_at: None,
             rejected: None,
         },
+        now,
     )?;
     db::issues::insert_photos(conn, d.issue_id, &d.issue_id.to_string(), &d.photos)?;
     db::audit::record(
@@ -434,8 +462,8 @@ fn issue_report(conn: &mut Conn, caller: &AuthUser, d: &IssueReport) -> Result<V
         }),
     )?;
     let photos_missing = db::issues::missing_photos(conn, &d.photos)?;
-    if let Some(issue) = db::issues::record_issue_change(conn, d.issue_id)? {
-        crate::alerting::issue_changed(conn, &issue, chrono::Utc::now())?;
+    if let Some(issue) = db::issues::record_issue_change(conn, d.issue_id, now)? {
+        crate::alerting::issue_changed(conn, &issue, now)?;
     }
     to_json(&IssueReportResult {
         issue_id: d.issue_id,
@@ -451,9 +479,10 @@ fn issue_event(
     caller: &AuthUser,
     m: &Mutation,
     d: &IssueEventData,
+    now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
-    use crate::workflow::{self, Outcome, StepError};
-    let outcome = workflow::take_step(conn, caller, d, m.at, workflow::Source::Device);
+    use crate::workflow::{self, Outcome};
+    let outcome = workflow::take_step(conn, caller, d, m.at, now, workflow::Source::Device);
     let (status, photos_missing, rejected) = match outcome {
         Ok(Outcome::Applied {
             status,
@@ -472,40 +501,12 @@ fn issue_event(
                 current_status: Some(current),
             }),
         ),
-        Err(StepError::NoIssue(id)) => {
-            return Err(reject(
-                "unknown_reference",
-                "data.issue_id",
-                format!("no issue {id}"),
-            ))
+        Err(refusal) => {
+            return Err(match refusal.into_push_detail() {
+                Ok(detail) => Failure::Reject(detail),
+                Err(e) => Failure::Database(e),
+            })
         }
-        Err(StepError::EventTaken(id)) => {
-            return Err(reject(
-                "conflict",
-                "data.event_id",
-                format!("event {id} already exists"),
-            ))
-        }
-        Err(StepError::Forbidden { message, current }) => {
-            return Err(Failure::Reject(ErrorDetail {
-                code: "forbidden".into(),
-                message,
-                field: Some("data.kind".into()),
-                current_status: Some(current),
-            }))
-        }
-        Err(StepError::Illegal { message, current }) => {
-            return Err(Failure::Reject(ErrorDetail {
-                code: "invalid_transition".into(),
-                message,
-                field: Some("data.kind".into()),
-                current_status: Some(current),
-            }))
-        }
-        Err(StepError::UnknownReference(e)) => {
-            return Err(reject(&e.code, &format!("data.{}", e.field), e.message))
-        }
-        Err(StepError::Db(e)) => return Err(Failure::Database(e)),
     };
     to_json(&IssueEventResult {
         issue_id: d.issue_id,
@@ -524,105 +525,36 @@ fn kept_as_rejected(result: &Value) -> Option<ErrorDetail> {
         .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
-/// A stock movement from a device, through the same [`db::stock::move_stock`] as the API. A patroller
-/// may only dispatch, and only to a segment; a duty lead or admin may record any kind.
+/// A stock movement from a device, judged and recorded by [`crate::supplies::record`] as the API's
+/// are.
 fn stock_move(
     conn: &mut Conn,
     caller: &AuthUser,
     m: &Mutation,
     d: &StockMove,
+    now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
-    let kind = db::stock::MovementKind::parse(&d.kind)
-        .ok_or_else(|| reject("invalid", "data.kind", "unknown movement kind"))?;
-    if !caller.role.sees_everything()
-        && (kind != db::stock::MovementKind::Dispatch || d.segment.is_none())
-    {
-        return Err(reject(
-            "forbidden",
-            "data.kind",
-            "a patroller may only dispatch supplies to a segment",
-        ));
-    }
-    let depot = db::stock::depot_id(conn, &d.depot)?.ok_or_else(|| {
-        reject(
-            "unknown_reference",
-            "data.depot",
-            format!("no depot {}", d.depot),
-        )
-    })?;
-    let item = db::stock::item_id(conn, &d.item)?.ok_or_else(|| {
-        reject(
-            "unknown_reference",
-            "data.item",
-            format!("no item {}", d.item),
-        )
-    })?;
-    let segment = match &d.segment {
-        None => None,
-        Some(s) => Some(stock_segment(conn, s)?.ok_or_else(|| {
-            reject(
-                "unknown_reference",
-                "data.segment",
-                format!("no segment {s}"),
-            )
-        })?),
+    use crate::supplies::{self, MoveError};
+    let movement = supplies::Movement {
+        id: d.movement_id.to_string(),
+        depot: &d.depot,
+        item: &d.item,
+        kind: d.kind,
+        quantity: d.quantity,
+        segment: d.segment.as_deref(),
+        note: d.note.as_deref(),
+        device_at: Some(m.at),
     };
-    if db::stock::movement_exists(conn, &d.movement_id.to_string())? {
-        return Err(reject(
-            "conflict",
-            "data.movement_id",
-            format!("movement {} already exists", d.movement_id),
-        ));
+    match supplies::record(conn, caller, &movement, now) {
+        Ok(moved) => to_json(&StockMoveResult {
+            movement_id: d.movement_id,
+            on_hand: moved.on_hand,
+        }),
+        Err(MoveError::Refused(r)) => Err(Failure::Reject(ErrorDetail::from(
+            r.into_field_error().within("data"),
+        ))),
+        Err(MoveError::Db(e)) => Err(Failure::Database(e)),
     }
-    let by = caller.id.to_string();
-    let moved = db::stock::move_stock(
-        conn,
-        &db::stock::NewMovement {
-            id: d.movement_id.to_string(),
-            depot_id: &depot,
-            item_id: &item,
-            lot_id: None,
-            kind,
-            delta: kind.signed(d.quantity),
-            segment_id: segment.as_deref(),
-            by_user: &by,
-            device_at: Some(db::ts(m.at)),
-            note: d.note.as_deref(),
-        },
-    );
-    match moved {
-        Ok(b) => {
-            crate::alerting::stock_moved(conn, &depot, &item, chrono::Utc::now())?;
-            db::audit::record(
-                conn,
-                &caller.who(),
-                "stock.move",
-                Some(&d.movement_id.to_string()),
-                &serde_json::json!({"depot_id": depot, "item_id": item, "kind": d.kind,
-                    "quantity": kind.signed(d.quantity), "segment_id": segment, "on_hand": b.on_hand}),
-            )?;
-            to_json(&StockMoveResult {
-                movement_id: d.movement_id,
-                on_hand: b.on_hand,
-            })
-        }
-        Err(db::stock::StockError::Insufficient { available }) => Err(reject(
-            "insufficient_stock",
-            "data.quantity",
-            format!("only {available} available; {} asked", d.quantity),
-        )),
-        Err(db::stock::StockError::Db(e)) => Err(Failure::Database(e)),
-    }
-}
-
-/// A segment by id or code: its id.
-pub fn stock_segment(conn: &mut Conn, id_or_code: &str) -> diesel::QueryResult<Option<String>> {
-    if let Ok(id) = id_or_code.parse::<riverchief_shared::id::SegmentId>() {
-        if db::segments::exists(conn, id)? {
-            return Ok(Some(id.to_string()));
-        }
-    }
-    Ok(db::segments::by_code(conn, id_or_code)?.map(|s| s.properties.id.to_string()))
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@
 
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
+use crate::error::AppError;
 use chrono::{DateTime, Utc};
+use riverchief_shared::api::ErrorDetail;
 use riverchief_shared::domain::{Actor, IssueEventKind, IssueStatus, Refusal};
 use riverchief_shared::id::{IssueEventId, IssueId, UserId};
 use riverchief_shared::photo::Sha256;
@@ -75,7 +77,55 @@ pub enum StepError {
     #[error("{0}")]
     UnknownReference(FieldError),
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Db(#[from] db::QueryError),
+}
+
+impl StepError {
+    /// The refusal as the API answers it (`POST /issues/{id}/events`).
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            StepError::NoIssue(_) => AppError::NotFound("no such issue".into()),
+            StepError::EventTaken(e) => AppError::Conflict(format!("event {e} already exists")),
+            StepError::Forbidden { message, current } => AppError::Step {
+                forbidden: true,
+                message,
+                current,
+            },
+            StepError::Illegal { message, current } => AppError::Step {
+                forbidden: false,
+                message,
+                current,
+            },
+            StepError::UnknownReference(e) => AppError::UnknownReference(e),
+            StepError::Db(e) => e.into(),
+        }
+    }
+
+    /// The refusal as a device's push result says it, its fields under `data`; `Err` is a database
+    /// failure (the push fails and is retried).
+    pub fn into_push_detail(self) -> Result<ErrorDetail, db::QueryError> {
+        let field = |code: &str, field: &str, message: String| {
+            ErrorDetail::from(FieldError::new(code, field, message))
+        };
+        Ok(match self {
+            StepError::NoIssue(id) => field(
+                "unknown_reference",
+                "data.issue_id",
+                format!("no issue {id}"),
+            ),
+            StepError::EventTaken(id) => field(
+                "conflict",
+                "data.event_id",
+                format!("event {id} already exists"),
+            ),
+            StepError::UnknownReference(e) => ErrorDetail::from(e.within("data")),
+            StepError::Db(e) => return Err(e),
+            step @ (StepError::Forbidden { .. } | StepError::Illegal { .. }) => ErrorDetail {
+                field: Some("data.kind".into()),
+                ..step.into_app_error().detail()
+            },
+        })
+    }
 }
 
 /// A refusal's reason, with the issue's status added unless the reason already names it.
@@ -117,13 +167,14 @@ fn rival(
     )))
 }
 
-/// Judges the step `d` by `caller` (taken at `at`, device time for devices) and records it. Call it
-/// inside a write transaction; it writes the change-log row last.
+/// Judges the step `d` by `caller` (taken at `at`, device time for devices; received at `now`) and
+/// records it. Call it inside a write transaction; it writes the change-log row last.
 pub fn take_step(
     conn: &mut Conn,
     caller: &AuthUser,
     d: &IssueEventData,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
     source: Source,
 ) -> Result<Outcome, StepError> {
     db::lock(conn, db::Lock::Issue(d.issue_id))?;
@@ -198,6 +249,7 @@ pub fn take_step(
             due_at: d.due_at,
             rejected: rejected.as_deref(),
         },
+        now,
     )?;
     // A rejected step's photos are kept too: an after-photo taken in the field is evidence.
     db::issues::insert_photos(conn, d.issue_id, &d.event_id.to_string(), &d.photos)?;
@@ -222,11 +274,11 @@ pub fn take_step(
                 .then_some(d.assignee)
                 .flatten()
                 .map(|a| (a, d.due_at));
-            db::issues::set_status(conn, d.issue_id, status, dispatch)?;
+            db::issues::set_status(conn, d.issue_id, status, dispatch, now)?;
             db::audit::record(conn, &caller.who(), "issue.event", Some(&issue), &detail)?;
             // A critical hazard's alert resolves when the issue closes, and comes back on reopen.
-            if let Some(view) = db::issues::record_issue_change(conn, d.issue_id)? {
-                crate::alerting::issue_changed(conn, &view, chrono::Utc::now())?;
+            if let Some(view) = db::issues::record_issue_change(conn, d.issue_id, now)? {
+                crate::alerting::issue_changed(conn, &view, now)?;
             }
             Ok(Outcome::Applied {
                 status,
@@ -243,7 +295,7 @@ pub fn take_step(
             )?;
             // The author may no longer see the issue (it went to someone else): the change is
             // also written for them, so the rejection reaches their device.
-            db::issues::record_issue_change_also(conn, d.issue_id, caller.id)?;
+            db::issues::record_issue_change_also(conn, d.issue_id, caller.id, now)?;
             Ok(Outcome::Kept {
                 current: head.status,
                 reason: reason.clone(),

@@ -2,18 +2,18 @@
 //! cursor never skips a row under concurrent writers, and idempotent push across instances.
 //!
 //! Every test runs on a fresh SQLite file, and on a fresh PostgreSQL database when
-//! `RIVERCHIEF_TEST_PG_URL` names a server (`postgres://postgres@127.0.0.1:PORT/postgres`): each test
-//! creates its own `rc_test_<random>` database there and drops it at the end. Without the variable
+//! `RIVERCHIEF_TEST_DATABASE_URL` names a server (`postgres://postgres@127.0.0.1:PORT/postgres`): each
+//! test creates its own `rc_test_<random>` database there and drops it at the end (`db::scratch`). Without the variable
 //! the PostgreSQL half is skipped, and says so.
 
 #![allow(clippy::unwrap_used)]
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness;
 use rand::Rng;
 use riverchief_server::auth::AuthUser;
+use riverchief_server::db::scratch::{with_database, ScratchDb};
 use riverchief_server::db::{self, changes, Backend, Conn, Db, Location};
 use riverchief_shared::alert::{AlertKind, AlertLevel, AlertState};
 use riverchief_shared::domain::Role;
@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-const PG_URL_VAR: &str = "RIVERCHIEF_TEST_PG_URL";
+const PG_URL_VAR: &str = riverchief_server::db::scratch::TEST_DATABASE_ENV;
 
 // ---------------------------------------------------------------------------------------------
 // Test databases
@@ -36,8 +36,8 @@ const PG_URL_VAR: &str = "RIVERCHIEF_TEST_PG_URL";
 struct TestDb {
     location: Location,
     _dir: Option<tempfile::TempDir>,
-    /// The server's admin URL and this test's database name, to drop it.
-    pg: Option<(String, String)>,
+    /// This test's PostgreSQL database, dropped with it.
+    _pg: Option<ScratchDb>,
 }
 
 impl TestDb {
@@ -46,21 +46,16 @@ impl TestDb {
         TestDb {
             location: Location::Sqlite(dir.path().join("test.sqlite3")),
             _dir: Some(dir),
-            pg: None,
+            _pg: None,
         }
     }
 
     fn postgres(admin_url: &str) -> TestDb {
-        let name = format!("rc_test_{:016x}", rand::rng().random::<u64>());
-        let mut admin = PgConnection::establish(admin_url)
-            .unwrap_or_else(|e| panic!("{PG_URL_VAR}: cannot connect: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
+        let pg = ScratchDb::create(admin_url, "rc_test").unwrap_or_else(|e| panic!("{e}"));
         TestDb {
-            location: Location::Postgres(with_database(admin_url, &name)),
+            location: Location::Postgres(pg.url().to_owned()),
             _dir: None,
-            pg: Some((admin_url.to_owned(), name)),
+            _pg: Some(pg),
         }
     }
 
@@ -80,32 +75,8 @@ impl TestDb {
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = &self.pg {
-            if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, format!("?{q}")),
-        None => (rest, String::new()),
-    };
-    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
-    format!("{scheme}://{authority}/{name}{query}")
-}
-
 fn pg_url() -> Option<String> {
-    std::env::var(PG_URL_VAR)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
+    ScratchDb::server()
 }
 
 /// Says that the PostgreSQL half of a test was skipped, past the test harness's output capture (so
@@ -595,7 +566,7 @@ fn a_paging_reader_sees_every_change_of_concurrent_writers_once() {
 /// The demo world seeded, and the patroller zhangwei with the segment he walks.
 fn seeded(db: &Db) -> (AuthUser, String) {
     let mut conn = db.conn().unwrap();
-    riverchief_server::demo::seed(&mut conn, Some("pw")).unwrap();
+    riverchief_server::demo::seed(&mut conn, Some("pw"), chrono::Utc::now()).unwrap();
     let user = db::users::by_username(&mut conn, "zhangwei")
         .unwrap()
         .unwrap()
@@ -642,8 +613,16 @@ fn push_together(
             thread::spawn(move || {
                 let mut conn = db.conn().unwrap();
                 start.wait();
-                riverchief_server::sync::push_one(&mut conn, &user, device, raw, &Limits::DEFAULT)
-                    .unwrap_or_else(|e| panic!("a push failed with a server error: {e}"))
+                let now = chrono::Utc::now();
+                riverchief_server::sync::push_one(
+                    &mut conn,
+                    &user,
+                    device,
+                    raw,
+                    &Limits::DEFAULT,
+                    now,
+                )
+                .unwrap_or_else(|e| panic!("a push failed with a server error: {e}"))
             })
         })
         .collect();
@@ -954,7 +933,7 @@ fn the_overdue_check_at_two_instances_raises_each_alert_once() {
                         riverchief_server::checks::run(
                             &mut conn,
                             &riverchief_server::coverage::Policy::default(),
-                            &riverchief_server::flood::Settings::default(),
+                            &riverchief_server::checks::Settings::default(),
                             chrono::Utc::now(),
                         )
                         .unwrap_or_else(|e| panic!("a check failed: {e}"))
@@ -1008,7 +987,7 @@ fn the_same_readings_from_two_feeds_at_once_are_stored_once() {
                                 &riverchief_server::flood::Settings::default(),
                                 &riverchief_server::coverage::Policy::default(),
                                 &station,
-                                db::flood::REAL,
+                                db::flood::Series::Real,
                                 &batch,
                                 chrono::Utc::now(),
                             )

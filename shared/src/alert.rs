@@ -11,6 +11,7 @@ use crate::id::{AlertId, IssueId, SegmentId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fmt;
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,37 +37,17 @@ pub enum AlertKind {
     ResponseChanged,
 }
 
-impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
-        Self::StageChanged,
-        Self::RapidRise,
-        Self::SegmentOverdue,
-        Self::CriticalHazard,
-        Self::StockBelowQuota,
-        Self::LotExpiring,
-        Self::DispatchOverdue,
-        Self::IssueUnaccepted,
-        Self::ResponseChanged,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StageChanged => "stage_changed",
-            Self::RapidRise => "rapid_rise",
-            Self::SegmentOverdue => "segment_overdue",
-            Self::CriticalHazard => "critical_hazard",
-            Self::StockBelowQuota => "stock_below_quota",
-            Self::LotExpiring => "lot_expiring",
-            Self::DispatchOverdue => "dispatch_overdue",
-            Self::IssueUnaccepted => "issue_unaccepted",
-            Self::ResponseChanged => "response_changed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+crate::names::named!(AlertKind {
+    StageChanged => "stage_changed",
+    RapidRise => "rapid_rise",
+    SegmentOverdue => "segment_overdue",
+    CriticalHazard => "critical_hazard",
+    StockBelowQuota => "stock_below_quota",
+    LotExpiring => "lot_expiring",
+    DispatchOverdue => "dispatch_overdue",
+    IssueUnaccepted => "issue_unaccepted",
+    ResponseChanged => "response_changed",
+});
 
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -77,21 +58,11 @@ pub enum AlertLevel {
     Critical,
 }
 
-impl AlertLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Info, Self::Warning, Self::Critical]
-            .into_iter()
-            .find(|l| l.as_str() == s)
-    }
-}
+crate::names::named!(AlertLevel {
+    Info => "info",
+    Warning => "warning",
+    Critical => "critical",
+});
 
 /// Where an alert is in its life: open, then acknowledged by a duty lead; resolved when the cause
 /// clears (acknowledged or not).
@@ -103,19 +74,41 @@ pub enum AlertState {
     Resolved,
 }
 
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Acknowledged => "acknowledged",
-            Self::Resolved => "resolved",
-        }
-    }
+crate::names::named!(AlertState {
+    Open => "open",
+    Acknowledged => "acknowledged",
+    Resolved => "resolved",
+});
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Open, Self::Acknowledged, Self::Resolved]
-            .into_iter()
-            .find(|l| l.as_str() == s)
+/// What an alert is about; with its kind and drill flag, the deduplication key. Stored and sent as
+/// `"<type>:<key>"` (its `Display`, the one place that text is made): `station:DONGSHAN`,
+/// `segment:<id>`, `issue:<id>`, `stock:<depot code>/<item code>`, `lot:<id>`, `river:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A gauge station, by code (stage and rise alerts).
+    Station(&'a str),
+    /// A segment (overdue).
+    Segment(SegmentId),
+    /// An issue (critical hazard, dispatch overdue, not accepted in time).
+    Issue(IssueId),
+    /// A depot's item, by their codes (below quota).
+    Stock { depot: &'a str, item: &'a str },
+    /// A lot (expiring).
+    Lot(&'a str),
+    /// A river (its emergency response level).
+    River(&'a str),
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Station(code) => write!(f, "station:{code}"),
+            Subject::Segment(id) => write!(f, "segment:{id}"),
+            Subject::Issue(id) => write!(f, "issue:{id}"),
+            Subject::Stock { depot, item } => write!(f, "stock:{depot}/{item}"),
+            Subject::Lot(id) => write!(f, "lot:{id}"),
+            Subject::River(name) => write!(f, "river:{name}"),
+        }
     }
 }
 
@@ -124,8 +117,7 @@ impl AlertState {
 pub struct Alert {
     pub id: AlertId,
     pub kind: AlertKind,
-    /// What it is about, as `"<type>:<key>"`: `station:DONGSHAN`, `segment:<id>`, `issue:<id>`,
-    /// `stock:<depot code>/<item code>`, `lot:<id>`. With `kind` and `drill`, the deduplication key.
+    /// What it is about: a [`Subject`] as text. With `kind` and `drill`, the deduplication key.
     pub subject: String,
     pub state: AlertState,
     pub level: AlertLevel,

@@ -303,22 +303,12 @@ pub enum FloodStage {
     Guarantee,
 }
 
-impl FloodStage {
-    pub const ALL: [FloodStage; 4] = [Self::Normal, Self::Watch, Self::Warning, Self::Guarantee];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "normal",
-            Self::Watch => "watch",
-            Self::Warning => "warning",
-            Self::Guarantee => "guarantee",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
+crate::names::named!(FloodStage {
+    Normal => "normal",
+    Watch => "watch",
+    Warning => "warning",
+    Guarantee => "guarantee",
+});
 
 /// Patrol requirement: how often each segment must be covered, per flood stage (minutes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

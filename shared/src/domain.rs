@@ -17,21 +17,13 @@ pub enum Role {
     Admin,
 }
 
+crate::names::named!(Role {
+    Patroller => "patroller",
+    DutyLead => "duty_lead",
+    Admin => "admin",
+});
+
 impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Patroller => "patroller",
-            Self::DutyLead => "duty_lead",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Patroller, Self::DutyLead, Self::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-
     /// Duty leads and admins see everything; patrollers see their own work and their segments.
     pub fn sees_everything(self) -> bool {
         matches!(self, Self::DutyLead | Self::Admin)
@@ -333,35 +325,18 @@ pub enum IssueStatus {
     Duplicate,
 }
 
+crate::names::named!(IssueStatus {
+    Reported => "reported",
+    Accepted => "accepted",
+    Dispatched => "dispatched",
+    InProgress => "in_progress",
+    Resolved => "resolved",
+    Verified => "verified",
+    Rejected => "rejected",
+    Duplicate => "duplicate",
+});
+
 impl IssueStatus {
-    pub const ALL: [IssueStatus; 8] = [
-        Self::Reported,
-        Self::Accepted,
-        Self::Dispatched,
-        Self::InProgress,
-        Self::Resolved,
-        Self::Verified,
-        Self::Rejected,
-        Self::Duplicate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reported => "reported",
-            Self::Accepted => "accepted",
-            Self::Dispatched => "dispatched",
-            Self::InProgress => "in_progress",
-            Self::Resolved => "resolved",
-            Self::Verified => "verified",
-            Self::Rejected => "rejected",
-            Self::Duplicate => "duplicate",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
     /// Closed issues need a reopen before anything else happens to them.
     pub fn is_closed(self) -> bool {
         matches!(self, Self::Verified | Self::Rejected | Self::Duplicate)
@@ -385,32 +360,20 @@ pub enum IssueEventKind {
     Comment,
 }
 
+crate::names::named!(IssueEventKind {
+    Reported => "reported",
+    Accepted => "accepted",
+    Dispatched => "dispatched",
+    InProgress => "in_progress",
+    Resolved => "resolved",
+    Verified => "verified",
+    Rejected => "rejected",
+    Duplicate => "duplicate",
+    Reopened => "reopened",
+    Comment => "comment",
+});
+
 impl IssueEventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reported => "reported",
-            Self::Accepted => "accepted",
-            Self::Dispatched => "dispatched",
-            Self::InProgress => "in_progress",
-            Self::Resolved => "resolved",
-            Self::Verified => "verified",
-            Self::Rejected => "rejected",
-            Self::Duplicate => "duplicate",
-            Self::Reopened => "reopened",
-            Self::Comment => "comment",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        use IssueEventKind::*;
-        [
-            Reported, Accepted, Dispatched, InProgress, Resolved, Verified, Rejected, Duplicate,
-            Reopened, Comment,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
     /// The status after this event, or why the event cannot happen now.
     pub fn apply(self, from: IssueStatus) -> Result<IssueStatus, String> {
         use IssueStatus as S;

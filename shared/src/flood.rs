@@ -347,22 +347,14 @@ pub enum ResponseLevel {
     I,
 }
 
+crate::names::named!(ResponseLevel {
+    IV => "IV",
+    III => "III",
+    II => "II",
+    I => "I",
+});
+
 impl ResponseLevel {
-    pub const ALL: [ResponseLevel; 4] = [Self::IV, Self::III, Self::II, Self::I];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::IV => "IV",
-            Self::III => "III",
-            Self::II => "II",
-            Self::I => "I",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == s)
-    }
-
     /// 蓝 blue, 黄 yellow, 橙 orange, 红 red.
     pub fn colour_zh(self) -> &'static str {
         match self {
@@ -444,21 +436,11 @@ pub enum DrillState {
     Stopped,
 }
 
-impl DrillState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Finished => "finished",
-            Self::Stopped => "stopped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Finished, Self::Stopped]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+crate::names::named!(DrillState {
+    Running => "running",
+    Finished => "finished",
+    Stopped => "stopped",
+});
 
 /// A drill as `GET /api/v1/drills` shows it, with its own (drill) stage and level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

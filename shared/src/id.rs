@@ -117,6 +117,11 @@ id_type!(
     DeliveryId
 );
 
+id_type!(
+    /// A tus photo upload (made by the server).
+    UploadId
+);
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

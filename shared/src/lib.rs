@@ -13,6 +13,7 @@
 //!   drills, and the readings CSV.
 //! - [`gcj02`]: GCJ-02 ↔ WGS-84.
 //! - [`photo`]: content addresses ([`photo::Sha256`]) and photo-type sniffing rules.
+//! - [`stock`]: what a stock movement does ([`stock::MovementKind`]).
 //! - [`sync`]: the sync protocol wire types (push, pull, mutations) and their validation.
 //! - [`api`]: the other request and response bodies, and the error envelope.
 //! - [`validate`]: field-path errors and limits.
@@ -26,7 +27,9 @@ pub mod flood;
 pub mod gcj02;
 pub mod geo;
 pub mod id;
+mod names;
 pub mod photo;
+pub mod stock;
 pub mod sync;
 pub mod validate;
 pub mod webhook;

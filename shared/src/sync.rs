@@ -131,8 +131,7 @@ pub struct StockMove {
     pub movement_id: uuid::Uuid,
     pub depot: String,
     pub item: String,
-    /// `receive`, `dispatch`, `return`, `write_off` or `adjust`.
-    pub kind: String,
+    pub kind: crate::stock::MovementKind,
     pub quantity: i64,
     #[serde(default)]
     pub segment: Option<String>,
@@ -333,9 +332,6 @@ fn photos(list: &[Sha256], limits: &Limits, field: &str) -> Result<(), FieldErro
     Ok(())
 }
 
-/// The kinds of stock movement.
-pub const STOCK_KINDS: [&str; 5] = ["receive", "dispatch", "return", "write_off", "adjust"];
-
 impl Mutation {
     /// Parses and validates one raw mutation. `now` is the server's (or device's) clock, used to
     /// refuse implausible device times.
@@ -462,13 +458,6 @@ impl Mutation {
                         "a quantity is a whole number, 1 or more",
                     ));
                 }
-                if !STOCK_KINDS.contains(&d.kind.as_str()) {
-                    return Err(FieldError::new(
-                        "invalid",
-                        "data.kind",
-                        format!("the kind is one of {}", STOCK_KINDS.join(", ")),
-                    ));
-                }
             }
             MutationBody::IssueEvent(d) => {
                 d.check(limits, "data.")?;
@@ -570,28 +559,13 @@ pub enum ChangeEntity {
     Alert,
 }
 
-impl ChangeEntity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Segment => "segment",
-            Self::Patrol => "patrol",
-            Self::Issue => "issue",
-            Self::Coverage => "coverage",
-            Self::Alert => "alert",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Segment,
-            Self::Patrol,
-            Self::Issue,
-            Self::Coverage,
-            Self::Alert,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == s)
-    }
-}
+crate::names::named!(ChangeEntity {
+    Segment => "segment",
+    Patrol => "patrol",
+    Issue => "issue",
+    Coverage => "coverage",
+    Alert => "alert",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -19,21 +19,13 @@ pub enum AlertEvent {
     Resolved,
 }
 
+crate::names::named!(AlertEvent {
+    Raised => "raised",
+    Acknowledged => "acknowledged",
+    Resolved => "resolved",
+});
+
 impl AlertEvent {
-    pub const ALL: [AlertEvent; 3] = [Self::Raised, Self::Acknowledged, Self::Resolved];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raised => "raised",
-            Self::Acknowledged => "acknowledged",
-            Self::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.as_str() == s)
-    }
-
     /// The change that brought an alert to its present state: the one whose time is `updated_at`
     /// (an alert resolved before a duty lead acknowledged it may still be acknowledged afterwards).
     pub fn of(alert: &Alert) -> Self {
@@ -79,21 +71,11 @@ pub enum WebhookFormat {
     Dingtalk,
 }
 
-impl WebhookFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Generic => "generic",
-            Self::Wecom => "wecom",
-            Self::Dingtalk => "dingtalk",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Generic, Self::Wecom, Self::Dingtalk]
-            .into_iter()
-            .find(|f| f.as_str() == s)
-    }
-}
+crate::names::named!(WebhookFormat {
+    Generic => "generic",
+    Wecom => "wecom",
+    Dingtalk => "dingtalk",
+});
 
 /// `POST /api/v1/webhooks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,27 +136,12 @@ pub enum DeliveryState {
     Cancelled,
 }
 
-impl DeliveryState {
-    pub const ALL: [DeliveryState; 4] = [
-        Self::Pending,
-        Self::Delivered,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-}
+crate::names::named!(DeliveryState {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
 
 /// One attempt to send a delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1525,7 +1525,7 @@ fn check_at(
     Ok(riverchief_server::checks::run(
         &mut conn,
         &riverchief_server::coverage::Policy::default(),
-        &riverchief_server::flood::Settings {
+        &riverchief_server::checks::Settings {
             accept_within,
             ..Default::default()
         },

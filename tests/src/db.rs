@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The environment variable naming the PostgreSQL server for the PostgreSQL pass
 /// (e.g. `postgres://postgres@127.0.0.1:5433/postgres`).
-pub const PG_ENV: &str = "RIVERCHIEF_TEST_DATABASE_URL";
+pub const PG_ENV: &str = riverchief_server::db::scratch::TEST_DATABASE_ENV;
 
 #[derive(Debug, Clone)]
 pub enum TestDb {

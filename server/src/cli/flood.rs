@@ -45,10 +45,14 @@ impl FloodArgs {
         if self.rapid_rise_window_minutes > 0 {
             s.rise.window = chrono::Duration::minutes(self.rapid_rise_window_minutes);
         }
-        s.check_period = (self.check_period_seconds > 0)
-            .then(|| std::time::Duration::from_secs(self.check_period_seconds));
-        s.expiring_within_days = self.expiring_within_days.max(0);
         s
+    }
+
+    /// The scheduled check's period and lot-expiry window, from these flags.
+    pub(super) fn apply_to_checks(&self, c: &mut crate::checks::Settings) {
+        c.period = (self.check_period_seconds > 0)
+            .then(|| std::time::Duration::from_secs(self.check_period_seconds));
+        c.expiring_within_days = self.expiring_within_days.max(0);
     }
 }
 
@@ -216,7 +220,7 @@ pub(super) fn readings(c: ReadingsCommand) -> anyhow::Result<()> {
                     &settings,
                     &policy,
                     &station,
-                    store::REAL,
+                    store::Series::Real,
                     &sorted,
                     chrono::Utc::now(),
                 )

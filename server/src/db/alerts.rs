@@ -445,3 +445,34 @@ pub fn get(conn: &mut Conn, id: AlertId, viewer: UserId, role: Role) -> QueryRes
     }
     Ok(None)
 }
+
+/// What the metrics count an unresolved alert by, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedLabels {
+    pub kind: String,
+    pub level: String,
+    pub drill: bool,
+    pub acknowledged: bool,
+}
+
+/// The labels of every unresolved alert (for the `alerts_active` gauge).
+pub fn unresolved_labels(conn: &mut Conn) -> QueryResult<Vec<UnresolvedLabels>> {
+    let rows: Vec<(String, String, bool, Option<String>)> = alerts::table
+        .filter(alerts::resolved_at.is_null())
+        .select((
+            alerts::kind,
+            alerts::level,
+            alerts::drill,
+            alerts::acknowledged_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, level, drill, acknowledged_at)| UnresolvedLabels {
+            kind,
+            level,
+            drill,
+            acknowledged: acknowledged_at.is_some(),
+        })
+        .collect())
+}

@@ -41,7 +41,7 @@ pub fn record(
 ) -> QueryResult<()> {
     diesel::insert_into(audit::table)
         .values((
-            audit::at.eq(ts(Utc::now())),
+            audit::at.eq(super::written_now()),
             audit::actor_id.eq(who.actor_id.map(|u| u.to_string())),
             audit::actor_name.eq(who.actor_name.as_deref()),
             audit::token_id.eq(who.token_id.as_deref()),

@@ -89,7 +89,7 @@ pub fn record(
             changes::owner_id.eq(audience.owner.map(|u| u.to_string())),
             changes::segment_id.eq(audience.segment.map(|s| s.to_string())),
             changes::assignee_id.eq(audience.assignee.map(|u| u.to_string())),
-            changes::created_at.eq(ts(chrono::Utc::now())),
+            changes::created_at.eq(super::written_now()),
         ))
         .returning(changes::seq)
         .get_result(conn)

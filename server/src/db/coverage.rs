@@ -107,7 +107,7 @@ pub fn put(conn: &mut Conn, c: &PatrolSegment, existed: bool) -> QueryResult<()>
     let covered_m: f64 = c.intervals.iter().map(Interval::length_m).sum();
     let intervals = json(&c.intervals)?;
     let mark = c.mark.as_ref().map(json).transpose()?;
-    let now = ts(Utc::now());
+    let now = super::written_now();
     if existed {
         diesel::update(
             patrol_coverage::table

@@ -13,8 +13,27 @@ use riverchief_shared::flood::{
 };
 use riverchief_shared::id::UserId;
 
-/// The series of real readings; a drill's readings are in the series named by its id.
-pub const REAL: &str = "real";
+/// Which of a station's series of readings and stage: the real one, or a drill's own, named by
+/// the drill's id. Only the real series feeds the stage in force, the stations' levels and the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series<'a> {
+    Real,
+    Drill(&'a str),
+}
+
+impl Series<'_> {
+    /// As stored in `station_readings.series` and `station_stages.series`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Series::Real => "real",
+            Series::Drill(id) => id,
+        }
+    }
+
+    pub fn is_drill(&self) -> bool {
+        matches!(self, Series::Drill(_))
+    }
+}
 
 fn corrupt(msg: String) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(msg.into())
@@ -38,48 +57,37 @@ pub struct Station {
     pub thresholds: Thresholds,
 }
 
-type StationRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<f64>,
-    Option<f64>,
-    Option<String>,
-    f64,
-    f64,
-    f64,
-);
-
-const STATION_COLUMNS: (
-    stations::id,
-    stations::code,
-    stations::name,
-    stations::name_en,
-    stations::river,
-    stations::lon,
-    stations::lat,
-    stations::datum,
-    stations::watch_m,
-    stations::warning_m,
-    stations::guarantee_m,
-) = (
-    stations::id,
-    stations::code,
-    stations::name,
-    stations::name_en,
-    stations::river,
-    stations::lon,
-    stations::lat,
-    stations::datum,
-    stations::watch_m,
-    stations::warning_m,
-    stations::guarantee_m,
-);
+/// A station as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = stations)]
+struct StationRow {
+    id: String,
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    river: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    datum: Option<String>,
+    watch_m: f64,
+    warning_m: f64,
+    guarantee_m: f64,
+}
 
 fn to_station(r: StationRow) -> Station {
-    let (id, code, name, name_en, river, lon, lat, datum, watch_m, warning_m, guarantee_m) = r;
+    let StationRow {
+        id,
+        code,
+        name,
+        name_en,
+        river,
+        lon,
+        lat,
+        datum,
+        watch_m,
+        warning_m,
+        guarantee_m,
+    } = r;
     Station {
         id,
         code,
@@ -112,7 +120,7 @@ pub fn insert_station(conn: &mut Conn, s: &Station) -> QueryResult<()> {
             stations::watch_m.eq(s.thresholds.watch_m),
             stations::warning_m.eq(s.thresholds.warning_m),
             stations::guarantee_m.eq(s.thresholds.guarantee_m),
-            stations::created_at.eq(ts(Utc::now())),
+            stations::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -126,8 +134,8 @@ pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>
                 .eq(id_or_code)
                 .or(stations::code.eq(id_or_code)),
         )
-        .select(STATION_COLUMNS)
-        .first::<StationRow>(conn)
+        .select(StationRow::as_select())
+        .first(conn)
         .optional()?
         .map(to_station))
 }
@@ -136,8 +144,8 @@ pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>
 pub fn all_stations(conn: &mut Conn) -> QueryResult<Vec<Station>> {
     Ok(stations::table
         .order(stations::code.asc())
-        .select(STATION_COLUMNS)
-        .load::<StationRow>(conn)?
+        .select(StationRow::as_select())
+        .load(conn)?
         .into_iter()
         .map(to_station)
         .collect())
@@ -181,7 +189,7 @@ const READING_COLUMNS: (
 pub fn levels_at(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     times: &[DateTime<Utc>],
 ) -> QueryResult<std::collections::BTreeMap<DateTime<Utc>, f64>> {
     let mut out = std::collections::BTreeMap::new();
@@ -189,7 +197,7 @@ pub fn levels_at(
         let keys: Vec<String> = chunk.iter().map(|t| ts(*t)).collect();
         let rows: Vec<(String, f64)> = station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series))
+            .filter(station_readings::series.eq(series.as_str()))
             .filter(station_readings::observed_at.eq_any(keys))
             .select((station_readings::observed_at, station_readings::level_m))
             .load(conn)?;
@@ -204,13 +212,13 @@ pub fn levels_at(
 pub fn readings_from(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
 ) -> QueryResult<Vec<StoredReading>> {
     let mut q = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.ge(ts(from)))
         .into_boxed();
     if let Some(u) = until {
@@ -228,12 +236,12 @@ pub fn readings_from(
 pub fn reading_before(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     t: DateTime<Utc>,
 ) -> QueryResult<Option<StoredReading>> {
     station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(t)))
         .order(station_readings::observed_at.desc())
         .select(READING_COLUMNS)
@@ -247,18 +255,18 @@ pub fn reading_before(
 pub fn insert_reading(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     r: &StoredReading,
 ) -> QueryResult<()> {
     diesel::insert_into(station_readings::table)
         .values((
             station_readings::station_id.eq(station_id),
-            station_readings::series.eq(series),
+            station_readings::series.eq(series.as_str()),
             station_readings::observed_at.eq(ts(r.reading.observed_at)),
             station_readings::level_m.eq(r.reading.level_m),
             station_readings::stage.eq(r.stage.as_str()),
             station_readings::rise_m.eq(r.rise_m),
-            station_readings::recorded_at.eq(ts(Utc::now())),
+            station_readings::recorded_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -268,13 +276,13 @@ pub fn insert_reading(
 pub fn update_derived(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     r: &StoredReading,
 ) -> QueryResult<()> {
     diesel::update(
         station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series))
+            .filter(station_readings::series.eq(series.as_str()))
             .filter(station_readings::observed_at.eq(ts(r.reading.observed_at))),
     )
     .set((
@@ -286,17 +294,17 @@ pub fn update_derived(
 }
 
 /// Deletes a series' readings and state (a drill's, when it ends).
-pub fn delete_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+pub fn delete_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
     diesel::delete(
         station_readings::table
             .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series)),
+            .filter(station_readings::series.eq(series.as_str())),
     )
     .execute(conn)?;
     diesel::delete(
         station_stages::table
             .filter(station_stages::station_id.eq(station_id))
-            .filter(station_stages::series.eq(series)),
+            .filter(station_stages::series.eq(series.as_str())),
     )
     .execute(conn)
     .map(drop)
@@ -317,11 +325,11 @@ pub struct StageState {
 pub fn stage_state(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
 ) -> QueryResult<Option<StageState>> {
     let row: Option<(String, String, String, f64, bool)> = station_stages::table
         .filter(station_stages::station_id.eq(station_id))
-        .filter(station_stages::series.eq(series))
+        .filter(station_stages::series.eq(series.as_str()))
         .select((
             station_stages::stage,
             station_stages::since,
@@ -346,16 +354,16 @@ pub fn stage_state(
 pub fn put_stage_state(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     s: &StageState,
     existed: bool,
 ) -> QueryResult<()> {
-    let now = ts(Utc::now());
+    let now = super::written_now();
     if existed {
         diesel::update(
             station_stages::table
                 .filter(station_stages::station_id.eq(station_id))
-                .filter(station_stages::series.eq(series)),
+                .filter(station_stages::series.eq(series.as_str())),
         )
         .set((
             station_stages::stage.eq(s.stage.as_str()),
@@ -371,7 +379,7 @@ pub fn put_stage_state(
         diesel::insert_into(station_stages::table)
             .values((
                 station_stages::station_id.eq(station_id),
-                station_stages::series.eq(series),
+                station_stages::series.eq(series.as_str()),
                 station_stages::stage.eq(s.stage.as_str()),
                 station_stages::since.eq(ts(s.since)),
                 station_stages::observed_at.eq(ts(s.observed_at)),
@@ -386,7 +394,7 @@ pub fn put_stage_state(
 
 /// A station as the API shows it, with its real stage.
 pub fn view(conn: &mut Conn, s: &Station) -> QueryResult<StationView> {
-    let state = stage_state(conn, &s.id, REAL)?;
+    let state = stage_state(conn, &s.id, Series::Real)?;
     Ok(StationView {
         id: s.id.clone(),
         code: s.code.clone(),
@@ -507,21 +515,35 @@ pub struct DrillRow {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-type DrillTuple = (
-    String,
-    String,
-    f64,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-);
+/// A drill as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = drills)]
+struct DrillRecord {
+    id: String,
+    station_id: String,
+    speed: f64,
+    state: String,
+    series_json: String,
+    readings_total: i64,
+    readings_fed: i64,
+    started_by: String,
+    started_at: String,
+    ended_at: Option<String>,
+}
 
-fn to_drill(r: DrillTuple, with_series: bool) -> QueryResult<DrillRow> {
-    let (id, station_id, speed, state, series, total, fed, by, at, ended) = r;
+fn to_drill(r: DrillRecord, with_series: bool) -> QueryResult<DrillRow> {
+    let DrillRecord {
+        id,
+        station_id,
+        speed,
+        state,
+        series_json: series,
+        readings_total: total,
+        readings_fed: fed,
+        started_by: by,
+        started_at: at,
+        ended_at: ended,
+    } = r;
     Ok(DrillRow {
         state: DrillState::parse(&state)
             .ok_or_else(|| corrupt(format!("drill {id}: state {state:?}")))?,
@@ -541,30 +563,6 @@ fn to_drill(r: DrillTuple, with_series: bool) -> QueryResult<DrillRow> {
     })
 }
 
-const DRILL_COLUMNS: (
-    drills::id,
-    drills::station_id,
-    drills::speed,
-    drills::state,
-    drills::series_json,
-    drills::readings_total,
-    drills::readings_fed,
-    drills::started_by,
-    drills::started_at,
-    drills::ended_at,
-) = (
-    drills::id,
-    drills::station_id,
-    drills::speed,
-    drills::state,
-    drills::series_json,
-    drills::readings_total,
-    drills::readings_fed,
-    drills::started_by,
-    drills::started_at,
-    drills::ended_at,
-);
-
 pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
     let series = serde_json::to_string(&d.series)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
@@ -574,7 +572,7 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
             drills::station_id.eq(&d.station_id),
             drills::speed.eq(d.speed),
             drills::state.eq(d.state.as_str()),
-            drills::series_json.eq(series),
+            drills::series_json.eq(series.as_str()),
             drills::readings_total.eq(d.readings_total),
             drills::readings_fed.eq(d.readings_fed),
             drills::started_by.eq(d.started_by.to_string()),
@@ -589,8 +587,8 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
 pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option<DrillRow>> {
     drills::table
         .filter(drills::id.eq(id))
-        .select(DRILL_COLUMNS)
-        .first::<DrillTuple>(conn)
+        .select(DrillRecord::as_select())
+        .first(conn)
         .optional()?
         .map(|r| to_drill(r, with_series))
         .transpose()
@@ -600,8 +598,8 @@ pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option
 pub fn all_drills(conn: &mut Conn) -> QueryResult<Vec<DrillRow>> {
     drills::table
         .order(drills::started_at.desc())
-        .select(DRILL_COLUMNS)
-        .load::<DrillTuple>(conn)?
+        .select(DrillRecord::as_select())
+        .load(conn)?
         .into_iter()
         .map(|r| to_drill(r, false))
         .collect()
@@ -653,13 +651,16 @@ pub fn end_drill(
 }
 
 /// Takes the lock of a station's series until the transaction ends (see `backend::Lock::Readings`).
-pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResult<()> {
+pub fn lock_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
     let as_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
     super::lock(
         conn,
         super::Lock::Readings {
             station: as_uuid(station_id),
-            drill: (series != REAL).then(|| as_uuid(series)),
+            drill: match series {
+                Series::Real => None,
+                Series::Drill(id) => Some(as_uuid(id)),
+            },
         },
     )
 }
@@ -670,13 +671,13 @@ pub fn lock_series(conn: &mut Conn, station_id: &str, series: &str) -> QueryResu
 pub fn run_start(
     conn: &mut Conn,
     station_id: &str,
-    series: &str,
+    series: Series<'_>,
     stage: FloodStage,
     before: DateTime<Utc>,
 ) -> QueryResult<Option<DateTime<Utc>>> {
     let other: Option<String> = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .filter(station_readings::stage.ne(stage.as_str()))
         .order(station_readings::observed_at.desc())
@@ -685,7 +686,7 @@ pub fn run_start(
         .optional()?;
     let mut q = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series))
+        .filter(station_readings::series.eq(series.as_str()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .into_boxed();
     if let Some(o) = other {

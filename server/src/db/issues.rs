@@ -65,8 +65,9 @@ pub struct NewIssue<'a> {
     pub reported_at: DateTime<Utc>,
 }
 
-pub fn insert(conn: &mut Conn, issue: &NewIssue<'_>) -> QueryResult<()> {
-    let now = ts(Utc::now());
+/// Records a new report, received at `now`.
+pub fn insert(conn: &mut Conn, issue: &NewIssue<'_>, now: DateTime<Utc>) -> QueryResult<()> {
+    let now = ts(now);
     diesel::insert_into(issues::table)
         .values((
             issues::id.eq(issue.id.to_string()),
@@ -106,7 +107,8 @@ pub struct NewEvent<'a> {
     pub rejected: Option<&'a str>,
 }
 
-pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
+/// Records an entry of an issue's history, received at `now`.
+pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>, now: DateTime<Utc>) -> QueryResult<()> {
     diesel::insert_into(issue_events::table)
         .values((
             issue_events::id.eq(event.id.to_string()),
@@ -114,7 +116,7 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent<'_>) -> QueryResult<()> {
             issue_events::kind.eq(event.kind.as_str()),
             issue_events::by_id.eq(event.by.to_string()),
             issue_events::at.eq(ts(event.at)),
-            issue_events::recorded_at.eq(ts(Utc::now())),
+            issue_events::recorded_at.eq(ts(now)),
             issue_events::note.eq(event.note),
             issue_events::assignee_id.eq(event.assignee.map(|u| u.to_string())),
             issue_events::duplicate_of.eq(event.duplicate_of.map(|i| i.to_string())),
@@ -175,16 +177,17 @@ fn arrived_set(conn: &mut Conn, hexes: &[String]) -> QueryResult<HashSet<String>
     Ok(out)
 }
 
-/// Sets the status after an event. A dispatch (`dispatch` = `Some((assignee, due))`) also sets
-/// the assignee and the due time.
+/// Sets the status after an event (at `now`). A dispatch (`dispatch` = `Some((assignee, due))`) also
+/// sets the assignee and the due time.
 pub fn set_status(
     conn: &mut Conn,
     id: IssueId,
     status: IssueStatus,
     dispatch: Option<(UserId, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let target = issues::table.filter(issues::id.eq(id.to_string()));
-    let now = ts(Utc::now());
+    let now = ts(now);
     match dispatch {
         Some((a, due)) => diesel::update(target)
             .set((
@@ -359,15 +362,25 @@ pub fn issues_expecting_photo(conn: &mut Conn, sha: &str) -> QueryResult<Vec<Iss
 /// Writes the issue as it now is to the change log, for its reporter, its segment's patrollers and
 /// its assignee. Call it inside the transaction that changed the issue (or a photo it expects), as
 /// late as you can. It takes the change-log lock before reading the issue, so the snapshot includes
-/// everything that committed before it (a photo arriving meanwhile, say).
-pub fn record_issue_change(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
-    record_issue_change_for(conn, id, None)
+/// everything that committed before it (a photo arriving meanwhile, say). Deadlines are judged at
+/// `now`.
+pub fn record_issue_change(
+    conn: &mut Conn,
+    id: IssueId,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<Issue>> {
+    record_issue_change_for(conn, id, None, now)
 }
 
 /// [`record_issue_change`], and the same change for `also` when they are neither the reporter nor
 /// the assignee (the author of a rejected step on an issue that went to someone else).
-pub fn record_issue_change_also(conn: &mut Conn, id: IssueId, also: UserId) -> QueryResult<()> {
-    record_issue_change_for(conn, id, Some(also)).map(drop)
+pub fn record_issue_change_also(
+    conn: &mut Conn,
+    id: IssueId,
+    also: UserId,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    record_issue_change_for(conn, id, Some(also), now).map(drop)
 }
 
 /// Records the issue as it now is; answers that snapshot (for the caller's alert rules), `None` when
@@ -376,9 +389,10 @@ fn record_issue_change_for(
     conn: &mut Conn,
     id: IssueId,
     also: Option<UserId>,
+    now: DateTime<Utc>,
 ) -> QueryResult<Option<Issue>> {
     changes::lock(conn)?;
-    let Some(issue) = view(conn, id)? else {
+    let Some(issue) = view(conn, id, now)? else {
         return Ok(None);
     };
     let data = serde_json::to_value(&issue)
@@ -429,10 +443,10 @@ pub fn default_accept_within() -> chrono::Duration {
 }
 
 impl Deadlines {
-    /// Judged now, with the default acceptance time.
-    pub fn now() -> Deadlines {
+    /// Judged at `now`, with the default acceptance time.
+    pub fn at(now: DateTime<Utc>) -> Deadlines {
         Deadlines {
-            now: Utc::now(),
+            now,
             accept_within: default_accept_within(),
         }
     }
@@ -452,90 +466,56 @@ impl Deadlines {
     }
 }
 
-type Row = (
-    String,         // id
-    String,         // segment_id
-    Option<String>, // patrol_id
-    String,         // reporter_id
-    f64,            // lon
-    f64,            // lat
-    f64,            // chainage_m
-    String,         // category
-    i64,            // severity
-    Option<String>, // outflow
-    bool,           // critical
-    String,         // description
-    String,         // status
-    Option<String>, // assignee_id
-    String,         // reported_at
-    String,         // recorded_at
-    Option<String>, // due_at
-);
+/// An issue as stored (its columns, said once).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = issues)]
+struct Row {
+    id: String,
+    segment_id: String,
+    patrol_id: Option<String>,
+    reporter_id: String,
+    lon: f64,
+    lat: f64,
+    chainage_m: f64,
+    category: String,
+    severity: i64,
+    outflow: Option<String>,
+    critical: bool,
+    description: String,
+    status: String,
+    assignee_id: Option<String>,
+    reported_at: String,
+    recorded_at: String,
+    due_at: Option<String>,
+}
 
-type Columns = (
-    issues::id,
-    issues::segment_id,
-    issues::patrol_id,
-    issues::reporter_id,
-    issues::lon,
-    issues::lat,
-    issues::chainage_m,
-    issues::category,
-    issues::severity,
-    issues::outflow,
-    issues::critical,
-    issues::description,
-    issues::status,
-    issues::assignee_id,
-    issues::reported_at,
-    issues::recorded_at,
-    issues::due_at,
-);
+/// An entry of an issue's history as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = issue_events)]
+struct EventRow {
+    id: String,
+    issue_id: String,
+    kind: String,
+    by_id: String,
+    at: String,
+    recorded_at: String,
+    note: Option<String>,
+    assignee_id: Option<String>,
+    duplicate_of: Option<String>,
+    due_at: Option<String>,
+    rejected_reason: Option<String>,
+}
 
-const COLUMNS: Columns = (
-    issues::id,
-    issues::segment_id,
-    issues::patrol_id,
-    issues::reporter_id,
-    issues::lon,
-    issues::lat,
-    issues::chainage_m,
-    issues::category,
-    issues::severity,
-    issues::outflow,
-    issues::critical,
-    issues::description,
-    issues::status,
-    issues::assignee_id,
-    issues::reported_at,
-    issues::recorded_at,
-    issues::due_at,
-);
-
-type EventRow = (
-    String,         // id
-    String,         // issue_id
-    String,         // kind
-    String,         // by_id
-    String,         // at
-    String,         // recorded_at
-    Option<String>, // note
-    Option<String>, // assignee_id
-    Option<String>, // duplicate_of
-    Option<String>, // due_at
-    Option<String>, // rejected_reason
-);
-
-/// One issue, whole: its events and its photos with their arrival; deadlines judged now.
-pub fn view(conn: &mut Conn, id: IssueId) -> QueryResult<Option<Issue>> {
-    view_at(conn, id, &Deadlines::now())
+/// One issue, whole: its events and its photos with their arrival; deadlines judged at `now`.
+pub fn view(conn: &mut Conn, id: IssueId, now: DateTime<Utc>) -> QueryResult<Option<Issue>> {
+    view_at(conn, id, &Deadlines::at(now))
 }
 
 /// [`view`], with deadlines judged by `deadlines`.
 pub fn view_at(conn: &mut Conn, id: IssueId, deadlines: &Deadlines) -> QueryResult<Option<Issue>> {
     let rows: Vec<Row> = issues::table
         .filter(issues::id.eq(id.to_string()))
-        .select(COLUMNS)
+        .select(Row::as_select())
         .load(conn)?;
     Ok(assemble(conn, rows, deadlines)?.into_iter().next())
 }
@@ -628,8 +608,8 @@ pub fn list(
         rows.extend(
             issues::table
                 .filter(issues::id.eq_any(chunk))
-                .select(COLUMNS)
-                .load::<Row>(conn)?,
+                .select(Row::as_select())
+                .load(conn)?,
         );
     }
     let position: HashMap<&str, usize> = page_ids
@@ -637,7 +617,7 @@ pub fn list(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    rows.sort_by_key(|r| position.get(r.0.as_str()).copied().unwrap_or(usize::MAX));
+    rows.sort_by_key(|r| position.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
     let issues = assemble(conn, rows, deadlines)?;
     let next_offset = (end < briefs.len()).then(|| u64::try_from(end).unwrap_or(u64::MAX));
     Ok(Page {
@@ -878,7 +858,7 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
 
     let mut events: Vec<EventRow> = Vec::new();
     let mut photo_rows: Vec<(String, String, i64)> = Vec::new();
@@ -886,20 +866,8 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
         events.extend(
             issue_events::table
                 .filter(issue_events::issue_id.eq_any(chunk))
-                .select((
-                    issue_events::id,
-                    issue_events::issue_id,
-                    issue_events::kind,
-                    issue_events::by_id,
-                    issue_events::at,
-                    issue_events::recorded_at,
-                    issue_events::note,
-                    issue_events::assignee_id,
-                    issue_events::duplicate_of,
-                    issue_events::due_at,
-                    issue_events::rejected_reason,
-                ))
-                .load::<EventRow>(conn)?,
+                .select(EventRow::as_select())
+                .load(conn)?,
         );
         photo_rows.extend(
             issue_photos::table
@@ -913,7 +881,7 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
         );
     }
     // Server order: when the server recorded the event (fixed-width timestamps sort as text).
-    events.sort_by(|a, b| (&a.5, &a.0).cmp(&(&b.5, &b.0)));
+    events.sort_by(|a, b| (&a.recorded_at, &a.id).cmp(&(&b.recorded_at, &b.id)));
     photo_rows.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
 
     let hexes: Vec<String> = {
@@ -937,40 +905,38 @@ fn assemble(conn: &mut Conn, rows: Vec<Row>, deadlines: &Deadlines) -> QueryResu
     }
 
     let mut events_by_issue: HashMap<String, Vec<IssueEvent>> = HashMap::new();
-    for (id, issue_id, kind, by, at, recorded_at, note, assignee, duplicate_of, due_at, rejected) in
-        events
-    {
+    for e in events {
         let event = IssueEvent {
-            kind: IssueEventKind::parse(&kind)
-                .ok_or_else(|| corrupt(format!("event {id}: kind {kind:?}")))?,
-            by: parse_id(&by)?,
-            at: parse_ts(&at)?,
-            recorded_at: parse_ts(&recorded_at)?,
-            note,
-            assignee: assignee.as_deref().map(parse_id).transpose()?,
-            duplicate_of: duplicate_of.as_deref().map(parse_id).transpose()?,
-            due_at: due_at.as_deref().map(parse_ts).transpose()?,
-            photos: photos_by_owner.get(&id).cloned().unwrap_or_default(),
-            rejected,
-            id: parse_id(&id)?,
+            kind: IssueEventKind::parse(&e.kind)
+                .ok_or_else(|| corrupt(format!("event {}: kind {:?}", e.id, e.kind)))?,
+            by: parse_id(&e.by_id)?,
+            at: parse_ts(&e.at)?,
+            recorded_at: parse_ts(&e.recorded_at)?,
+            note: e.note,
+            assignee: e.assignee_id.as_deref().map(parse_id).transpose()?,
+            duplicate_of: e.duplicate_of.as_deref().map(parse_id).transpose()?,
+            due_at: e.due_at.as_deref().map(parse_ts).transpose()?,
+            photos: photos_by_owner.get(&e.id).cloned().unwrap_or_default(),
+            rejected: e.rejected_reason,
+            id: parse_id(&e.id)?,
         };
-        events_by_issue.entry(issue_id).or_default().push(event);
+        events_by_issue.entry(e.issue_id).or_default().push(event);
     }
 
     rows.into_iter()
         .map(|row| {
-            let events = events_by_issue.remove(&row.0).unwrap_or_default();
+            let events = events_by_issue.remove(&row.id).unwrap_or_default();
             to_issue(row, events, deadlines)
         })
         .collect()
 }
 
 fn to_issue(row: Row, events: Vec<IssueEvent>, deadlines: &Deadlines) -> QueryResult<Issue> {
-    let (
+    let Row {
         id,
         segment_id,
         patrol_id,
-        reporter,
+        reporter_id: reporter,
         lon,
         lat,
         chainage_m,
@@ -980,11 +946,11 @@ fn to_issue(row: Row, events: Vec<IssueEvent>, deadlines: &Deadlines) -> QueryRe
         critical,
         description,
         status,
-        assignee,
+        assignee_id: assignee,
         reported_at,
         recorded_at,
         due_at,
-    ) = row;
+    } = row;
     let bad = |what: &str| corrupt(format!("issue {id}: {what}"));
     let category = IssueCategory::parse(&category).ok_or_else(|| bad("category"))?;
     let severity = severity_of(&id, severity)?;

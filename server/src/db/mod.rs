@@ -18,6 +18,7 @@ pub mod mutations;
 pub mod patrols;
 pub mod photos;
 pub mod schema;
+pub mod scratch;
 pub mod segments;
 pub mod stock;
 pub mod users;
@@ -45,6 +46,8 @@ pub enum Conn {
 }
 
 pub type QueryResult<T> = diesel::QueryResult<T>;
+/// Why a query failed. Code outside `db` names it only through this alias.
+pub type QueryError = diesel::result::Error;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -287,6 +290,35 @@ pub fn migrate(conn: &mut Conn) -> Result<(), DbError> {
 /// nine fractional digits are kept: a device time must come back exactly as the device sent it.
 pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// The stamp of a row written now (`created_at`, `recorded_at`): when it was written, never a
+/// judgement. This is the one clock the database layer reads; everything that judges time (deadlines,
+/// overdue, expiry, leases) takes `now` from the edge as a parameter.
+pub fn written_now() -> String {
+    ts(chrono::Utc::now())
+}
+
+/// Answers once the database does (`GET /healthz`).
+pub fn ping(conn: &mut Conn) -> QueryResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT 1").execute(conn).map(drop)
+}
+
+/// A failed query's message when it broke a unique constraint.
+pub fn unique_violation(e: &QueryError) -> Option<&str> {
+    match e {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ) => Some(info.message()),
+        _ => None,
+    }
+}
+
+/// A stored row that does not parse (a corrupt row), as a query error.
+pub fn corrupt_row<E: std::error::Error + Send + Sync + 'static>(e: E) -> QueryError {
+    diesel::result::Error::DeserializationError(Box::new(e))
 }
 
 /// Parses a stored timestamp; a malformed one is a corrupt row, reported as a deserialization error.

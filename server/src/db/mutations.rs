@@ -3,7 +3,7 @@
 //! conflict. Rejections are never journalled.
 
 use super::schema::mutations;
-use super::{parse_id, ts, Conn, QueryResult};
+use super::{parse_id, Conn, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::id::{DeviceId, MutationId, UserId};
 use serde_json::Value;
@@ -60,7 +60,7 @@ pub fn insert(conn: &mut Conn, m: &NewApplied<'_>) -> QueryResult<()> {
             mutations::kind.eq(m.kind),
             mutations::fingerprint.eq(m.fingerprint),
             mutations::result_json.eq(m.result.to_string()),
-            mutations::applied_at.eq(ts(chrono::Utc::now())),
+            mutations::applied_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     Ok(())

@@ -34,7 +34,7 @@ pub fn insert(conn: &mut Conn, patrol: &Patrol) -> QueryResult<()> {
             patrols::notes.eq(&patrol.notes),
             patrols::weather.eq(&patrol.weather),
             patrols::point_count.eq(i64::try_from(patrol.point_count).unwrap_or(i64::MAX)),
-            patrols::recorded_at.eq(ts(Utc::now())),
+            patrols::recorded_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     let rows: Vec<_> = patrol

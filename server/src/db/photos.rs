@@ -11,10 +11,9 @@
 //! `UPDATE`s, so two instances can never both hold it (see [`take_lease`]).
 
 use super::schema::{photos, uploads};
-use super::{parse_id, ts, Conn, QueryResult};
-use crate::photo_store::UploadId;
+use super::{parse_id, Conn, QueryResult};
 use diesel::prelude::*;
-use riverchief_shared::id::UserId;
+use riverchief_shared::id::{UploadId, UserId};
 use riverchief_shared::photo::{PhotoType, Sha256};
 
 /// An upload in progress, as its creator announced it.
@@ -52,7 +51,7 @@ pub fn insert_upload(conn: &mut Conn, upload: &Upload) -> QueryResult<()> {
             uploads::length.eq(length),
             uploads::content_type.eq(upload.content_type.map(PhotoType::mime)),
             uploads::created_by.eq(upload.created_by.to_string()),
-            uploads::created_at.eq(ts(chrono::Utc::now())),
+            uploads::created_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     Ok(())
@@ -152,10 +151,12 @@ pub fn release_lease(conn: &mut Conn, id: UploadId, owner: &str, offset: u64) ->
     Ok(released > 0)
 }
 
-/// Frees every lease whose owner matches the `LIKE` pattern, leaving offsets as they are: the
-/// leases of a server process known to be gone. Returns how many were freed.
-pub fn free_leases_like(conn: &mut Conn, owner_pattern: &str) -> QueryResult<usize> {
-    diesel::update(uploads::table.filter(uploads::lease_owner.like(owner_pattern)))
+/// Frees every lease held by the server process `instance`, leaving offsets as they are: the
+/// leases of a process known to be gone. Returns how many were freed.
+pub fn free_leases_of_instance(conn: &mut Conn, instance: &str) -> QueryResult<usize> {
+    // A lease's owner is `<instance id>:<request>`.
+    let owners = format!("{instance}:%");
+    diesel::update(uploads::table.filter(uploads::lease_owner.like(owners)))
         .set((
             uploads::lease_until.eq(None::<String>),
             uploads::lease_owner.eq(None::<String>),
@@ -213,7 +214,7 @@ pub fn uploads_created_before(conn: &mut Conn, cutoff: &str) -> QueryResult<Vec<
         .select(uploads::id)
         .load(conn)?;
     // A row whose id does not parse cannot be reached by any request; leave it to a human.
-    Ok(ids.iter().filter_map(|s| UploadId::parse(s)).collect())
+    Ok(ids.iter().filter_map(|s| UploadId::parse(s).ok()).collect())
 }
 
 pub fn photo(conn: &mut Conn, sha: &Sha256) -> QueryResult<Option<Photo>> {
@@ -235,7 +236,8 @@ pub fn photo(conn: &mut Conn, sha: &Sha256) -> QueryResult<Option<Photo>> {
 
 /// Records that a photo's bytes are in the store and ends the upload that brought them: the photo
 /// row (kept as it is if the photo arrived before), the upload row gone, and, when the photo is new,
-/// a change for every issue that expects it. Call it inside one transaction.
+/// a change for every issue that expects it (its deadlines judged at `now`). Call it inside one
+/// transaction.
 pub fn record_arrival(
     conn: &mut Conn,
     upload: UploadId,
@@ -243,6 +245,7 @@ pub fn record_arrival(
     size: u64,
     photo_type: PhotoType,
     uploaded_by: UserId,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> QueryResult<()> {
     let size = i64::try_from(size)
         .map_err(|_| diesel::result::Error::SerializationError("photo size".into()))?;
@@ -255,15 +258,20 @@ pub fn record_arrival(
             photos::size_bytes.eq(size),
             photos::content_type.eq(photo_type.mime()),
             photos::uploaded_by.eq(uploaded_by.to_string()),
-            photos::created_at.eq(ts(chrono::Utc::now())),
+            photos::created_at.eq(super::written_now()),
         )
     )?;
     delete_upload(conn, upload)?;
     // Issues learnt of the photo when it first arrived; a second upload of it changes nothing.
     if inserted > 0 {
         for issue in super::issues::issues_expecting_photo(conn, &hex)? {
-            super::issues::record_issue_change(conn, issue)?;
+            super::issues::record_issue_change(conn, issue, now)?;
         }
     }
     Ok(())
+}
+
+/// How many uploads are begun and not yet complete.
+pub fn uploads_in_progress(conn: &mut Conn) -> QueryResult<i64> {
+    uploads::table.count().get_result(conn)
 }

@@ -5,7 +5,7 @@
 
 use super::changes::{self, Audience};
 use super::schema::segments;
-use super::{parse_id, ts, Conn, QueryResult};
+use super::{parse_id, Conn, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::domain::{Bank, Chainage, Segment, SegmentProperties};
 use riverchief_shared::id::SegmentId;
@@ -167,7 +167,7 @@ pub fn insert(conn: &mut Conn, segment: &Segment) -> QueryResult<()> {
             segments::patrol_buffer_m.eq(p.patrol_buffer_m),
             segments::grid.eq(&p.grid),
             segments::gauge_station.eq(&p.gauge_station),
-            segments::created_at.eq(ts(chrono::Utc::now())),
+            segments::created_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     let data = serde_json::to_value(segment)
@@ -215,6 +215,17 @@ pub fn by_code(conn: &mut Conn, code: &str) -> QueryResult<Option<Segment>> {
         .optional()?
         .map(to_segment)
         .transpose()
+}
+
+/// A segment named by id or by code (the id first: a key that is an id of no segment is tried as
+/// a code). Every "segment by id or code" of the API and of `stock.move` is this.
+pub fn by_id_or_code(conn: &mut Conn, key: &str) -> QueryResult<Option<Segment>> {
+    if let Ok(id) = SegmentId::parse(key) {
+        if let Some(s) = by_id(conn, id)? {
+            return Ok(Some(s));
+        }
+    }
+    by_code(conn, key)
 }
 
 /// Whether a segment with this id exists.

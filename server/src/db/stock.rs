@@ -8,51 +8,10 @@
 //! extra lock is needed. [`ledger_check`] proves balance = sum of the ledger for every depot and item.
 
 use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements};
-use super::{insert_or_ignore, ts, Conn, QueryResult};
+use super::{insert_or_ignore, Conn, QueryResult};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-
-/// What a movement does to stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MovementKind {
-    Receive,
-    Dispatch,
-    Return,
-    WriteOff,
-    Adjust,
-}
-
-impl MovementKind {
-    pub const ALL: [MovementKind; 5] = [
-        MovementKind::Receive,
-        MovementKind::Dispatch,
-        MovementKind::Return,
-        MovementKind::WriteOff,
-        MovementKind::Adjust,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MovementKind::Receive => "receive",
-            MovementKind::Dispatch => "dispatch",
-            MovementKind::Return => "return",
-            MovementKind::WriteOff => "write_off",
-            MovementKind::Adjust => "adjust",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MovementKind> {
-        MovementKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The signed change a movement of `quantity` (positive) makes; an adjustment carries its sign.
-    pub fn signed(self, quantity: i64) -> i64 {
-        match self {
-            MovementKind::Receive | MovementKind::Return | MovementKind::Adjust => quantity,
-            MovementKind::Dispatch | MovementKind::WriteOff => -quantity,
-        }
-    }
-}
+pub use riverchief_shared::stock::MovementKind;
 
 /// A movement to append. `delta` is signed: what it adds to the balance.
 #[derive(Debug, Clone)]
@@ -120,7 +79,7 @@ pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, Stock
             stock_movements::by_user.eq(m.by_user),
             stock_movements::device_at.eq(m.device_at.as_deref()),
             stock_movements::note.eq(m.note),
-            stock_movements::recorded_at.eq(ts(chrono::Utc::now())),
+            stock_movements::recorded_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     Ok(Balance {
@@ -258,7 +217,7 @@ pub fn insert_depot(conn: &mut Conn, d: &NewDepot<'_>) -> QueryResult<()> {
             depots::owner.eq(d.owner),
             depots::lon.eq(d.lon),
             depots::lat.eq(d.lat),
-            depots::created_at.eq(ts(chrono::Utc::now())),
+            depots::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)
@@ -284,7 +243,7 @@ pub fn insert_item(conn: &mut Conn, i: &NewItem<'_>) -> QueryResult<()> {
             items::unit.eq(i.unit),
             items::category.eq(i.category),
             items::ages.eq(i.ages),
-            items::created_at.eq(ts(chrono::Utc::now())),
+            items::created_at.eq(super::written_now()),
         ))
         .execute(conn)
         .map(drop)

@@ -73,7 +73,7 @@ pub fn insert(conn: &mut Conn, info: &UserInfo, password_hash: &str) -> QueryRes
             users::display_name.eq(&info.display_name),
             users::role.eq(info.role.as_str()),
             users::password_hash.eq(password_hash),
-            users::created_at.eq(ts(chrono::Utc::now())),
+            users::created_at.eq(super::written_now()),
         ))
         .execute(conn)?;
     Ok(())
@@ -123,7 +123,7 @@ pub fn insert_token(
     user: UserId,
     device_name: &str,
 ) -> QueryResult<String> {
-    let now = ts(chrono::Utc::now());
+    let now = super::written_now();
     let id = new_token_id();
     diesel::insert_into(device_tokens::table)
         .values((
@@ -320,7 +320,7 @@ pub fn revoke_token(conn: &mut Conn, token_id: &str) -> QueryResult<bool> {
             .filter(device_tokens::id.eq(token_id))
             .filter(device_tokens::revoked_at.is_null()),
     )
-    .set(device_tokens::revoked_at.eq(ts(chrono::Utc::now())))
+    .set(device_tokens::revoked_at.eq(super::written_now()))
     .execute(conn)?;
     Ok(n > 0)
 }
@@ -332,6 +332,6 @@ pub fn revoke_all(conn: &mut Conn, user: UserId) -> QueryResult<usize> {
             .filter(device_tokens::user_id.eq(user.to_string()))
             .filter(device_tokens::revoked_at.is_null()),
     )
-    .set(device_tokens::revoked_at.eq(ts(chrono::Utc::now())))
+    .set(device_tokens::revoked_at.eq(super::written_now()))
     .execute(conn)
 }

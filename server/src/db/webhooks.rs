@@ -208,7 +208,7 @@ pub fn enqueue(conn: &mut Conn, alert: &Alert, seq: i64) -> QueryResult<usize> {
     }
     let event = AlertEvent::of(alert);
     let alert_json = to_json(alert)?;
-    let at = ts(Utc::now());
+    let at = super::written_now();
     let mut n = 0;
     for r in &rows {
         if !target(r)?.wants(alert) {
@@ -550,25 +550,19 @@ mod tests {
         assert_eq!(secret_hint("SEC0123456789abcd"), "…abcd");
     }
 
-    /// Runs `f` on a fresh SQLite database, and on a fresh PostgreSQL database too when
-    /// `RIVERCHIEF_TEST_PG_URL` names a server (the PostgreSQL pass of `scripts/test`).
+    /// Runs `f` on a fresh SQLite database, and on a fresh PostgreSQL database too when the
+    /// PostgreSQL pass of `scripts/test` names a server (see `db::scratch`).
     fn on_each_backend(f: impl Fn(&Db)) {
         let dir = tempfile::tempdir().unwrap();
         f(&Db::open(&dir.path().join("t.sqlite3").to_string_lossy()).unwrap());
-        let Ok(admin) = std::env::var("RIVERCHIEF_TEST_PG_URL") else {
+        let Some(admin) = crate::db::scratch::ScratchDb::server() else {
             return;
         };
-        if admin.is_empty() {
-            return;
-        }
-        use diesel::connection::SimpleConnection;
-        let name = format!("rc_test_outbox_{}", uuid::Uuid::now_v7().simple());
-        diesel::PgConnection::establish(&admin)
-            .unwrap()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        f(&Db::open(&format!("{base}/{name}")).unwrap());
+        let scratch = crate::db::scratch::ScratchDb::create(&admin, "rc_test_outbox").unwrap();
+        let db = Db::open(scratch.url()).unwrap();
+        f(&db);
+        // The pool's connections end before the database is dropped.
+        drop(db);
     }
 
     /// Many instances race to claim one due delivery: exactly one gets it.

@@ -31,6 +31,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
 use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
+pub use riverchief_shared::id::UploadId;
 use riverchief_shared::photo::Sha256;
 use std::fmt;
 use std::io;
@@ -38,37 +39,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use uuid::Uuid;
-
-/// The server-made id of a tus upload: a UUIDv7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UploadId(Uuid);
-
-impl UploadId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Parses an upload id (hyphenated or simple form); `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::parse_str(s)
-            .ok()
-            .filter(|u| u.get_version_num() == 7)
-            .map(Self)
-    }
-}
-
-impl Default for UploadId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
 
 /// Bytes read at a time from a local file.
 const READ_BUFFER: usize = 64 * 1024;
@@ -76,6 +46,10 @@ const READ_BUFFER: usize = 64 * 1024;
 /// parts of this size (S3's smallest part is 5 MiB). With one part in flight, a writer holds at most
 /// twice this, whatever the size of the photo.
 const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Uploads untouched for this long are deleted, at start-up and by `maintenance`
+/// ([`PhotoStore::sweep_stale_uploads`]), so that abandoned partial uploads do not pile up.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How long an upload's lease runs unless renewed (see [`upload`]).
 const LEASE: Duration = Duration::from_secs(60);
 

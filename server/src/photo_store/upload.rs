@@ -88,8 +88,8 @@ pub enum UploadError {
     Io(#[from] io::Error),
 }
 
-impl From<diesel::result::Error> for UploadError {
-    fn from(e: diesel::result::Error) -> Self {
+impl From<db::QueryError> for UploadError {
+    fn from(e: db::QueryError) -> Self {
         UploadError::Db(DbError::Query(e))
     }
 }
@@ -280,9 +280,11 @@ impl PhotoStore {
         db: &Db,
         max_age: Duration,
     ) -> Result<usize, UploadError> {
-        let mine = format!("{}:%", self.instance.id);
+        let mine = self.instance.id.clone();
         let freed = db
-            .run(move |conn| db::photos::free_leases_like(conn, &mine).map_err(UploadError::from))
+            .run(move |conn| {
+                db::photos::free_leases_of_instance(conn, &mine).map_err(UploadError::from)
+            })
             .await?;
         if freed > 0 {
             tracing::info!(
@@ -329,7 +331,7 @@ impl PhotoStore {
                 .location
                 .parts()
                 .nth(1)
-                .and_then(|p| UploadId::parse(p.as_ref().trim_end_matches(".part")));
+                .and_then(|p| UploadId::parse(p.as_ref().trim_end_matches(".part")).ok());
             let Some(id) = id else { continue };
             let entry = orphans
                 .entry(id)
@@ -625,6 +627,7 @@ impl Chunk {
                     finalized.size,
                     finalized.photo_type,
                     uploader,
+                    Utc::now(),
                 )
                 .map_err(UploadError::from)
             })
@@ -793,47 +796,28 @@ mod tests {
         _dir: Arc<tempfile::TempDir>,
     }
 
-    /// A fresh database: a file in the temp dir, or a new database on the PostgreSQL server that
-    /// `RIVERCHIEF_TEST_PG_URL` names (dropped at the end), so that the leases' conditional updates
-    /// are tested on both backends.
+    /// A fresh database: a file in the temp dir, or a new database on the PostgreSQL server of the
+    /// test pass (`db::scratch`, dropped at the end), so that the leases' conditional updates are
+    /// tested on both backends.
     struct TestDatabase {
         url: String,
-        /// The PostgreSQL server's own URL and the database's name, to drop it.
-        pg: Option<(String, String)>,
+        _pg: Option<db::scratch::ScratchDb>,
     }
 
     impl TestDatabase {
         fn new(dir: &Path) -> TestDatabase {
-            use diesel::{Connection, RunQueryDsl};
-            let admin = std::env::var("RIVERCHIEF_TEST_PG_URL").unwrap_or_default();
-            if admin.trim().is_empty() {
+            let Some(admin) = db::scratch::ScratchDb::server() else {
                 let path = dir.join("riverchief.sqlite3");
                 return TestDatabase {
                     url: path.to_string_lossy().into_owned(),
-                    pg: None,
+                    _pg: None,
                 };
-            }
-            let name = format!("riverchief_uploads_{:016x}", rand::random::<u64>());
-            let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL");
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .expect("create database");
-            let (server, _) = admin.rsplit_once('/').expect("a URL with a database name");
+            };
+            let pg =
+                db::scratch::ScratchDb::create(&admin, "riverchief_uploads").expect("PostgreSQL");
             TestDatabase {
-                url: format!("{server}/{name}"),
-                pg: Some((admin, name)),
-            }
-        }
-    }
-
-    impl Drop for TestDatabase {
-        fn drop(&mut self) {
-            use diesel::{Connection, RunQueryDsl};
-            if let Some((admin, name)) = &self.pg {
-                if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
-                    let drop_it = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = diesel::sql_query(drop_it).execute(&mut conn);
-                }
+                url: pg.url().to_owned(),
+                _pg: Some(pg),
             }
         }
     }

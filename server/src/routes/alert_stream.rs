@@ -18,12 +18,12 @@
 //! channel never queues).
 
 use super::sync::cursor_start;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::alerts::{self, ListFilter, StateFilter};
 use crate::db::{changes, Db};
 use crate::delivery::CancellationToken;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use riverchief_shared::alert::Alert;

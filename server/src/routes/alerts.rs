@@ -8,10 +8,10 @@
 //! - `POST /alerts/{id}/ack` (duty lead or admin): acknowledges; idempotent (a second
 //!   acknowledgement keeps the first one's who and when).
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::alerts::{self, ListFilter, StateFilter};
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use riverchief_shared::alert::{AlertKind, AlertList, AlertState};

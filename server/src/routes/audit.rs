@@ -1,10 +1,10 @@
 //! `GET /audit` (admins only): the audit trail, newest first, filtered by actor, kind and time, in
 //! pages (`limit`, and `before` = the previous page's `next_before`).
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use riverchief_shared::api::AuditPage;
 use riverchief_shared::id::UserId;

@@ -9,12 +9,13 @@
 //! The window defaults to the last 24 hours. "Overdue" is judged against the server's clock now.
 
 use super::body::json_body;
+use super::geojson;
 use super::issues::parse_time;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::coverage as cov;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::coverage::{FloodStageState, SegmentTimeline, SetFloodStage};
@@ -22,7 +23,7 @@ use riverchief_shared::domain::Segment;
 use riverchief_shared::id::SegmentId;
 use riverchief_shared::{validate, FieldError};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const MAX_STAGE_BODY_BYTES: usize = 4096;
 const MAX_NOTE_CHARS: usize = 2000;
@@ -56,12 +57,7 @@ impl Window {
 }
 
 fn feature(c: &riverchief_shared::coverage::SegmentCoverage, lines: Vec<Vec<[f64; 2]>>) -> Value {
-    json!({
-        "type": "Feature",
-        "id": c.segment_id,
-        "geometry": {"type": "MultiLineString", "coordinates": lines},
-        "properties": c,
-    })
+    geojson::feature(c.segment_id, geojson::geometry("MultiLineString", lines), c)
 }
 
 async fn all(
@@ -83,16 +79,13 @@ async fn all(
             Ok(out)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(HttpResponse::Ok().json(geojson::collection(features)))
 }
 
 /// A segment named by id or by code.
 fn find_segment(conn: &mut db::Conn, key: &str) -> Result<Segment, AppError> {
-    let found = match key.parse::<SegmentId>() {
-        Ok(id) => db::segments::by_id(conn, id)?,
-        Err(_) => db::segments::by_code(conn, key)?,
-    };
-    found.ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
+    db::segments::by_id_or_code(conn, key)?
+        .ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
 }
 
 async fn one(
@@ -156,13 +149,8 @@ async fn set_stage(
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| -> Result<FloodStageState, AppError> {
-                db::coverage::set_stage(
-                    conn,
-                    body.stage,
-                    user.id,
-                    Utc::now(),
-                    body.note.as_deref(),
-                )?;
+                let now = Utc::now();
+                db::coverage::set_stage(conn, body.stage, user.id, now, body.note.as_deref())?;
                 db::audit::record(
                     conn,
                     &user.who(),
@@ -175,7 +163,7 @@ async fn set_stage(
                     .iter()
                     .map(|s| s.properties.id)
                     .collect();
-                cov::record_summaries(conn, &policy, &ids)?;
+                cov::record_summaries(conn, &policy, &ids, now)?;
                 stage_state(conn, &policy)
             })
         })

@@ -9,12 +9,12 @@
 //! - `POST /drills` (duty lead, admin), `GET /drills`, `GET /drills/{id}`, `DELETE /drills/{id}`.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::db::flood::{self as store, REAL};
+use crate::db::flood::{self as store, Series};
 use crate::db::{self, Conn};
 use crate::error::AppError;
 use crate::flood::IngestError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use riverchief_shared::flood::{
@@ -151,7 +151,7 @@ async fn readings(
             // `to` is inclusive: the readings up to and including that time.
             let until = to.map(|t| t + chrono::Duration::nanoseconds(1));
             let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let rows = store::readings_from(conn, &s.id, REAL, from, until)?;
+            let rows = store::readings_from(conn, &s.id, Series::Real, from, until)?;
             Ok(ReadingList {
                 readings: rows
                     .into_iter()
@@ -189,18 +189,23 @@ async fn post_readings(
         .transaction(move |conn| -> Result<ReadingsResult, AppError> {
             let station = store::station(conn, &key)?
                 .ok_or_else(|| unknown("station", format!("no station {key:?}")))?;
-            let done =
-                crate::flood::ingest(conn, &settings, &policy, &station, REAL, &batch, Utc::now())
-                    .map_err(|e| match e {
-                        IngestError::Conflict { index, .. } => {
-                            AppError::FieldConflict(FieldError::new(
-                                "conflict",
-                                format!("readings[{index}].level_m"),
-                                e.to_string(),
-                            ))
-                        }
-                        IngestError::Db(d) => d.into(),
-                    })?;
+            let done = crate::flood::ingest(
+                conn,
+                &settings,
+                &policy,
+                &station,
+                Series::Real,
+                &batch,
+                Utc::now(),
+            )
+            .map_err(|e| match e {
+                IngestError::Conflict { index, .. } => AppError::FieldConflict(FieldError::new(
+                    "conflict",
+                    format!("readings[{index}].level_m"),
+                    e.to_string(),
+                )),
+                IngestError::Db(d) => d.into(),
+            })?;
             Ok(ReadingsResult {
                 station: station.code,
                 received: u64::try_from(batch.len()).unwrap_or(u64::MAX),
@@ -301,7 +306,7 @@ async fn set_response(
                 .iter()
                 .map(|s| s.properties.id)
                 .collect();
-            crate::coverage::record_summaries(conn, &policy, &ids)?;
+            crate::coverage::record_summaries(conn, &policy, &ids, now)?;
             flood_level_now(conn)
         })
         .await?;

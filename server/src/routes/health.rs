@@ -2,12 +2,12 @@
 //! answers Prometheus metrics in the OpenMetrics text format to an admin's token (a scraper is given
 //! one: `authorization: {credentials: ...}` in its scrape config).
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::db;
 use crate::error::AppError;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use diesel::RunQueryDsl;
 use riverchief_shared::domain::Role;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -18,11 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state
         .db
-        .run(|conn| {
-            diesel::sql_query("SELECT 1")
-                .execute(conn)
-                .map_err(AppError::from)
-        })
+        .run(|conn| db::ping(conn).map_err(AppError::from))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
 }

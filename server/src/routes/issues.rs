@@ -5,10 +5,10 @@
 //! dispatched to them. An invisible issue is answered as not found.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use riverchief_shared::api::{IssueCounts, IssueList, NewIssueEvent};
@@ -150,23 +150,21 @@ fn parse_sort(value: Option<&str>) -> Result<db::issues::Sort, FieldError> {
 
 /// A segment named by id or by code.
 fn find_segment(conn: &mut Conn, key: &str) -> Result<SegmentId, AppError> {
-    let found = match SegmentId::parse(key) {
-        Ok(id) => db::segments::by_id(conn, id)?,
-        Err(_) => db::segments::by_code(conn, key)?,
-    };
-    found.map(|s| s.properties.id).ok_or_else(|| {
-        AppError::Invalid(FieldError::new(
-            "invalid",
-            "segment",
-            format!("no segment with id or code {key:?}"),
-        ))
-    })
+    db::segments::by_id_or_code(conn, key)?
+        .map(|s| s.properties.id)
+        .ok_or_else(|| {
+            AppError::Invalid(FieldError::new(
+                "invalid",
+                "segment",
+                format!("no segment with id or code {key:?}"),
+            ))
+        })
 }
 
 fn deadlines(state: &AppState) -> db::issues::Deadlines {
     db::issues::Deadlines {
         now: Utc::now(),
-        accept_within: state.accept_within,
+        accept_within: state.checks.accept_within,
     }
 }
 
@@ -287,29 +285,9 @@ async fn add_event(
         .db
         .transaction(move |conn| -> Result<_, AppError> {
             use crate::workflow::{self, StepError};
-            match workflow::take_step(conn, &user, &data, Utc::now(), workflow::Source::Api) {
-                Ok(_) => {}
-                Err(StepError::NoIssue(_)) => return Err(not_found()),
-                Err(StepError::EventTaken(e)) => {
-                    return Err(AppError::Conflict(format!("event {e} already exists")))
-                }
-                Err(StepError::Forbidden { message, current }) => {
-                    return Err(AppError::Step {
-                        forbidden: true,
-                        message,
-                        current,
-                    })
-                }
-                Err(StepError::Illegal { message, current }) => {
-                    return Err(AppError::Step {
-                        forbidden: false,
-                        message,
-                        current,
-                    })
-                }
-                Err(StepError::UnknownReference(e)) => return Err(AppError::UnknownReference(e)),
-                Err(StepError::Db(e)) => return Err(e.into()),
-            }
+            let now = Utc::now();
+            workflow::take_step(conn, &user, &data, now, now, workflow::Source::Api)
+                .map_err(StepError::into_app_error)?;
             db::issues::view_at(conn, id, &deadlines)?.ok_or_else(not_found)
         })
         .await?;

@@ -7,6 +7,7 @@ pub mod body;
 pub mod coverage;
 pub mod dashboard;
 pub mod flood;
+pub mod geojson;
 pub mod health;
 pub mod issues;
 pub mod patrols;

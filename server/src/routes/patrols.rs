@@ -1,10 +1,10 @@
 //! `GET /patrols/{id}`: a patrol with its track in recorded order. Patrollers see their own; duty
 //! leads and admins see any. Anything else is answered as not found.
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use riverchief_shared::api::PatrolTrack;
 use riverchief_shared::id::PatrolId;

@@ -6,10 +6,10 @@
 //! without reading the rest (a phone on a weak link resumes a large photo); several ranges are
 //! answered with the whole photo (allowed by RFC 9110); a range past the end is 416.
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use riverchief_shared::photo::Sha256;

@@ -1,13 +1,14 @@
 //! `GET /segments`: every segment as a GeoJSON FeatureCollection of LineStrings whose properties are
 //! the shared `SegmentProperties`.
 
-use crate::app::AppState;
+use super::geojson;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use riverchief_shared::domain::Segment;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/segments", web::get().to(list));
@@ -15,12 +16,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// One segment as a GeoJSON Feature.
 pub fn feature(segment: &Segment) -> Value {
-    json!({
-        "type": "Feature",
-        "id": segment.properties.id,
-        "geometry": {"type": "LineString", "coordinates": segment.line},
-        "properties": segment.properties,
-    })
+    geojson::feature(
+        segment.properties.id,
+        geojson::geometry("LineString", &segment.line),
+        &segment.properties,
+    )
 }
 
 async fn list(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
@@ -29,5 +29,5 @@ async fn list(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespons
         .run(|conn| db::segments::all(conn).map_err(AppError::from))
         .await?;
     let features: Vec<Value> = segments.iter().map(feature).collect();
-    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(HttpResponse::Ok().json(geojson::collection(features)))
 }

@@ -5,10 +5,10 @@
 //! exists.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::{self, AuthUser};
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use riverchief_shared::api::{LoginRequest, LoginResponse, Me, UserInfo};
@@ -45,7 +45,7 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
 /// A hash to verify against when the user does not exist (made once, on the blocking pool).
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| auth::hash_password("riverchief-dummy-password").unwrap_or_default())
+    DUMMY.get_or_init(|| crate::password::hash("riverchief-dummy-password").unwrap_or_default())
 }
 
 /// The client's address as the login limit counts it: the peer's IP, or the forwarded one when the
@@ -105,7 +105,7 @@ async fn login(
         .map_err(|e| AppError::Internal(format!("hashing slots: {e}")))?;
     let verified = web::block(move || {
         let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
-        auth::verify_password(hash, &password)
+        crate::password::verify(hash, &password)
     })
     .await
     .map_err(|e| AppError::Internal(format!("password check: {e}")))?;

@@ -12,22 +12,24 @@
 //! - `GET /stock/movements?depot=&item=&kind=&segment=&from=&to=&limit=&format=csv`: the ledger, oldest
 //!   first, filtered; JSON, or CSV with `format=csv`.
 //! - `GET /depots`: the depots as a GeoJSON FeatureCollection of points (for the dashboard's map).
-//! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within 60 days.
+//! - `GET /stock`: per depot and item, quota, on hand, shortfall and the lots expiring within the
+//!   scheduled check's window (`checks::Settings::expiring_within_days`, 60 days by default).
 
 use super::body::json_body;
-use crate::app::AppState;
+use super::geojson;
 use crate::auth::AuthUser;
 use crate::db::{self, stock};
 use crate::error::AppError;
+use crate::state::AppState;
+use crate::supplies;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
+use riverchief_shared::stock::MovementKind;
 use riverchief_shared::{validate, FieldError};
 use serde_json::{json, Value};
 
 const MAX_BODY_BYTES: usize = 8192;
 const MAX_NOTE_CHARS: usize = 2000;
-/// Lots whose date falls within this many days (or has passed) are shown in the stock view.
-pub const EXPIRING_WITHIN_DAYS: i64 = 60;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/depots", web::get().to(depots))
@@ -46,20 +48,16 @@ async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespo
         .into_iter()
         .map(|d| {
             let geometry = match (d.lon, d.lat) {
-                (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
+                (Some(lon), Some(lat)) => geojson::geometry("Point", [lon, lat]),
                 _ => Value::Null,
             };
-            json!({
-                "type": "Feature",
-                "id": d.id,
-                "geometry": geometry,
-                "properties": {
-                    "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
-                },
-            })
+            let properties = json!({
+                "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
+            });
+            geojson::feature(&d.id, geometry, properties)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(HttpResponse::Ok().json(geojson::collection(features)))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
@@ -79,6 +77,18 @@ fn text_field(body: &Value, field: &str, required: bool) -> Result<Option<String
             field,
             format!("`{field}` must be a non-empty string"),
         )),
+    }
+}
+
+/// A movement's refusal as the API answers it.
+fn refused(e: supplies::MoveError) -> AppError {
+    use supplies::{MoveError, Refusal};
+    match e {
+        MoveError::Refused(Refusal::Forbidden(e)) => AppError::Forbidden(e.message),
+        MoveError::Refused(Refusal::UnknownReference(e)) => AppError::UnknownReference(e),
+        MoveError::Refused(Refusal::Taken(e)) => AppError::Conflict(e.message),
+        MoveError::Refused(Refusal::Insufficient(e)) => AppError::InsufficientStock(e.message),
+        MoveError::Db(e) => e.into(),
     }
 }
 
@@ -126,80 +136,33 @@ async fn record(
     let depot = text_field(&body, "depot", true)?.unwrap_or_default();
     let item = text_field(&body, "item", true)?.unwrap_or_default();
     let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();
-    let kind = stock::MovementKind::parse(&kind_text).ok_or_else(|| {
-        invalid(
-            "kind",
-            "the kind is one of receive, dispatch, return, write_off, adjust",
-        )
-    })?;
+    let kind = MovementKind::parse_field(&kind_text, "kind")?;
     let segment = text_field(&body, "segment", false)?;
     let note = text_field(&body, "note", false)?;
     if let Some(n) = &note {
         validate::text(n, MAX_NOTE_CHARS, "note")?;
     }
-    let (movement_id, on_hand) = state
+    let movement_id = uuid::Uuid::now_v7().to_string();
+    let id = movement_id.clone();
+    let moved = state
         .db
         .run(move |conn| {
-            db::write_transaction(conn, |conn| -> Result<(String, i64), AppError> {
-                let unknown = |field: &str, what: &str, v: &str| {
-                    AppError::UnknownReference(FieldError::new(
-                        "unknown_reference",
-                        field,
-                        format!("no {what} {v}"),
-                    ))
+            db::write_transaction(conn, |conn| -> Result<_, AppError> {
+                let movement = supplies::Movement {
+                    id,
+                    depot: &depot,
+                    item: &item,
+                    kind,
+                    quantity,
+                    segment: segment.as_deref(),
+                    note: note.as_deref(),
+                    device_at: None,
                 };
-                let depot_id = stock::depot_id(conn, &depot)?
-                    .ok_or_else(|| unknown("depot", "depot", &depot))?;
-                let item_id =
-                    stock::item_id(conn, &item)?.ok_or_else(|| unknown("item", "item", &item))?;
-                let segment_id = match &segment {
-                    None => None,
-                    Some(s) => Some(
-                        crate::sync::stock_segment(conn, s)?
-                            .ok_or_else(|| unknown("segment", "segment", s))?,
-                    ),
-                };
-                let id = uuid::Uuid::now_v7().to_string();
-                let by = user.id.to_string();
-                let moved = stock::move_stock(
-                    conn,
-                    &stock::NewMovement {
-                        id: id.clone(),
-                        depot_id: &depot_id,
-                        item_id: &item_id,
-                        lot_id: None,
-                        kind,
-                        delta: kind.signed(quantity),
-                        segment_id: segment_id.as_deref(),
-                        by_user: &by,
-                        device_at: None,
-                        note: note.as_deref(),
-                    },
-                );
-                match moved {
-                    Ok(b) => {
-                        crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
-                        db::audit::record(
-                            conn,
-                            &user.who(),
-                            "stock.move",
-                            Some(&id),
-                            &json!({"depot_id": depot_id, "item_id": item_id, "kind": kind_text,
-                                    "quantity": kind.signed(quantity), "segment_id": segment_id,
-                                    "on_hand": b.on_hand}),
-                        )?;
-                        Ok((id, b.on_hand))
-                    }
-                    Err(stock::StockError::Insufficient { available }) => {
-                        Err(AppError::InsufficientStock(format!(
-                            "only {available} available; {quantity} asked"
-                        )))
-                    }
-                    Err(stock::StockError::Db(e)) => Err(e.into()),
-                }
+                supplies::record(conn, &user, &movement, Utc::now()).map_err(refused)
             })
         })
         .await?;
+    let on_hand = moved.on_hand;
     Ok(HttpResponse::Created().json(json!({
         "movement_id": movement_id,
         "kind": kind.as_str(),
@@ -209,7 +172,9 @@ async fn record(
 }
 
 async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
-    let by = (Utc::now() + Duration::days(EXPIRING_WITHIN_DAYS))
+    // The lot-expiry window of the scheduled check, so the view and the alerts agree.
+    let within = state.checks.expiring_within_days;
+    let by = (Utc::now() + Duration::days(within))
         .format("%Y-%m-%d")
         .to_string();
     let lines = state
@@ -217,7 +182,7 @@ async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespons
         .run(move |conn| -> Result<_, AppError> { Ok(stock::view(conn, &by)?) })
         .await?;
     Ok(HttpResponse::Ok().json(riverchief_shared::api::StockView {
-        expiring_within_days: EXPIRING_WITHIN_DAYS,
+        expiring_within_days: within,
         stock: lines,
     }))
 }
@@ -386,12 +351,7 @@ async fn history(
     };
     let kind = match q.kind.as_deref() {
         None => None,
-        Some(k) => Some(stock::MovementKind::parse(k).ok_or_else(|| {
-            invalid(
-                "kind",
-                "the kind is one of receive, dispatch, return, write_off, adjust",
-            )
-        })?),
+        Some(k) => Some(stock::MovementKind::parse_field(k, "kind")?),
     };
     let from = super::issues::parse_time(q.from.as_deref(), "from")?.map(db::ts);
     let to = super::issues::parse_time(q.to.as_deref(), "to")?.map(db::ts);
@@ -421,7 +381,9 @@ async fn history(
             let segment_id = match &q.segment {
                 None => None,
                 Some(s) => Some(
-                    crate::sync::stock_segment(conn, s)?.ok_or_else(|| unknown("segment", s))?,
+                    db::segments::by_id_or_code(conn, s)?
+                        .map(|seg| seg.properties.id.to_string())
+                        .ok_or_else(|| unknown("segment", s))?,
                 ),
             };
             Ok(stock::movements(

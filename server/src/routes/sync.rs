@@ -2,11 +2,12 @@
 //! rules are in [`crate::sync`]) and `GET /sync/pull` (page through the change log by cursor).
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
 use riverchief_shared::sync::{PullResponse, PushRequest, PushResponse};
 use riverchief_shared::FieldError;
 use serde::Deserialize;
@@ -47,7 +48,9 @@ async fn push(
             body.mutations
                 .into_iter()
                 .map(|raw| {
-                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy)
+                    // Each mutation is received when its turn comes, as before.
+                    let now = Utc::now();
+                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy, now)
                 })
                 .collect::<Result<Vec<_>, AppError>>()
         })

@@ -8,11 +8,11 @@
 //! bytes match its announced digest enters the store; then one transaction records the photo, ends the
 //! upload and tells the issues that were waiting for it.
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::db::{self, Db};
+use crate::db;
 use crate::error::AppError;
-use crate::photo_store::{OnInterrupt, PhotoStore, UploadError, UploadId};
+use crate::photo_store::{OnInterrupt, UploadError, UploadId};
+use crate::state::AppState;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
@@ -23,12 +23,9 @@ use riverchief_shared::api::{ErrorBody, ErrorDetail};
 use riverchief_shared::photo::{PhotoType, Sha256};
 use riverchief_shared::FieldError;
 use sha2::Digest;
-use std::time::Duration;
 
 const TUS_VERSION: &str = "1.0.0";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
-/// Uploads untouched for this long are deleted at start-up.
-pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let tus_headers = || DefaultHeaders::new().add(("Tus-Resumable", TUS_VERSION));
@@ -305,24 +302,6 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     )
 }
 
-/// Deletes stale uploads (see [`PhotoStore::sweep_stale_uploads`]). Called at start-up
-/// ([`crate::app::Application::build`]) so that abandoned partial uploads do not pile up. Returns how
-/// many uploads were removed.
-pub async fn sweep_stale_uploads(
-    db: &Db,
-    store: &PhotoStore,
-    max_age: Duration,
-) -> Result<usize, AppError> {
-    store
-        .sweep_stale_uploads(db, max_age)
-        .await
-        .map_err(|e| match e {
-            UploadError::Db(e) => AppError::Db(e),
-            UploadError::Io(e) => AppError::Io(e),
-            other => AppError::Internal(other.to_string()),
-        })
-}
-
 /// The upload named in the path, if it is this user's.
 async fn find_upload(
     state: &AppState,
@@ -330,7 +309,7 @@ async fn find_upload(
     user: &AuthUser,
 ) -> Result<db::photos::Upload, AppError> {
     let not_found = || AppError::NotFound(format!("no upload {raw_id} of yours"));
-    let id = UploadId::parse(raw_id).ok_or_else(not_found)?;
+    let id = UploadId::parse(raw_id).map_err(|_| not_found())?;
     let user_id = user.id;
     state
         .db

@@ -4,10 +4,10 @@
 //! Every change writes an audit row in its own transaction.
 
 use super::body::json_body;
-use crate::app::AppState;
-use crate::auth::{self, AuthUser};
+use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use riverchief_shared::api::{
     DeviceList, NewUser, PasswordReset, UserCreated, UserInfo, UserList, UserPatch,
@@ -64,8 +64,8 @@ fn resolve_segments(
 ) -> Result<Vec<SegmentId>, AppError> {
     let mut out = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
-        let id = crate::sync::stock_segment(conn, key.trim())?
-            .and_then(|s| SegmentId::parse(&s).ok())
+        let id = db::segments::by_id_or_code(conn, key.trim())?
+            .map(|s| s.properties.id)
             .ok_or_else(|| {
                 AppError::UnknownReference(FieldError::new(
                     "unknown_reference",
@@ -141,10 +141,10 @@ async fn create(
 
 /// Hashes the password given (after checking it), or a new one that is answered once.
 async fn hash_chosen_or_new(chosen: Option<String>) -> Result<(String, Option<String>), AppError> {
-    let generated = chosen.is_none().then(auth::generate_password);
+    let generated = chosen.is_none().then(crate::password::generate);
     let password = chosen.or_else(|| generated.clone()).unwrap_or_default();
     check_password(&password, "password")?;
-    let hash = web::block(move || auth::hash_password(&password))
+    let hash = web::block(move || crate::password::hash(&password))
         .await
         .map_err(|e| AppError::Internal(format!("hashing: {e}")))??;
     Ok((hash, generated))

@@ -8,10 +8,10 @@
 //!   the last error and every attempt's answer and chosen delay.
 
 use super::body::json_body;
-use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::webhooks;
 use crate::error::AppError;
+use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use riverchief_shared::id::WebhookId;
