@@ -35,14 +35,7 @@ fn mib(b: u64) -> f64 {
 
 /// This process's resident set, in bytes.
 fn rss() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS"))?;
-    Ok(kb * 1024)
+    riverchief_tests::rss(std::process::id())
 }
 
 /// Fixes walking north-east from QHL-02's start, about 5 m apart (every one is kept), one second apart.

@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 use riverchief_shared::id::{DeviceId, IssueId, MutationId};
 use riverchief_shared::photo::Sha256;
-use riverchief_tests::{fake_jpeg, login, ServerProcess, TestDb};
+use riverchief_tests::{fake_jpeg, login, rss, ServerProcess, TestDb};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,18 +32,6 @@ const PARALLEL: usize = 4;
 const STREAMS: usize = 300;
 const ALERTS: usize = 20;
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// Resident set size of `pid` in bytes.
-fn rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
-    Ok(kb * 1024)
-}
 
 /// The highest resident set seen while `work` runs.
 async fn peak_during<F, T>(pid: u32, work: F) -> Result<(T, u64)>

@@ -127,6 +127,18 @@ pub async fn wait_healthy(base: &str) -> Result<()> {
     bail!("server at {base} never became healthy")
 }
 
+/// Resident set size of process `pid` in bytes (Linux, from `/proc/<pid>/status`).
+pub fn rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    Ok(kb * 1024)
+}
+
 /// A server running as a child process (the real binary), so that tests can SIGKILL it.
 pub struct ServerProcess {
     pub port: u16,

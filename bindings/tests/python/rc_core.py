@@ -20,6 +20,19 @@ def run(coro, timeout: float = 120.0):
     return asyncio.run(bounded())
 
 
+def report_photo(core, qhl02, photo, text, category="seepage", vertex=2):
+    """Reports a minor issue with one photo at a vertex of QHL-02's line; returns its id."""
+    _, line = qhl02
+    lon, lat = line[vertex]
+    return run(core.report_issue(
+        rc.IssueDraft(
+            segment="QHL-02", patrol_id=None, lon=lon, lat=lat, crs=rc.Crs.WGS84,
+            category=category, severity=1, outflow=None, description=text,
+            photo_paths=[str(photo["path"])],
+        )
+    ))
+
+
 def norm(name: str) -> str:
     return name.replace("_", "").upper()
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import rc_helpers as h
-from rc_core import Recorder, assert_consecutive, options, run, state, variant
+from rc_core import Recorder, assert_consecutive, options, report_photo, run, state, variant
 
 rc = pytest.importorskip("riverchief_ffi")
 
@@ -21,18 +21,6 @@ def collapse(names):
         if not out or out[-1] != n:
             out.append(n)
     return out
-
-
-def report_with(core, qhl02, photo, text):
-    _, line = qhl02
-    lon, lat = line[2]
-    return run(core.report_issue(
-        rc.IssueDraft(
-            segment="QHL-02", patrol_id=None, lon=lon, lat=lat, crs=rc.Crs.WGS84,
-            category="seepage", severity=1, outflow=None, description=text,
-            photo_paths=[str(photo["path"])],
-        )
-    ))
 
 
 def slow_sync(core, proxy, rate):
@@ -64,7 +52,7 @@ def test_i_listener_order_and_late_registration(server, proxy, lead, qhl02, smal
         # once, so the progress shows on its way.
         p1 = small_photo("control", 2560, 1920, quality=95)
         size = p1["size"]
-        report_with(core, qhl02, p1, "渗水 seepage (control)")
+        report_photo(core, qhl02, p1, "渗水 seepage (control)")
         seq0 = core.status().seq
         worker, result = slow_sync(core, proxy, size / 2.5)
         worker.join(timeout=60)
@@ -82,7 +70,7 @@ def test_i_listener_order_and_late_registration(server, proxy, lead, qhl02, smal
 
         # The same again, with a second listener registered once the upload is under way.
         p2 = small_photo("late", 2560, 1920, quality=95)
-        report_with(core, qhl02, p2, "渗水 seepage (late listener)")
+        report_photo(core, qhl02, p2, "渗水 seepage (late listener)")
         seq1 = core.status().seq
         worker, result = slow_sync(core, proxy, size / 2.5)
         try:

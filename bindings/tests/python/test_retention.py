@@ -10,21 +10,9 @@ from pathlib import Path
 import pytest
 
 import rc_helpers as h
-from rc_core import options, run, variant
+from rc_core import options, report_photo, run, variant
 
 rc = pytest.importorskip("riverchief_ffi")
-
-
-def report(core, qhl02, photo, text):
-    _, line = qhl02
-    lon, lat = line[1]
-    return run(core.report_issue(
-        rc.IssueDraft(
-            segment="QHL-02", patrol_id=None, lon=lon, lat=lat, crs=rc.Crs.WGS84,
-            category="litter", severity=1, outflow=None, description=text,
-            photo_paths=[str(photo["path"])],
-        )
-    ))
 
 
 def stored_sha(core, photo) -> str:
@@ -43,7 +31,7 @@ def test_h_retention_removes_only_confirmed_photos(server, proxy, lead, qhl02, s
     run(core.sync(None, rc.Network.UNMETERED))
 
     a = small_photo("confirmed")
-    issue_a = report(core, qhl02, a, "路边垃圾 litter by the path (sent)")
+    issue_a = report_photo(core, qhl02, a, "路边垃圾 litter by the path (sent)", category="litter", vertex=1)
     sha_a = stored_sha(core, a)
     out = run(core.sync(None, rc.Network.UNMETERED))
     assert variant(out.stopped) == "COMPLETED" and out.photos_uploaded == 1
@@ -57,7 +45,7 @@ def test_h_retention_removes_only_confirmed_photos(server, proxy, lead, qhl02, s
     proxy.down()
     try:
         b = small_photo("unsent")
-        report(core, qhl02, b, "路边垃圾 litter by the path (no signal)")
+        report_photo(core, qhl02, b, "路边垃圾 litter by the path (no signal)", category="litter", vertex=1)
         sha_b = stored_sha(core, b)
         with pytest.raises(rc.CoreError.Network):
             run(core.sync(None, rc.Network.UNMETERED))
@@ -96,7 +84,7 @@ def test_h_budget_removes_confirmed_photos_after_sync_never_unsent(server, proxy
     proxy.down()
     try:
         c = small_photo("budget-unsent")
-        report(core, qhl02, c, "漂浮物 floating debris (no signal)")
+        report_photo(core, qhl02, c, "漂浮物 floating debris (no signal)", category="litter", vertex=1)
         sha_c = stored_sha(core, c)
         # Over the budget, but unsent: kept.
         assert core.prune_photos() == 0
