@@ -317,7 +317,11 @@ impl Client {
         };
 
         let outcome = first_error.as_ref().map(|e| e.to_string());
-        let finished = report.stopped == StopReason::Completed;
+        // Records sent and the pull at its end: a photo waiting for an unmetered link is not a failure.
+        let finished = matches!(
+            report.stopped,
+            StopReason::Completed | StopReason::PhotosWaiting
+        );
         self.db(move |conn| {
             match &outcome {
                 None if finished => {
