@@ -5,10 +5,7 @@
 //! Everything here is blocking file I/O; callers run it off the async threads.
 
 use crate::error::{ClientError, Result};
-use crate::store;
-use chrono::{DateTime, Utc};
 use riverchief_shared::photo::{PhotoType, Sha256};
-use rusqlite::{params, Transaction};
 use sha2::Digest;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -265,91 +262,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// Records a captured photo as waiting for upload (a photo captured twice is one row).
-pub(crate) fn record(
-    tx: &Transaction<'_>,
-    photo: &CapturedPhoto,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    // Captured again after the device removed its confirmed copy: the file is back.
-    tx.execute(
-        "INSERT INTO photos (sha256, content_type, size, captured_at, original_size)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (sha256) DO UPDATE SET removed_at = NULL",
-        params![
-            photo.sha256.hex(),
-            photo.photo_type.mime(),
-            i64::try_from(photo.size).unwrap_or(i64::MAX),
-            store::time(now),
-            photo
-                .original_size
-                .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
-        ],
-    )?;
-    Ok(())
-}
-
-/// Removes photos the server has confirmed from the device: those confirmed more than `retention`
-/// before `now`, then the oldest confirmed ones while the photos kept on the device take more than
-/// `budget_bytes`. A photo not confirmed (waiting, or refused) is never removed. Returns how many
-/// were removed.
-pub(crate) fn prune(
-    conn: &rusqlite::Connection,
-    photos_dir: &Path,
-    retention: chrono::Duration,
-    budget_bytes: u64,
-    now: DateTime<Utc>,
-) -> Result<u64> {
-    let confirmed: Vec<(String, i64, String)> = {
-        let mut stmt = conn.prepare(
-            "SELECT sha256, size, COALESCE(settled_at, captured_at) FROM photos
-             WHERE state = 'confirmed' AND removed_at IS NULL ORDER BY 3, sha256",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    let kept: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(size), 0) FROM photos WHERE removed_at IS NULL",
-        [],
-        |r| r.get(0),
-    )?;
-    let mut kept = u64::try_from(kept).unwrap_or_default();
-    let cutoff = store::time(now - retention);
-    let mut removed = 0;
-    for (sha, size, settled) in confirmed {
-        if settled > cutoff && kept <= budget_bytes {
-            break;
-        }
-        let path = photos_dir.join(&sha);
-        // The file first: a crash between the two leaves a row that the next prune settles.
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ClientError::File { path, source: e }),
-        }
-        conn.execute(
-            "UPDATE photos SET removed_at = ?2 WHERE sha256 = ?1",
-            params![sha, store::time(now)],
-        )?;
-        kept = kept.saturating_sub(u64::try_from(size).unwrap_or_default());
-        removed += 1;
-    }
-    Ok(removed)
-}
-
-/// Whether the device still keeps the photo's file.
-pub(crate) fn kept(conn: &rusqlite::Connection, sha: &Sha256) -> Result<bool> {
-    use rusqlite::OptionalExtension;
-    let removed: Option<Option<String>> = conn
-        .query_row(
-            "SELECT removed_at FROM photos WHERE sha256 = ?1",
-            [sha.hex()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(matches!(removed, Some(None)))
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

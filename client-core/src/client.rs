@@ -142,7 +142,7 @@ impl Client {
     ) -> Result<u64> {
         let dir = self.photos_dir();
         self.db(move |conn| {
-            crate::capture::prune(conn, &dir, retention, budget_bytes, chrono::Utc::now())
+            crate::photos::prune(conn, &dir, retention, budget_bytes, chrono::Utc::now())
         })
         .await
     }
@@ -150,9 +150,7 @@ impl Client {
     /// The stored file of a captured photo, while the device keeps it.
     pub async fn photo_file(&self, sha: Sha256) -> Result<Option<PathBuf>> {
         let path = self.photo_path(&sha);
-        let kept = self
-            .db(move |conn| crate::capture::kept(conn, &sha))
-            .await?;
+        let kept = self.db(move |conn| crate::photos::kept(conn, &sha)).await?;
         Ok((kept && path.exists()).then_some(path))
     }
 
@@ -293,13 +291,9 @@ fn unsent_work_of_another(
     if same_user(&previous) && server == server_url {
         return Ok(());
     }
-    let records: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-        [],
-        |r| r.get(0),
-    )?;
-    let photos = crate::sync::upload::count_waiting(conn)?;
-    let pending = u64::try_from(records).unwrap_or(0) + u64::try_from(photos).unwrap_or(0);
+    let records = crate::outbox::count_pending(conn)?;
+    let photos = crate::photos::count_waiting(conn)?;
+    let pending = u64::try_from(records + photos).unwrap_or(u64::MAX);
     if pending == 0 {
         return Ok(());
     }

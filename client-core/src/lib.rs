@@ -49,6 +49,7 @@ mod error;
 mod flood_cli;
 mod gpx_import;
 mod outbox;
+mod photos;
 mod query;
 mod record;
 mod store;

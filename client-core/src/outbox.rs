@@ -114,6 +114,16 @@ pub(crate) struct Queued {
     pub size: usize,
 }
 
+/// How many mutations wait for the server.
+pub(crate) fn count_pending(conn: &Connection) -> Result<usize> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(usize::try_from(n).unwrap_or_default())
+}
+
 /// All pending mutations, in no particular order (see [`push_order_split`]).
 pub(crate) fn pending(conn: &Connection) -> Result<Vec<Queued>> {
     let mut stmt = conn.prepare(

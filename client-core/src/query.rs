@@ -5,7 +5,6 @@ use crate::client::{stored_user, Client};
 use crate::error::{ClientError, Result};
 use crate::outbox::{self, OutboxState};
 use crate::store::{self, DeviceColumn};
-use crate::sync::upload;
 use chrono::{DateTime, Utc};
 use riverchief_shared::api::{ErrorDetail, UserInfo};
 use riverchief_shared::domain::{Issue, IssueCategory, Outflow, Patrol, Segment, Severity};
@@ -424,8 +423,8 @@ fn read_status(conn: &mut Connection) -> Result<Status> {
         )?,
         done: count(conn, "SELECT COUNT(*) FROM outbox WHERE state = 'done'")?,
         rejected,
-        photos_pending: upload::count_waiting(conn)?,
-        photos_pending_bytes: upload::bytes_waiting(conn)?,
+        photos_pending: crate::photos::count_waiting(conn)?,
+        photos_pending_bytes: crate::photos::bytes_waiting(conn)?,
         photos_confirmed: count(
             conn,
             "SELECT COUNT(*) FROM photos WHERE state = 'confirmed'",

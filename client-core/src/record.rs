@@ -179,7 +179,7 @@ impl Client {
             let issue_id = IssueId::new();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for photo in &photos {
-                capture::record(&tx, photo, now)?;
+                crate::photos::record(&tx, photo, now)?;
             }
             // An urgent report jumps the queue; its patrol's start must jump with it, or the
             // server would not know the patrol yet.
@@ -273,7 +273,7 @@ impl Client {
             let event_id = IssueEventId::new();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for photo in &photos {
-                capture::record(&tx, photo, now)?;
+                crate::photos::record(&tx, photo, now)?;
             }
             let event = IssueEventData {
                 event_id,

@@ -310,7 +310,7 @@ impl Client {
         }
         report.stopped = match stop {
             Some(reason) => reason,
-            None if !control.photos && self.db(|c| upload::count_waiting(c)).await? > 0 => {
+            None if !control.photos && self.db(|c| crate::photos::count_waiting(c)).await? > 0 => {
                 StopReason::PhotosWaiting
             }
             None => StopReason::Completed,

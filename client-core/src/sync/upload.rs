@@ -6,116 +6,11 @@ use super::retry::retrying;
 use super::{ProgressFn, SyncProgress, SyncReport};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
-use crate::store;
-use chrono::Utc;
+use crate::photos::{self, WaitingPhoto};
 use reqwest::Url;
 use riverchief_shared::photo::Sha256;
-use rusqlite::{params, Connection};
 use std::path::Path;
 use tokio::sync::watch;
-
-/// A photo still to be uploaded. Photos whose every record was refused by the server are left out:
-/// nobody expects them any more.
-const WAITING: &str = "FROM photos p WHERE p.state = 'pending' AND EXISTS (
-    SELECT 1 FROM photo_refs r JOIN outbox o ON o.mutation_id = r.mutation_id
-    WHERE r.sha256 = p.sha256 AND o.state <> 'rejected')";
-
-#[derive(Debug, Clone)]
-pub(crate) struct WaitingPhoto {
-    sha: Sha256,
-    size: u64,
-    content_type: String,
-    upload_url: Option<String>,
-}
-
-/// Whether a waiting photo belongs to an urgent record (a critical hazard report).
-const URGENT: &str =
-    "(SELECT MAX(o.urgent) FROM photo_refs r JOIN outbox o ON o.mutation_id = r.mutation_id
-                   WHERE r.sha256 = p.sha256)";
-
-/// The photos to upload (only those of urgent records when `urgent_only`): those of urgent reports
-/// first, then in the order they were captured.
-fn waiting(conn: &Connection, urgent_only: bool) -> Result<Vec<WaitingPhoto>> {
-    let only = if urgent_only {
-        format!("AND {URGENT} = 1")
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "SELECT p.sha256, p.size, p.content_type, p.upload_url {WAITING} {only}
-         ORDER BY {URGENT} DESC, p.captured_at, p.rowid"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (sha, size, content_type, upload_url) = row?;
-        out.push(WaitingPhoto {
-            sha: store::parse_stored(&sha, |s| Sha256::parse(s, "sha256"))?,
-            size: u64::try_from(size).unwrap_or_default(),
-            content_type,
-            upload_url,
-        });
-    }
-    Ok(out)
-}
-
-pub(crate) fn count_waiting(conn: &Connection) -> Result<usize> {
-    let n: i64 = conn.query_row(&format!("SELECT COUNT(*) {WAITING}"), [], |r| r.get(0))?;
-    Ok(usize::try_from(n).unwrap_or_default())
-}
-
-/// The bytes of the photos still to be uploaded.
-pub(crate) fn bytes_waiting(conn: &Connection) -> Result<u64> {
-    let n: i64 = conn.query_row(
-        &format!("SELECT COALESCE(SUM(p.size), 0) {WAITING}"),
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(u64::try_from(n).unwrap_or_default())
-}
-
-fn set_upload_url(conn: &Connection, sha: &Sha256, url: Option<&str>) -> Result<()> {
-    conn.execute(
-        "UPDATE photos SET upload_url = ?2 WHERE sha256 = ?1",
-        params![sha.hex(), url],
-    )?;
-    Ok(())
-}
-
-fn confirm(conn: &Connection, sha: &Sha256) -> Result<()> {
-    conn.execute(
-        "UPDATE photos SET state = 'confirmed', upload_url = NULL, error = NULL, settled_at = ?2
-         WHERE sha256 = ?1",
-        params![sha.hex(), store::time(Utc::now())],
-    )?;
-    Ok(())
-}
-
-fn fail(conn: &Connection, sha: &Sha256, reason: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE photos SET state = 'failed', upload_url = NULL, error = ?2, settled_at = ?3
-         WHERE sha256 = ?1",
-        params![sha.hex(), reason, store::time(Utc::now())],
-    )?;
-    Ok(())
-}
-
-/// Keeps the last transient error of a photo that stays pending.
-fn note_error(conn: &Connection, sha: &Sha256, error: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE photos SET attempts = attempts + 1, error = ?2 WHERE sha256 = ?1",
-        params![sha.hex(), error],
-    )?;
-    Ok(())
-}
 
 pub(crate) async fn upload_all(
     client: &Client,
@@ -124,7 +19,9 @@ pub(crate) async fn upload_all(
     progress: ProgressFn<'_>,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let photos = client.db(move |conn| waiting(conn, urgent_only)).await?;
+    let photos = client
+        .db(move |conn| photos::waiting(conn, urgent_only))
+        .await?;
     if photos.is_empty() {
         return Ok(());
     }
@@ -138,7 +35,7 @@ pub(crate) async fn upload_all(
             let sha = photo.sha;
             let message = e.to_string();
             client
-                .db(move |conn| note_error(conn, &sha, &message))
+                .db(move |conn| photos::note_error(conn, &sha, &message))
                 .await?;
             // Every other photo would meet the same closed door.
             if e.is_unauthorized() || e.is_unreachable() {
@@ -173,7 +70,7 @@ async fn upload_one(
     let sha = photo.sha;
     let policy = client.options().retry;
     if retrying(&policy, "photo check", |_| api.photo_exists(&sha)).await? {
-        client.db(move |conn| confirm(conn, &sha)).await?;
+        client.db(move |conn| photos::confirm(conn, &sha)).await?;
         report.photos_skipped += 1;
         progress(SyncProgress::PhotoSkipped { sha });
         return Ok(());
@@ -218,7 +115,7 @@ async fn upload_one(
         .await
         {
             Ok(true) => {
-                client.db(move |conn| confirm(conn, &sha)).await?;
+                client.db(move |conn| photos::confirm(conn, &sha)).await?;
                 report.photos_uploaded += 1;
                 progress(SyncProgress::PhotoDone { sha });
                 return Ok(());
@@ -235,7 +132,7 @@ async fn upload_one(
         if matches!(error.status(), Some(404 | 410)) {
             upload_url = None;
             client
-                .db(move |conn| set_upload_url(conn, &sha, None))
+                .db(move |conn| photos::set_upload_url(conn, &sha, None))
                 .await?;
         }
         let retryable =
@@ -271,7 +168,9 @@ async fn give_up_on(
 ) -> Result<()> {
     tracing::warn!(%sha, "photo refused: {reason}");
     let stored = reason.clone();
-    client.db(move |conn| fail(conn, &sha, &stored)).await?;
+    client
+        .db(move |conn| photos::fail(conn, &sha, &stored))
+        .await?;
     report.photos_failed += 1;
     progress(SyncProgress::PhotoFailed { sha, reason });
     Ok(())
@@ -310,7 +209,7 @@ async fn attempt_upload(
             let url = api.resolve(&location)?;
             // Stored before any byte is sent: a crash from here on resumes this upload.
             client
-                .db(move |conn| set_upload_url(conn, &sha, Some(&location)))
+                .db(move |conn| photos::set_upload_url(conn, &sha, Some(&location)))
                 .await?;
             *upload_url = Some(url.clone());
             (url, 0)
