@@ -27,14 +27,14 @@
 //!   scheduled check (`checks`), which resolves it when the lot is no longer listed.
 
 use crate::db::alerts::{self, NewAlert};
-use crate::db::flood::{Station, StoredReading};
+use crate::db::flood::Station;
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::alert::{AlertKind, AlertLevel, Subject};
 use riverchief_shared::coverage::{is_overdue, CoverageSummary, FloodStage};
 use riverchief_shared::domain::Segment;
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
-use riverchief_shared::flood::{Reading, RiseRules};
+use riverchief_shared::flood::{Reading, RiseRules, StagedReading};
 use serde_json::json;
 
 /// The code of an issue's segment (its id if the segment is gone).
@@ -198,7 +198,7 @@ pub fn rise_alert(
     station: &Station,
     drill: bool,
     rules: &RiseRules,
-    r: &StoredReading,
+    r: &StagedReading,
 ) -> NewAlert {
     let (zh, en) = drill_marks(drill);
     let hours = rules.window.num_minutes() as f64 / 60.0;

@@ -2,14 +2,15 @@
 //! and the stage in force for a segment.
 //!
 //! [`ingest`] runs in the transaction that stores a batch of readings (real ones from the API or
-//! the CSV import, or a drill's). New readings are folded in time order from the stored reading just
-//! before the earliest new one, so a late batch is placed where it belongs: every reading after it
-//! gets its stage and rise again (`station_readings.stage`, `rise_m`), and the station's state
-//! (`station_stages`) follows the latest reading. A stage change at a reading that is new, or whose
-//! stage the late batch changed, resolves the station's open `stage_changed` alert and raises a new
-//! one (from, to, level, observed time); so a replay of what is already stored announces nothing.
-//! The rapid-rise signal raises `rapid_rise` when it comes on and resolves it when it goes off.
-//! A batch that adds nothing writes nothing.
+//! the CSV import, or a drill's). It reads the stored series around the batch and the alerts open on
+//! it, folds the batch with the shared crate's pure [`fold_batch`] (a late batch placed where it
+//! belongs, every reading after it given its stage and rise again; which stage changes and rises
+//! to announce, so that a replay of what is already stored announces nothing; the rules are
+//! written down there), and writes what the fold decided: the readings (`station_readings.stage`,
+//! `rise_m`), then the alerts (a stage change resolves the station's open `stage_changed` alert and
+//! raises a new one with from, to, level and observed time; the rapid rise raises `rapid_rise` when
+//! it comes on and resolves it when it goes off), then the station's state (`station_stages`),
+//! which follows the latest reading. A batch that adds nothing writes nothing.
 //!
 //! Drill readings go through the same fold in their own series (the drill's id): their stage never
 //! touches the real one and everything they raise is marked `drill`.
@@ -17,12 +18,14 @@
 use crate::alerting;
 use crate::coverage::Policy;
 use crate::db::alerts;
-use crate::db::flood::{self as store, Series, StageState, Station, StoredReading};
+use crate::db::flood::{self as store, Series, StageState, Station};
 use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Utc};
 use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::coverage::FloodStage;
-use riverchief_shared::flood::{next_stage, rise_at, Reading, RiseRules, StageRules};
+use riverchief_shared::flood::{
+    fold_batch, unstored, Announcement, Around, FoldRules, Reading, RiseRules, StageRules, Write,
+};
 use riverchief_shared::id::SegmentId;
 
 /// The flood watch's rules: the stage's hysteresis and the rapid rise.
@@ -71,20 +74,11 @@ pub fn ingest(
     store::lock_series(conn, &station.id, series)?;
     let times: Vec<DateTime<Utc>> = batch.iter().map(|(_, r)| r.observed_at).collect();
     let stored = store::levels_at(conn, &station.id, series, &times)?;
-    let mut fresh: Vec<Reading> = Vec::new();
-    for (index, r) in batch {
-        match stored.get(&r.observed_at) {
-            Some(level) if *level != r.level_m => {
-                return Err(IngestError::Conflict {
-                    index: *index,
-                    observed_at: r.observed_at,
-                    stored: *level,
-                })
-            }
-            Some(_) => {}
-            None => fresh.push(*r),
-        }
-    }
+    let fresh = unstored(batch, &stored).map_err(|c| IngestError::Conflict {
+        index: c.index,
+        observed_at: c.observed_at,
+        stored: c.stored,
+    })?;
     let before = store::stage_state(conn, &station.id, series)?;
     let Some(first_new) = fresh.first().map(|r| r.observed_at) else {
         return Ok(Ingested {
@@ -95,132 +89,91 @@ pub fn ingest(
     let drill = series.is_drill();
     let subject = Subject::Station(&station.code).to_string();
 
-    // The context: the stage at the reading before the first new one, and the readings in the rise
-    // window before it.
+    // The series around the batch: the reading before the first new one (the stage to start from),
+    // those in the rise window before it, the stored tail, and the alerts open on the station.
     let prev = store::reading_before(conn, &station.id, series, first_new)?;
-    let context = store::readings_from(
+    let window: Vec<Reading> = store::readings_from(
         conn,
         &station.id,
         series,
         first_new - settings.rise.window,
         Some(first_new),
-    )?;
+    )?
+    .into_iter()
+    .map(|s| s.reading)
+    .collect();
     let tail = store::readings_from(conn, &station.id, series, first_new, None)?;
-
-    // The stored tail and the new readings, in time order.
-    let mut merged: Vec<(Reading, Option<StoredReading>)> = tail
-        .iter()
-        .map(|s| (s.reading, Some(*s)))
-        .chain(fresh.iter().map(|r| (*r, None)))
-        .collect();
-    merged.sort_by_key(|(r, _)| r.observed_at);
-    let mut window: Vec<Reading> = context.iter().map(|s| s.reading).collect();
-    let offset = window.len();
-    window.extend(merged.iter().map(|(r, _)| *r));
-
-    let mut stage = prev.map_or(FloodStage::Normal, |p| p.stage);
-    let mut rising = prev.is_some_and(|p| settings.rise.is_rapid(p.rise_m));
-    // The reading that entered the stage in force, when it is in this batch's range.
-    let mut entered: Option<Reading> = None;
-    let mut inserted = 0;
-    let mut last_row = None;
-    for (k, (reading, old)) in merged.iter().enumerate() {
-        let next = next_stage(stage, reading.level_m, &station.thresholds, &settings.stage);
-        let rise_m = rise_at(&window, offset + k, settings.rise.window);
-        let now_rising = settings.rise.is_rapid(rise_m);
-        let row = StoredReading {
-            reading: *reading,
-            stage: next,
-            rise_m,
-        };
-        let (is_new, stage_moved) = match old {
-            None => {
-                store::insert_reading(conn, &station.id, series, &row)?;
-                inserted += 1;
-                (true, true)
-            }
-            Some(o) if o.stage != next || (o.rise_m - rise_m).abs() > 1e-9 => {
-                store::update_derived(conn, &station.id, series, &row)?;
-                (false, o.stage != next)
-            }
-            Some(_) => (false, false),
-        };
-        if next != stage {
-            entered = Some(*reading);
-            if is_new || stage_moved {
-                alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
-                alerts::raise(
-                    conn,
-                    &alerting::stage_alert(station, drill, stage, next, reading),
-                    now,
-                )?;
-            }
-        }
-        if now_rising != rising && is_new {
-            if now_rising {
-                alerts::raise(
-                    conn,
-                    &alerting::rise_alert(station, drill, &settings.rise, &row),
-                    now,
-                )?;
-            } else {
-                alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
-            }
-        }
-        stage = next;
-        rising = now_rising;
-        last_row = Some(row);
-    }
-    let Some(last) = last_row else {
+    let announced = alerts::open_alert(conn, AlertKind::StageChanged, &subject, drill)?
+        .and_then(|a| serde_json::from_value::<FloodStage>(a.details["to"].clone()).ok());
+    let rise_open = alerts::open_alert(conn, AlertKind::RapidRise, &subject, drill)?.is_some();
+    let around = Around {
+        before: prev,
+        window: &window,
+        after: &tail,
+        announced,
+        rise_open,
+    };
+    let rules = FoldRules {
+        thresholds: &station.thresholds,
+        stage: settings.stage,
+        rise: settings.rise,
+    };
+    let Some(folded) = fold_batch(&around, &fresh, &rules) else {
         return Ok(Ingested {
-            inserted,
+            inserted: 0,
             state: before,
         });
     };
-    // A late batch may have moved history under alerts already announced: the open alerts are made
-    // to say what the series now says (no write when they already do).
-    let announced = alerts::open_alert(conn, AlertKind::StageChanged, &subject, drill)?
-        .and_then(|a| serde_json::from_value::<FloodStage>(a.details["to"].clone()).ok())
-        .unwrap_or(FloodStage::Normal);
-    if announced != stage {
-        let at = entered.unwrap_or(last.reading);
-        alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
-        alerts::raise(
-            conn,
-            &alerting::stage_alert(station, drill, announced, stage, &at),
-            now,
-        )?;
+
+    for w in &folded.writes {
+        match w.write {
+            Write::Insert => store::insert_reading(conn, &station.id, series, &w.row)?,
+            Write::Update => store::update_derived(conn, &station.id, series, &w.row)?,
+        }
     }
-    if rising {
-        alerts::raise(
-            conn,
-            &alerting::rise_alert(station, drill, &settings.rise, &last),
-            now,
-        )?;
-    } else if alerts::open_alert(conn, AlertKind::RapidRise, &subject, drill)?.is_some() {
-        alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
+    for a in &folded.announcements {
+        match a {
+            Announcement::Stage { from, to, at } => {
+                alerts::resolve(conn, AlertKind::StageChanged, &subject, drill, now)?;
+                alerts::raise(
+                    conn,
+                    &alerting::stage_alert(station, drill, *from, *to, at),
+                    now,
+                )?;
+            }
+            Announcement::RiseOn(row) => {
+                alerts::raise(
+                    conn,
+                    &alerting::rise_alert(station, drill, &settings.rise, row),
+                    now,
+                )?;
+            }
+            Announcement::RiseOff => {
+                alerts::resolve(conn, AlertKind::RapidRise, &subject, drill, now)?;
+            }
+        }
     }
-    let since = match entered {
+    let since = match folded.entered {
         Some(r) => r.observed_at,
-        None => store::run_start(conn, &station.id, series, stage, first_new)?
-            .unwrap_or(merged[0].0.observed_at),
+        None => store::run_start(conn, &station.id, series, folded.stage, first_new)?
+            .unwrap_or(first_new),
     };
     let state = StageState {
-        stage,
+        stage: folded.stage,
         since,
-        observed_at: last.reading.observed_at,
-        level_m: last.reading.level_m,
-        rising,
+        observed_at: folded.last.reading.observed_at,
+        level_m: folded.last.reading.level_m,
+        rising: folded.rising,
     };
     store::put_stage_state(conn, &station.id, series, &state, before.is_some())?;
-    if !drill && before.map(|b| b.stage) != Some(stage) {
+    if !drill && before.map(|b| b.stage) != Some(folded.stage) {
         // The interval in force changed for the segments this station governs: phones learn it
         // through their pull.
         let ids = governed(conn, station)?;
         crate::coverage::record_summaries(conn, policy, &ids, now)?;
     }
     Ok(Ingested {
-        inserted,
+        inserted: folded.inserted(),
         state: Some(state),
     })
 }

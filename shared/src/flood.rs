@@ -9,6 +9,10 @@
 //! **Rapid rise.** The rise at a reading is its level minus the lowest level of the readings in the
 //! window before it (`[t - window, t]`, the reading itself included, so a falling level rises 0).
 //! The signal is on while the rise is at least `threshold_m` ([`rise_at`]).
+//!
+//! **The fold of a batch** ([`fold_batch`], in [`fold`]): the two rules over a station's series when
+//! a batch of readings arrives, late ones included: what to write and which alert changes to
+//! announce.
 
 use crate::coverage::FloodStage;
 use crate::validate::FieldError;
@@ -207,6 +211,12 @@ pub fn rise_at(series: &[Reading], i: usize, window: Duration) -> f64 {
         .fold(at.level_m, f64::min);
     (at.level_m - lowest).max(0.0)
 }
+
+pub mod fold;
+pub use fold::{
+    fold_batch, unstored, Announcement, Around, Conflict, FoldRules, Folded, RowWrite,
+    StagedReading, Write,
+};
 
 /// The body of `POST /api/v1/stations/{id or code}/readings`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,11 +27,7 @@ async fn post_movement(base: &str, token: &str, body: &Value) -> Result<(StatusC
 }
 
 fn open_db(db: &TestDb) -> Result<Db> {
-    let url = match db {
-        TestDb::Sqlite(path) => path.to_string_lossy().into_owned(),
-        TestDb::Pg(url) => url.clone(),
-    };
-    Ok(Db::open(&url)?)
+    Ok(Db::open(&db.location())?)
 }
 
 /// Balance = sum of the ledger for every depot and item.

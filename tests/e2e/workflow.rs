@@ -1105,10 +1105,7 @@ async fn duty_leads_list_filter_sort_page_and_count() -> Result<()> {
 
     // The queries the alert engine calls: the overdue dispatch now, and, a week and a day on, the
     // report nobody accepted (one working day, weekends skipped, has passed whatever today is).
-    let db = riverchief_server::db::Db::open(&match &server.db {
-        riverchief_tests::TestDb::Sqlite(p) => p.to_string_lossy().into_owned(),
-        riverchief_tests::TestDb::Pg(u) => u.clone(),
-    })?;
+    let db = riverchief_server::db::Db::open(&server.db.location())?;
     let mut conn = db.conn()?;
     let now = chrono::Utc::now();
     let overdue = riverchief_server::db::issues::overdue_dispatches(&mut conn, now)?;

@@ -1,23 +1,29 @@
 //! The server's database as the tests see it: a fresh one per test, on SQLite (a file in the test's
 //! data directory) or, when `RIVERCHIEF_TEST_DATABASE_URL` names a PostgreSQL server, a new database
-//! created on that server for the test. The same suite thus runs on both backends.
+//! created on that server for the test (`riverchief_server::db::scratch::ScratchDb`), dropped when
+//! the last clone of its `TestDb` is, so a long-lived server collects nothing. The same suite thus
+//! runs on both backends.
 //!
 //! Tests read the database directly, the way an auditor would: row counts, and a digest of every row
 //! of every table (equal digests before and after a refused request mean nothing was written).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
+use riverchief_server::db::scratch::ScratchDb;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The environment variable naming the PostgreSQL server for the PostgreSQL pass
 /// (e.g. `postgres://postgres@127.0.0.1:5433/postgres`).
 pub const PG_ENV: &str = riverchief_server::db::scratch::TEST_DATABASE_ENV;
 
+/// A test's database. Clones share it (servers of one test, instances behind a balancer); a
+/// PostgreSQL one is dropped, with its connections, when the last clone is.
 #[derive(Debug, Clone)]
 pub enum TestDb {
     Sqlite(PathBuf),
-    Pg(String),
+    Pg(Arc<ScratchDb>),
 }
 
 #[derive(QueryableByName)]
@@ -36,16 +42,9 @@ impl TestDb {
     /// A fresh database for a server whose data directory is `data_dir`: the SQLite default there,
     /// or a new PostgreSQL database when the PostgreSQL pass is on.
     pub fn fresh(data_dir: &Path) -> Result<TestDb> {
-        match std::env::var(PG_ENV) {
-            Ok(admin) if !admin.is_empty() => {
-                let name = format!("rc_test_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = PgConnection::establish(&admin)
-                    .with_context(|| format!("connecting to {admin}"))?;
-                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                Ok(TestDb::Pg(format!("{base}/{name}")))
-            }
-            _ => Ok(TestDb::Sqlite(data_dir.join("riverchief.sqlite3"))),
+        match ScratchDb::server() {
+            Some(admin) => Ok(TestDb::Pg(Arc::new(ScratchDb::create(&admin, "rc_test")?))),
+            None => Ok(TestDb::Sqlite(data_dir.join("riverchief.sqlite3"))),
         }
     }
 
@@ -58,7 +57,7 @@ impl TestDb {
     pub fn url(&self) -> Option<String> {
         match self {
             TestDb::Sqlite(_) => None,
-            TestDb::Pg(url) => Some(url.clone()),
+            TestDb::Pg(db) => Some(db.url().to_owned()),
         }
     }
 
@@ -66,7 +65,7 @@ impl TestDb {
     pub fn location(&self) -> String {
         match self {
             TestDb::Sqlite(path) => path.to_string_lossy().into_owned(),
-            TestDb::Pg(url) => url.clone(),
+            TestDb::Pg(db) => db.url().to_owned(),
         }
     }
 
@@ -84,8 +83,8 @@ impl TestDb {
                 )?;
                 Ok(conn.query_row(sql, [], |r| r.get(0))?)
             }
-            TestDb::Pg(url) => {
-                let mut conn = PgConnection::establish(url)?;
+            TestDb::Pg(db) => {
+                let mut conn = PgConnection::establish(db.url())?;
                 let row: Num = diesel::sql_query(format!("SELECT ({sql})::BIGINT AS n"))
                     .get_result(&mut conn)?;
                 Ok(row.n)
@@ -121,8 +120,8 @@ impl TestDb {
                     }
                 }
             }
-            TestDb::Pg(url) => {
-                let mut conn = PgConnection::establish(url)?;
+            TestDb::Pg(db) => {
+                let mut conn = PgConnection::establish(db.url())?;
                 let tables: Vec<Name> = diesel::sql_query(
                     "SELECT table_name::TEXT AS name FROM information_schema.tables \
                      WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use riverchief_shared::coverage::FloodStage;
 use riverchief_shared::flood::{
-    DrillState, Reading, ResponseLevel, ResponseView, StationView, Thresholds,
+    DrillState, Reading, ResponseLevel, ResponseView, StagedReading, StationView, Thresholds,
 };
 use riverchief_shared::id::UserId;
 
@@ -151,19 +151,11 @@ pub fn all_stations(conn: &mut Conn) -> QueryResult<Vec<Station>> {
         .collect())
 }
 
-/// A stored reading with what was derived from it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StoredReading {
-    pub reading: Reading,
-    pub stage: FloodStage,
-    pub rise_m: f64,
-}
-
 type ReadingRow = (String, f64, String, f64);
 
-fn to_stored(r: ReadingRow) -> QueryResult<StoredReading> {
+fn to_stored(r: ReadingRow) -> QueryResult<StagedReading> {
     let (at, level_m, stage, rise_m) = r;
-    Ok(StoredReading {
+    Ok(StagedReading {
         reading: Reading {
             observed_at: parse_ts(&at)?,
             level_m,
@@ -215,7 +207,7 @@ pub fn readings_from(
     series: Series<'_>,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
-) -> QueryResult<Vec<StoredReading>> {
+) -> QueryResult<Vec<StagedReading>> {
     let mut q = station_readings::table
         .filter(station_readings::station_id.eq(station_id))
         .filter(station_readings::series.eq(series.as_str()))
@@ -238,7 +230,7 @@ pub fn reading_before(
     station_id: &str,
     series: Series<'_>,
     t: DateTime<Utc>,
-) -> QueryResult<Option<StoredReading>> {
+) -> QueryResult<Option<StagedReading>> {
     station_readings::table
         .filter(station_readings::station_id.eq(station_id))
         .filter(station_readings::series.eq(series.as_str()))
@@ -256,7 +248,7 @@ pub fn insert_reading(
     conn: &mut Conn,
     station_id: &str,
     series: Series<'_>,
-    r: &StoredReading,
+    r: &StagedReading,
 ) -> QueryResult<()> {
     diesel::insert_into(station_readings::table)
         .values((
@@ -277,7 +269,7 @@ pub fn update_derived(
     conn: &mut Conn,
     station_id: &str,
     series: Series<'_>,
-    r: &StoredReading,
+    r: &StagedReading,
 ) -> QueryResult<()> {
     diesel::update(
         station_readings::table
