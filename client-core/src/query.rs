@@ -106,31 +106,18 @@ pub struct Status {
 impl Client {
     /// The mirrored segments, by code.
     pub async fn segments(&self) -> Result<Vec<Segment>> {
-        self.db(|conn| {
-            let mut stmt = conn.prepare("SELECT data FROM mirror_segments ORDER BY code, id")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.db(|conn| mirrored(conn, "SELECT data FROM mirror_segments ORDER BY code, id"))
+            .await
     }
 
     /// The coverage summaries pulled from the server: per segment, when it was last covered and when
     /// it falls due at the stage in force. Segments never covered come first, then by due time.
     pub async fn coverage(&self) -> Result<Vec<riverchief_shared::coverage::CoverageSummary>> {
         self.db(|conn| {
-            let mut stmt = conn.prepare(
+            mirrored(
+                conn,
                 "SELECT data FROM mirror_coverage ORDER BY due_at IS NOT NULL, due_at, id",
-            )?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+            )
         })
         .await
     }
@@ -140,14 +127,10 @@ impl Client {
     /// alerts are kept as history; drill alerts carry `drill`.
     pub async fn alerts(&self) -> Result<Vec<riverchief_shared::alert::Alert>> {
         self.db(|conn| {
-            let mut stmt =
-                conn.prepare("SELECT data FROM mirror_alerts ORDER BY raised_at DESC, id DESC")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+            mirrored(
+                conn,
+                "SELECT data FROM mirror_alerts ORDER BY raised_at DESC, id DESC",
+            )
         })
         .await
     }
@@ -178,14 +161,10 @@ impl Client {
     /// events and photo arrival as the server last reported them.
     pub async fn issues(&self) -> Result<Vec<Issue>> {
         self.db(|conn| {
-            let mut stmt =
-                conn.prepare("SELECT data FROM mirror_issues ORDER BY reported_at DESC, id DESC")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+            mirrored(
+                conn,
+                "SELECT data FROM mirror_issues ORDER BY reported_at DESC, id DESC",
+            )
         })
         .await
     }
@@ -315,6 +294,17 @@ impl Client {
         }
         Ok(status)
     }
+}
+
+/// The JSON `data` column of a mirror query, each row parsed as the server sent it.
+fn mirrored<T: serde::de::DeserializeOwned>(conn: &mut Connection, sql: &str) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?)?);
+    }
+    Ok(out)
 }
 
 fn from_server_issue(issue: Issue) -> IssueSummary {
