@@ -612,13 +612,24 @@ async fn run_sync(
             tracing::warn!("removing confirmed photos failed: {e}");
         }
     }
-    let status = client.status().await?;
-    hub.set_counts(counts(&status));
+    // What is left. Should the store fail to say, the counts last known stand: the sync's end must
+    // still be reported, or the app would show "syncing" for ever.
+    let left = match client.status().await {
+        Ok(status) => {
+            let now = counts(&status);
+            hub.set_counts(now);
+            now
+        }
+        Err(e) => {
+            tracing::warn!("reading what is left after a sync failed: {e}");
+            hub.counts()
+        }
+    };
     let left = Pending {
-        mutations: u64::try_from(status.pending).unwrap_or_default(),
-        urgent: u64::try_from(status.pending_urgent).unwrap_or_default(),
-        photos: u64::try_from(status.photos_pending).unwrap_or_default(),
-        photo_bytes: status.photos_pending_bytes,
+        mutations: left.mutations,
+        urgent: left.urgent,
+        photos: left.photos,
+        photo_bytes: left.photo_bytes,
     };
     match result {
         // Another sync runs: its status is the one that counts.

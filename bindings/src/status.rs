@@ -105,6 +105,10 @@ impl Hub {
         }
     }
 
+    pub(crate) fn counts(&self) -> Counts {
+        self.lock().counts
+    }
+
     pub(crate) fn current(&self) -> SyncStatus {
         Self::snapshot(&self.lock())
     }
