@@ -326,8 +326,8 @@ pub(crate) fn close_batch(
             let (t, lon, lat, accuracy_m, crs, mock) = row?;
             points.push(TrackPoint {
                 t: store::parse_time(&t)?,
-                lon: store::parse_stored(&lon.to_string(), |_| Lon::parse(lon, "lon"))?,
-                lat: store::parse_stored(&lat.to_string(), |_| Lat::parse(lat, "lat"))?,
+                lon: stored_position(Lon::parse(lon, "lon"))?,
+                lat: stored_position(Lat::parse(lat, "lat"))?,
                 accuracy_m,
                 crs: crs.as_deref().map(parse_crs).transpose()?,
                 mock,
@@ -373,6 +373,11 @@ fn last_fix(tx: &Transaction<'_>, patrol_id: PatrolId) -> Result<Option<LastFix>
         })),
         _ => Ok(None),
     }
+}
+
+/// A coordinate read back from `pending_fixes`, which holds only what `record_fix` parsed.
+fn stored_position<T>(parsed: Result<T, riverchief_shared::FieldError>) -> Result<T> {
+    parsed.map_err(|e| ClientError::Internal(format!("bad stored fix: {e}")))
 }
 
 /// The datum as stored and sent: absent for WGS-84 (what the server stores), `gcj02` otherwise.

@@ -206,6 +206,15 @@ def point_times(track: dict) -> list[int]:
 # The phone's signal: a TCP proxy
 
 
+def _close_hard(sock: socket.socket) -> None:
+    """Shuts a socket both ways and closes it; a socket already gone is fine."""
+    for end in (lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
+        try:
+            end()
+        except OSError:
+            pass
+
+
 class Proxy:
     """A loopback TCP proxy to `target_port`. `down()` closes the listening socket (connections are
     refused) and cuts every open connection; `up()` listens again on the same port; `throttle(bps)`
@@ -266,16 +275,9 @@ class Proxy:
         with self._lock:
             pairs = list(self._pairs)
             self._pairs.clear()
-        for a, b in pairs:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        for pair in pairs:
+            for s in pair:
+                _close_hard(s)
         return len(pairs)
 
     def open_connections(self) -> int:
@@ -405,14 +407,7 @@ class Proxy:
             with self._lock:
                 self._pairs.discard(pair)
             for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                try:
-                    s.close()
-                except OSError:
-                    pass
+                _close_hard(s)
 
 
 # --------------------------------------------------------------------------------------------
