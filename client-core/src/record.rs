@@ -357,7 +357,7 @@ impl Client {
     ) -> Result<MutationId> {
         let limits = self.limits();
         let body = MutationBody::StockMove(StockMove {
-            movement_id: uuid::Uuid::now_v7(),
+            movement_id: riverchief_shared::id::MovementId::new(),
             depot: depot.to_owned(),
             item: item.to_owned(),
             kind: riverchief_shared::stock::MovementKind::parse_field(kind, "data.kind")?,

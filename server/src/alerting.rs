@@ -35,6 +35,7 @@ use riverchief_shared::coverage::{is_overdue, CoverageSummary, FloodStage};
 use riverchief_shared::domain::Segment;
 use riverchief_shared::domain::{local_minutes, Issue, IssueStatus, Outflow};
 use riverchief_shared::flood::{Reading, RiseRules, StagedReading};
+use riverchief_shared::id::{DepotId, ItemId};
 use serde_json::json;
 
 /// The code of an issue's segment (its id if the segment is gone).
@@ -499,8 +500,8 @@ pub fn stock_line_changed(
 /// After a stock movement (in its transaction): raises or resolves the item's `stock_below_quota`.
 pub fn stock_moved(
     conn: &mut Conn,
-    depot_id: &str,
-    item_id: &str,
+    depot_id: &DepotId,
+    item_id: &ItemId,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     if let Some(line) = db::stock::line(conn, depot_id, item_id)? {

@@ -106,7 +106,7 @@ pub fn run(
         let mut expiring = BTreeSet::new();
         for line in &lines {
             for lot in &line.lots_expiring {
-                let subject = Subject::Lot(&lot.id).to_string();
+                let subject = Subject::Lot(lot.id).to_string();
                 expiring.insert(subject.clone());
                 alerts::raise(
                     conn,

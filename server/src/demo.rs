@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use riverchief_shared::api::UserInfo;
 use riverchief_shared::domain::{Bank, Role, Segment};
 use riverchief_shared::geo::length_m;
-use riverchief_shared::id::{SegmentId, UserId};
+use riverchief_shared::id::{DepotId, ItemId, LotId, MovementId, SegmentId, StationId, UserId};
 use serde::Deserialize;
 
 const DEMO_JSON: &str = include_str!("../demo/qinhuai-demo.json");
@@ -75,7 +75,7 @@ fn seed_stations(conn: &mut Conn, file: &DemoFile) -> anyhow::Result<()> {
         db::flood::insert_station(
             conn,
             &db::flood::Station {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: StationId::new(),
                 code: s.code.clone(),
                 name: s.name.clone(),
                 name_en: s.name_en.clone(),
@@ -136,7 +136,7 @@ fn seed_supplies(
         stock::insert_depot(
             conn,
             &stock::NewDepot {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: DepotId::new(),
                 code: &d.code,
                 name: &d.name,
                 name_en: d.name_en.as_deref(),
@@ -150,7 +150,7 @@ fn seed_supplies(
         stock::insert_item(
             conn,
             &stock::NewItem {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: ItemId::new(),
                 code: &i.code,
                 name: &i.name,
                 name_en: i.name_en.as_deref(),
@@ -172,7 +172,7 @@ fn seed_supplies(
         }
         let lot = match &s.expires {
             Some(expires) => {
-                let id = uuid::Uuid::now_v7().to_string();
+                let id = LotId::new();
                 stock::insert_lot(conn, &id, &depot, &item, s.on_hand, &today, Some(expires))?;
                 Some(id)
             }
@@ -181,10 +181,10 @@ fn seed_supplies(
         stock::move_stock(
             conn,
             &stock::NewMovement {
-                id: uuid::Uuid::now_v7().to_string(),
-                depot_id: &depot,
-                item_id: &item,
-                lot_id: lot.as_deref(),
+                id: MovementId::new(),
+                depot_id: depot,
+                item_id: item,
+                lot_id: lot,
                 kind: stock::MovementKind::Receive,
                 delta: s.on_hand,
                 segment_id: None,

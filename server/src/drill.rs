@@ -21,6 +21,7 @@ use crate::flood::Settings;
 use chrono::{DateTime, Utc};
 use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::flood::{DrillState, DrillView, Reading};
+use riverchief_shared::id::DrillId;
 use std::time::{Duration, Instant};
 
 /// The 2024 Dongshan hydrograph shipped with the server (`station,observed_at,level_m`, hourly).
@@ -35,11 +36,11 @@ pub fn shipped_series() -> Result<Vec<Reading>, AppError> {
 
 /// A drill as the API shows it.
 pub fn view(conn: &mut Conn, d: &store::DrillRow) -> QueryResult<DrillView> {
-    let station = store::station(conn, &d.station_id)?;
-    let state = store::stage_state(conn, &d.station_id, Series::Drill(&d.id))?;
+    let station = store::station_by_id(conn, &d.station_id)?;
+    let state = store::stage_state(conn, &d.station_id, Series::Drill(d.id))?;
     Ok(DrillView {
-        id: d.id.clone(),
-        station: station.map_or_else(|| d.station_id.clone(), |s| s.code),
+        id: d.id,
+        station: station.map_or_else(|| d.station_id.to_string(), |s| s.code),
         speed: d.speed,
         state: d.state,
         started_by: d.started_by,
@@ -55,17 +56,22 @@ pub fn view(conn: &mut Conn, d: &store::DrillRow) -> QueryResult<DrillView> {
 
 /// Ends a running drill (`Finished` or `Stopped`) and resolves its open alerts, in the caller's
 /// write transaction. Answers whether it was running.
-pub fn end(conn: &mut Conn, id: &str, state: DrillState, now: DateTime<Utc>) -> QueryResult<bool> {
+pub fn end(
+    conn: &mut Conn,
+    id: &DrillId,
+    state: DrillState,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
     let Some(d) = store::drill(conn, id, false)? else {
         return Ok(false);
     };
     // The drill's series lock: a replay step holds it from its check to its commit, so no step of
     // this drill commits after the end.
-    store::lock_series(conn, &d.station_id, Series::Drill(id))?;
+    store::lock_series(conn, &d.station_id, Series::Drill(*id))?;
     if !store::end_drill(conn, id, state, now)? {
         return Ok(false);
     }
-    if let Some(station) = store::station(conn, &d.station_id)? {
+    if let Some(station) = store::station_by_id(conn, &d.station_id)? {
         let subject = Subject::Station(&station.code).to_string();
         for kind in [AlertKind::StageChanged, AlertKind::RapidRise] {
             alerts::resolve(conn, kind, &subject, true, now)?;
@@ -124,13 +130,13 @@ fn step(
     conn: &mut Conn,
     policy: &Policy,
     settings: &Settings,
-    drill_id: &str,
+    drill_id: &DrillId,
     station: &Station,
     series: &[Reading],
     (from, to): (usize, usize),
 ) -> Result<Step, AppError> {
     db::write_transaction(conn, |conn| -> Result<Step, AppError> {
-        store::lock_series(conn, &station.id, Series::Drill(drill_id))?;
+        store::lock_series(conn, &station.id, Series::Drill(*drill_id))?;
         let running =
             store::drill(conn, drill_id, false)?.is_some_and(|d| d.state == DrillState::Running);
         if !running {
@@ -142,7 +148,7 @@ fn step(
             settings,
             policy,
             station,
-            Series::Drill(drill_id),
+            Series::Drill(*drill_id),
             &batch,
             Utc::now(),
         )
@@ -157,11 +163,11 @@ fn step(
 }
 
 /// Starts replaying a drill (already stored, running) on the runtime.
-pub fn spawn(db: Db, policy: Policy, settings: Settings, drill_id: String) {
+pub fn spawn(db: Db, policy: Policy, settings: Settings, drill_id: DrillId) {
     tokio::spawn(async move {
         if let Err(e) = replay(&db, policy, settings, &drill_id).await {
             tracing::warn!(drill = %drill_id, error = %e, "drill replay failed; stopping it");
-            let id = drill_id.clone();
+            let id = drill_id;
             let _ = db
                 .run(move |conn| -> Result<bool, AppError> {
                     Ok(db::write_transaction(conn, |conn| {
@@ -173,13 +179,13 @@ pub fn spawn(db: Db, policy: Policy, settings: Settings, drill_id: String) {
     });
 }
 
-async fn replay(db: &Db, policy: Policy, settings: Settings, id: &str) -> Result<(), AppError> {
-    let key = id.to_owned();
+async fn replay(db: &Db, policy: Policy, settings: Settings, id: &DrillId) -> Result<(), AppError> {
+    let key = *id;
     let (drill, station) = db
         .run(move |conn| -> Result<_, AppError> {
             let d = store::drill(conn, &key, true)?
                 .ok_or_else(|| AppError::NotFound(format!("no drill {key}")))?;
-            let s = store::station(conn, &d.station_id)?
+            let s = store::station_by_id(conn, &d.station_id)?
                 .ok_or_else(|| AppError::NotFound(format!("no station {}", d.station_id)))?;
             Ok((d, s))
         })
@@ -196,7 +202,7 @@ async fn replay(db: &Db, policy: Policy, settings: Settings, id: &str) -> Result
         let due = t0 + chrono::Duration::milliseconds(series_ms.min(1e15) as i64);
         let until = series.partition_point(|r| r.observed_at <= due).max(fed);
         if until > fed {
-            let (s, st, key) = (series.clone(), station.clone(), id.to_owned());
+            let (s, st, key) = (series.clone(), station.clone(), *id);
             let outcome = db
                 .run(move |conn| step(conn, &policy, &settings, &key, &st, &s, (fed, until)))
                 .await?;

@@ -67,7 +67,7 @@ pub fn ingest(
     settings: &Settings,
     policy: &Policy,
     station: &Station,
-    series: Series<'_>,
+    series: Series,
     batch: &[(usize, Reading)],
     now: DateTime<Utc>,
 ) -> Result<Ingested, IngestError> {

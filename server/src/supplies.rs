@@ -11,13 +11,14 @@
 use crate::auth::AuthUser;
 use crate::db::{self, stock, Conn, QueryError};
 use chrono::{DateTime, Utc};
+use riverchief_shared::id::MovementId;
 use riverchief_shared::stock::MovementKind;
 use riverchief_shared::FieldError;
 
 /// A movement as asked for. `depot`, `item` and `segment` are ids or codes.
 #[derive(Debug, Clone)]
 pub struct Movement<'a> {
-    pub id: String,
+    pub id: MovementId,
     pub depot: &'a str,
     pub item: &'a str,
     pub kind: MovementKind,
@@ -97,7 +98,7 @@ pub fn record(
         None => None,
         Some(s) => Some(
             db::segments::by_id_or_code(conn, s)?
-                .map(|seg| seg.properties.id.to_string())
+                .map(|seg| seg.properties.id)
                 .ok_or_else(|| unknown("segment", "segment", s))?,
         ),
     };
@@ -113,13 +114,13 @@ pub fn record(
     let moved = stock::move_stock(
         conn,
         &stock::NewMovement {
-            id: m.id.clone(),
-            depot_id: &depot_id,
-            item_id: &item_id,
+            id: m.id,
+            depot_id,
+            item_id,
             lot_id: None,
             kind: m.kind,
             delta,
-            segment_id: segment_id.as_deref(),
+            segment_id,
             by_user: &user,
             device_at: m.device_at.map(db::ts),
             note: m.note,
@@ -141,7 +142,7 @@ pub fn record(
         conn,
         &by.who(),
         "stock.move",
-        Some(&m.id),
+        Some(&m.id.to_string()),
         &serde_json::json!({"depot_id": depot_id, "item_id": item_id, "kind": m.kind,
             "quantity": delta, "segment_id": segment_id, "on_hand": balance.on_hand}),
     )?;

@@ -536,7 +536,7 @@ fn stock_move(
 ) -> Result<Value, Failure> {
     use crate::supplies::{self, MoveError};
     let movement = supplies::Movement {
-        id: d.movement_id.to_string(),
+        id: d.movement_id,
         depot: &d.depot,
         item: &d.item,
         kind: d.kind,

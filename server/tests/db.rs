@@ -1027,12 +1027,12 @@ fn one_stock_line_is_the_line_the_whole_view_shows() {
             );
         }
         // An item with neither quota nor stock has no line, then a quota gives it one, short of all.
-        let depot = view[0].depot_id.clone();
-        let item = uuid::Uuid::now_v7().to_string();
+        let depot = view[0].depot_id;
+        let item = riverchief_shared::id::ItemId::new();
         db::stock::insert_item(
             &mut conn,
             &db::stock::NewItem {
-                id: item.clone(),
+                id: item,
                 code: "TEST-BAGS",
                 name: "测试编织袋",
                 name_en: None,
@@ -1050,7 +1050,7 @@ fn one_stock_line_is_the_line_the_whole_view_shows() {
         let whole = db::stock::view(&mut conn, "0000-00-00").unwrap();
         assert!(whole.contains(&line));
         assert_eq!(
-            db::stock::line(&mut conn, "no-such-depot", &item).unwrap(),
+            db::stock::line(&mut conn, &riverchief_shared::id::DepotId::new(), &item).unwrap(),
             None
         );
     });
@@ -1073,12 +1073,12 @@ fn a_drill_is_swept_only_once_its_replay_should_have_ended() {
                 level_m: 8.0 + h as f64 * 0.1,
             })
             .collect();
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = riverchief_shared::id::DrillId::new();
         store::insert_drill(
             &mut conn,
             &store::DrillRow {
-                id: id.clone(),
-                station_id: station.id.clone(),
+                id,
+                station_id: station.id,
                 speed: 3600.0,
                 state: DrillState::Running,
                 readings_total: series.len() as i64,

@@ -7,7 +7,7 @@
 //! acknowledged by a duty lead (who, when) and resolved when its cause clears; a resolved alert is
 //! history, and the next occurrence raises a new one.
 
-use crate::id::{AlertId, IssueId, SegmentId, UserId};
+use crate::id::{AlertId, IssueId, LotId, SegmentId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -94,7 +94,7 @@ pub enum Subject<'a> {
     /// A depot's item, by their codes (below quota).
     Stock { depot: &'a str, item: &'a str },
     /// A lot (expiring).
-    Lot(&'a str),
+    Lot(LotId),
     /// A river (its emergency response level).
     River(&'a str),
 }

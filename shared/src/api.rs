@@ -1,7 +1,7 @@
 //! Request and response bodies outside the sync protocol, and the error envelope every endpoint uses.
 
 use crate::domain::{Issue, IssueEventKind, IssueStatus, Patrol, Role, TrackPoint};
-use crate::id::{IssueEventId, IssueId, SegmentId, UserId};
+use crate::id::{DepotId, IssueEventId, IssueId, ItemId, LotId, SegmentId, UserId};
 use crate::photo::Sha256;
 use crate::validate::FieldError;
 use chrono::{DateTime, Utc};
@@ -238,7 +238,7 @@ pub struct DeviceList {
 /// A lot as the stock view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LotView {
-    pub id: String,
+    pub id: LotId,
     pub quantity: i64,
     /// `YYYY-MM-DD`
     pub received_on: String,
@@ -250,9 +250,9 @@ pub struct LotView {
 /// One line of the stock view (`GET /api/v1/stock`): a depot and an item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockLine {
-    pub depot_id: String,
+    pub depot_id: DepotId,
     pub depot: String,
-    pub item_id: String,
+    pub item_id: ItemId,
     pub item: String,
     pub item_name: String,
     pub unit: String,

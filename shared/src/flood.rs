@@ -318,7 +318,7 @@ pub struct ReadingList {
 /// A gauge station as `GET /api/v1/stations` shows it, with its latest real reading and stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StationView {
-    pub id: String,
+    pub id: crate::id::StationId,
     pub code: String,
     pub name: String,
     #[serde(default)]
@@ -402,7 +402,7 @@ pub struct ResponseView {
 /// One station in `GET /api/v1/flood-level`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FloodLevelStation {
-    pub id: String,
+    pub id: crate::id::StationId,
     pub code: String,
     pub name: String,
     pub river: String,
@@ -455,7 +455,7 @@ crate::names::named!(DrillState {
 /// A drill as `GET /api/v1/drills` shows it, with its own (drill) stage and level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillView {
-    pub id: String,
+    pub id: crate::id::DrillId,
     pub station: String,
     pub speed: f64,
     pub state: DrillState,

@@ -121,6 +121,31 @@ id_type!(
     /// A tus photo upload (made by the server).
     UploadId
 );
+id_type!(
+    /// A depot where flood supplies are kept (made by the server).
+    DepotId
+);
+id_type!(
+    /// A kind of flood supply (made by the server).
+    ItemId
+);
+id_type!(
+    /// One lot of an ageing item, with its expiry (made by the server).
+    LotId
+);
+id_type!(
+    /// One line of the stock ledger: made on the device for a movement recorded offline, by the server
+    /// for one recorded through the API.
+    MovementId
+);
+id_type!(
+    /// A gauge station (made by the server).
+    StationId
+);
+id_type!(
+    /// A flood drill: a hydrograph replayed for one station (made by the server).
+    DrillId
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

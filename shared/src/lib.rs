@@ -22,6 +22,7 @@
 pub mod alert;
 pub mod api;
 pub mod coverage;
+pub mod csv;
 pub mod domain;
 pub mod flood;
 pub mod gcj02;

@@ -128,7 +128,7 @@ pub struct IssueReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockMove {
-    pub movement_id: uuid::Uuid,
+    pub movement_id: crate::id::MovementId,
     pub depot: String,
     pub item: String,
     pub kind: crate::stock::MovementKind,
@@ -142,7 +142,7 @@ pub struct StockMove {
 /// The result of an applied `stock.move`: the balance after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockMoveResult {
-    pub movement_id: uuid::Uuid,
+    pub movement_id: crate::id::MovementId,
     pub on_hand: i64,
 }
 

@@ -132,7 +132,7 @@ fn station_add(a: StationAddArgs) -> anyhow::Result<()> {
     let (db, _) = open_db(&a.data)?;
     let mut conn = db.conn()?;
     let station = store::Station {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: riverchief_shared::id::StationId::new(),
         code: code.clone(),
         name: a.name.trim().to_owned(),
         name_en: a.name_en,

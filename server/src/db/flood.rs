@@ -11,22 +11,22 @@ use riverchief_shared::coverage::FloodStage;
 use riverchief_shared::flood::{
     DrillState, Reading, ResponseLevel, ResponseView, StagedReading, StationView, Thresholds,
 };
-use riverchief_shared::id::UserId;
+use riverchief_shared::id::{DrillId, StationId, UserId};
 
 /// Which of a station's series of readings and stage: the real one, or a drill's own, named by
 /// the drill's id. Only the real series feeds the stage in force, the stations' levels and the checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series<'a> {
+pub enum Series {
     Real,
-    Drill(&'a str),
+    Drill(DrillId),
 }
 
-impl Series<'_> {
+impl Series {
     /// As stored in `station_readings.series` and `station_stages.series`.
-    pub fn as_str(&self) -> &str {
+    pub fn stored(&self) -> String {
         match self {
-            Series::Real => "real",
-            Series::Drill(id) => id,
+            Series::Real => "real".to_owned(),
+            Series::Drill(id) => id.to_string(),
         }
     }
 
@@ -46,7 +46,7 @@ fn stage_of(s: &str) -> QueryResult<FloodStage> {
 /// A gauge station.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Station {
-    pub id: String,
+    pub id: StationId,
     pub code: String,
     pub name: String,
     pub name_en: Option<String>,
@@ -74,7 +74,7 @@ struct StationRow {
     guarantee_m: f64,
 }
 
-fn to_station(r: StationRow) -> Station {
+fn to_station(r: StationRow) -> QueryResult<Station> {
     let StationRow {
         id,
         code,
@@ -88,8 +88,8 @@ fn to_station(r: StationRow) -> Station {
         warning_m,
         guarantee_m,
     } = r;
-    Station {
-        id,
+    Ok(Station {
+        id: parse_id(&id)?,
         code,
         name,
         name_en,
@@ -102,14 +102,14 @@ fn to_station(r: StationRow) -> Station {
             warning_m,
             guarantee_m,
         },
-    }
+    })
 }
 
 /// Adds a station. A station with the same code is a unique violation.
 pub fn insert_station(conn: &mut Conn, s: &Station) -> QueryResult<()> {
     diesel::insert_into(stations::table)
         .values((
-            stations::id.eq(&s.id),
+            stations::id.eq(s.id.to_string()),
             stations::code.eq(&s.code),
             stations::name.eq(&s.name),
             stations::name_en.eq(&s.name_en),
@@ -128,7 +128,7 @@ pub fn insert_station(conn: &mut Conn, s: &Station) -> QueryResult<()> {
 
 /// A station by id or code.
 pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>> {
-    Ok(stations::table
+    stations::table
         .filter(
             stations::id
                 .eq(id_or_code)
@@ -137,59 +137,66 @@ pub fn station(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<Station>
         .select(StationRow::as_select())
         .first(conn)
         .optional()?
-        .map(to_station))
+        .map(to_station)
+        .transpose()
+}
+
+/// A station by its id.
+pub fn station_by_id(conn: &mut Conn, id: &StationId) -> QueryResult<Option<Station>> {
+    stations::table
+        .filter(stations::id.eq(id.to_string()))
+        .select(StationRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(to_station)
+        .transpose()
 }
 
 /// Every station, by code.
 pub fn all_stations(conn: &mut Conn) -> QueryResult<Vec<Station>> {
-    Ok(stations::table
+    stations::table
         .order(stations::code.asc())
         .select(StationRow::as_select())
         .load(conn)?
         .into_iter()
         .map(to_station)
-        .collect())
+        .collect()
 }
 
-type ReadingRow = (String, f64, String, f64);
+/// A reading as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = station_readings)]
+struct ReadingRow {
+    observed_at: String,
+    level_m: f64,
+    stage: String,
+    rise_m: f64,
+}
 
 fn to_stored(r: ReadingRow) -> QueryResult<StagedReading> {
-    let (at, level_m, stage, rise_m) = r;
     Ok(StagedReading {
         reading: Reading {
-            observed_at: parse_ts(&at)?,
-            level_m,
+            observed_at: parse_ts(&r.observed_at)?,
+            level_m: r.level_m,
         },
-        stage: stage_of(&stage)?,
-        rise_m,
+        stage: stage_of(&r.stage)?,
+        rise_m: r.rise_m,
     })
 }
-
-const READING_COLUMNS: (
-    station_readings::observed_at,
-    station_readings::level_m,
-    station_readings::stage,
-    station_readings::rise_m,
-) = (
-    station_readings::observed_at,
-    station_readings::level_m,
-    station_readings::stage,
-    station_readings::rise_m,
-);
 
 /// The stored levels of a series at these times (those that exist).
 pub fn levels_at(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     times: &[DateTime<Utc>],
 ) -> QueryResult<std::collections::BTreeMap<DateTime<Utc>, f64>> {
     let mut out = std::collections::BTreeMap::new();
     for chunk in times.chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|t| ts(*t)).collect();
         let rows: Vec<(String, f64)> = station_readings::table
-            .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series.as_str()))
+            .filter(station_readings::station_id.eq(station_id.to_string()))
+            .filter(station_readings::series.eq(series.stored()))
             .filter(station_readings::observed_at.eq_any(keys))
             .select((station_readings::observed_at, station_readings::level_m))
             .load(conn)?;
@@ -203,21 +210,21 @@ pub fn levels_at(
 /// The readings of a series with `from <= observed_at` (and `< until` when given), oldest first.
 pub fn readings_from(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
 ) -> QueryResult<Vec<StagedReading>> {
     let mut q = station_readings::table
-        .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series.as_str()))
+        .filter(station_readings::station_id.eq(station_id.to_string()))
+        .filter(station_readings::series.eq(series.stored()))
         .filter(station_readings::observed_at.ge(ts(from)))
         .into_boxed();
     if let Some(u) = until {
         q = q.filter(station_readings::observed_at.lt(ts(u)));
     }
     q.order(station_readings::observed_at.asc())
-        .select(READING_COLUMNS)
+        .select(ReadingRow::as_select())
         .load::<ReadingRow>(conn)?
         .into_iter()
         .map(to_stored)
@@ -227,16 +234,16 @@ pub fn readings_from(
 /// The last reading of a series observed before `t`.
 pub fn reading_before(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     t: DateTime<Utc>,
 ) -> QueryResult<Option<StagedReading>> {
     station_readings::table
-        .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series.as_str()))
+        .filter(station_readings::station_id.eq(station_id.to_string()))
+        .filter(station_readings::series.eq(series.stored()))
         .filter(station_readings::observed_at.lt(ts(t)))
         .order(station_readings::observed_at.desc())
-        .select(READING_COLUMNS)
+        .select(ReadingRow::as_select())
         .first::<ReadingRow>(conn)
         .optional()?
         .map(to_stored)
@@ -246,14 +253,14 @@ pub fn reading_before(
 /// Stores a new reading with its derived stage and rise.
 pub fn insert_reading(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     r: &StagedReading,
 ) -> QueryResult<()> {
     diesel::insert_into(station_readings::table)
         .values((
-            station_readings::station_id.eq(station_id),
-            station_readings::series.eq(series.as_str()),
+            station_readings::station_id.eq(station_id.to_string()),
+            station_readings::series.eq(series.stored()),
             station_readings::observed_at.eq(ts(r.reading.observed_at)),
             station_readings::level_m.eq(r.reading.level_m),
             station_readings::stage.eq(r.stage.as_str()),
@@ -267,14 +274,14 @@ pub fn insert_reading(
 /// Rewrites the derived stage and rise of a stored reading (a late reading changed its history).
 pub fn update_derived(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     r: &StagedReading,
 ) -> QueryResult<()> {
     diesel::update(
         station_readings::table
-            .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series.as_str()))
+            .filter(station_readings::station_id.eq(station_id.to_string()))
+            .filter(station_readings::series.eq(series.stored()))
             .filter(station_readings::observed_at.eq(ts(r.reading.observed_at))),
     )
     .set((
@@ -286,17 +293,17 @@ pub fn update_derived(
 }
 
 /// Deletes a series' readings and state (a drill's, when it ends).
-pub fn delete_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
+pub fn delete_series(conn: &mut Conn, station_id: &StationId, series: Series) -> QueryResult<()> {
     diesel::delete(
         station_readings::table
-            .filter(station_readings::station_id.eq(station_id))
-            .filter(station_readings::series.eq(series.as_str())),
+            .filter(station_readings::station_id.eq(station_id.to_string()))
+            .filter(station_readings::series.eq(series.stored())),
     )
     .execute(conn)?;
     diesel::delete(
         station_stages::table
-            .filter(station_stages::station_id.eq(station_id))
-            .filter(station_stages::series.eq(series.as_str())),
+            .filter(station_stages::station_id.eq(station_id.to_string()))
+            .filter(station_stages::series.eq(series.stored())),
     )
     .execute(conn)
     .map(drop)
@@ -316,12 +323,12 @@ pub struct StageState {
 
 pub fn stage_state(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
 ) -> QueryResult<Option<StageState>> {
     let row: Option<(String, String, String, f64, bool)> = station_stages::table
-        .filter(station_stages::station_id.eq(station_id))
-        .filter(station_stages::series.eq(series.as_str()))
+        .filter(station_stages::station_id.eq(station_id.to_string()))
+        .filter(station_stages::series.eq(series.stored()))
         .select((
             station_stages::stage,
             station_stages::since,
@@ -345,8 +352,8 @@ pub fn stage_state(
 
 pub fn put_stage_state(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     s: &StageState,
     existed: bool,
 ) -> QueryResult<()> {
@@ -354,8 +361,8 @@ pub fn put_stage_state(
     if existed {
         diesel::update(
             station_stages::table
-                .filter(station_stages::station_id.eq(station_id))
-                .filter(station_stages::series.eq(series.as_str())),
+                .filter(station_stages::station_id.eq(station_id.to_string()))
+                .filter(station_stages::series.eq(series.stored())),
         )
         .set((
             station_stages::stage.eq(s.stage.as_str()),
@@ -370,8 +377,8 @@ pub fn put_stage_state(
     } else {
         diesel::insert_into(station_stages::table)
             .values((
-                station_stages::station_id.eq(station_id),
-                station_stages::series.eq(series.as_str()),
+                station_stages::station_id.eq(station_id.to_string()),
+                station_stages::series.eq(series.stored()),
                 station_stages::stage.eq(s.stage.as_str()),
                 station_stages::since.eq(ts(s.since)),
                 station_stages::observed_at.eq(ts(s.observed_at)),
@@ -388,7 +395,7 @@ pub fn put_stage_state(
 pub fn view(conn: &mut Conn, s: &Station) -> QueryResult<StationView> {
     let state = stage_state(conn, &s.id, Series::Real)?;
     Ok(StationView {
-        id: s.id.clone(),
+        id: s.id,
         code: s.code.clone(),
         name: s.name.clone(),
         name_en: s.name_en.clone(),
@@ -495,8 +502,8 @@ pub fn responses_in_force(conn: &mut Conn) -> QueryResult<Vec<ResponseView>> {
 /// A drill as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrillRow {
-    pub id: String,
-    pub station_id: String,
+    pub id: DrillId,
+    pub station_id: StationId,
     pub speed: f64,
     pub state: DrillState,
     pub series: Vec<Reading>,
@@ -549,8 +556,8 @@ fn to_drill(r: DrillRecord, with_series: bool) -> QueryResult<DrillRow> {
         started_by: parse_id(&by)?,
         started_at: parse_ts(&at)?,
         ended_at: ended.as_deref().map(parse_ts).transpose()?,
-        id,
-        station_id,
+        id: parse_id(&id)?,
+        station_id: parse_id(&station_id)?,
         speed,
     })
 }
@@ -560,8 +567,8 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     diesel::insert_into(drills::table)
         .values((
-            drills::id.eq(&d.id),
-            drills::station_id.eq(&d.station_id),
+            drills::id.eq(d.id.to_string()),
+            drills::station_id.eq(d.station_id.to_string()),
             drills::speed.eq(d.speed),
             drills::state.eq(d.state.as_str()),
             drills::series_json.eq(series.as_str()),
@@ -576,9 +583,9 @@ pub fn insert_drill(conn: &mut Conn, d: &DrillRow) -> QueryResult<()> {
 }
 
 /// One drill (with its series when `with_series`).
-pub fn drill(conn: &mut Conn, id: &str, with_series: bool) -> QueryResult<Option<DrillRow>> {
+pub fn drill(conn: &mut Conn, id: &DrillId, with_series: bool) -> QueryResult<Option<DrillRow>> {
     drills::table
-        .filter(drills::id.eq(id))
+        .filter(drills::id.eq(id.to_string()))
         .select(DrillRecord::as_select())
         .first(conn)
         .optional()?
@@ -598,25 +605,27 @@ pub fn all_drills(conn: &mut Conn) -> QueryResult<Vec<DrillRow>> {
 }
 
 /// The running drill of a station, if any.
-pub fn running_drill(conn: &mut Conn, station_id: &str) -> QueryResult<Option<String>> {
-    drills::table
-        .filter(drills::station_id.eq(station_id))
+pub fn running_drill(conn: &mut Conn, station_id: &StationId) -> QueryResult<Option<DrillId>> {
+    let id: Option<String> = drills::table
+        .filter(drills::station_id.eq(station_id.to_string()))
         .filter(drills::state.eq(DrillState::Running.as_str()))
         .select(drills::id)
         .first(conn)
-        .optional()
+        .optional()?;
+    id.as_deref().map(parse_id).transpose()
 }
 
 /// Every running drill's id.
-pub fn running_drills(conn: &mut Conn) -> QueryResult<Vec<String>> {
-    drills::table
+pub fn running_drills(conn: &mut Conn) -> QueryResult<Vec<DrillId>> {
+    let ids: Vec<String> = drills::table
         .filter(drills::state.eq(DrillState::Running.as_str()))
         .select(drills::id)
-        .load(conn)
+        .load(conn)?;
+    ids.iter().map(|id| parse_id(id)).collect()
 }
 
-pub fn set_drill_fed(conn: &mut Conn, id: &str, fed: i64) -> QueryResult<()> {
-    diesel::update(drills::table.filter(drills::id.eq(id)))
+pub fn set_drill_fed(conn: &mut Conn, id: &DrillId, fed: i64) -> QueryResult<()> {
+    diesel::update(drills::table.filter(drills::id.eq(id.to_string())))
         .set(drills::readings_fed.eq(fed))
         .execute(conn)
         .map(drop)
@@ -625,13 +634,13 @@ pub fn set_drill_fed(conn: &mut Conn, id: &str, fed: i64) -> QueryResult<()> {
 /// Ends a running drill (finished or stopped); answers whether it was running.
 pub fn end_drill(
     conn: &mut Conn,
-    id: &str,
+    id: &DrillId,
     state: DrillState,
     at: DateTime<Utc>,
 ) -> QueryResult<bool> {
     let n = diesel::update(
         drills::table
-            .filter(drills::id.eq(id))
+            .filter(drills::id.eq(id.to_string()))
             .filter(drills::state.eq(DrillState::Running.as_str())),
     )
     .set((
@@ -643,15 +652,14 @@ pub fn end_drill(
 }
 
 /// Takes the lock of a station's series until the transaction ends (see `backend::Lock::Readings`).
-pub fn lock_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> QueryResult<()> {
-    let as_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
+pub fn lock_series(conn: &mut Conn, station_id: &StationId, series: Series) -> QueryResult<()> {
     super::lock(
         conn,
         super::Lock::Readings {
-            station: as_uuid(station_id),
+            station: *station_id.as_uuid(),
             drill: match series {
                 Series::Real => None,
-                Series::Drill(id) => Some(as_uuid(id)),
+                Series::Drill(id) => Some(*id.as_uuid()),
             },
         },
     )
@@ -662,14 +670,14 @@ pub fn lock_series(conn: &mut Conn, station_id: &str, series: Series<'_>) -> Que
 /// there is none).
 pub fn run_start(
     conn: &mut Conn,
-    station_id: &str,
-    series: Series<'_>,
+    station_id: &StationId,
+    series: Series,
     stage: FloodStage,
     before: DateTime<Utc>,
 ) -> QueryResult<Option<DateTime<Utc>>> {
     let other: Option<String> = station_readings::table
-        .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series.as_str()))
+        .filter(station_readings::station_id.eq(station_id.to_string()))
+        .filter(station_readings::series.eq(series.stored()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .filter(station_readings::stage.ne(stage.as_str()))
         .order(station_readings::observed_at.desc())
@@ -677,8 +685,8 @@ pub fn run_start(
         .first(conn)
         .optional()?;
     let mut q = station_readings::table
-        .filter(station_readings::station_id.eq(station_id))
-        .filter(station_readings::series.eq(series.as_str()))
+        .filter(station_readings::station_id.eq(station_id.to_string()))
+        .filter(station_readings::series.eq(series.stored()))
         .filter(station_readings::observed_at.lt(ts(before)))
         .into_boxed();
     if let Some(o) = other {

@@ -8,21 +8,23 @@
 //! extra lock is needed. [`ledger_check`] proves balance = sum of the ledger for every depot and item.
 
 use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements};
-use super::{insert_or_ignore, Conn, QueryResult};
+use super::{insert_or_ignore, parse_id, Conn, QueryResult};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
+use riverchief_shared::id::{DepotId, ItemId, LotId, MovementId, SegmentId};
 pub use riverchief_shared::stock::MovementKind;
 
 /// A movement to append. `delta` is signed: what it adds to the balance.
 #[derive(Debug, Clone)]
 pub struct NewMovement<'a> {
-    pub id: String,
-    pub depot_id: &'a str,
-    pub item_id: &'a str,
-    pub lot_id: Option<&'a str>,
+    pub id: MovementId,
+    pub depot_id: DepotId,
+    pub item_id: ItemId,
+    pub lot_id: Option<LotId>,
     pub kind: MovementKind,
     pub delta: i64,
-    pub segment_id: Option<&'a str>,
+    pub segment_id: Option<SegmentId>,
+    /// A user's id, or `demo` for the demo's opening stock.
     pub by_user: &'a str,
     pub device_at: Option<String>,
     pub note: Option<&'a str>,
@@ -45,12 +47,13 @@ pub enum StockError {
 /// Moves stock: appends `m` to the ledger and moves the balance, in the caller's write transaction.
 /// A movement that would take the balance below zero writes nothing and answers how much is there.
 pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, StockError> {
+    let (depot_id, item_id) = (m.depot_id.to_string(), m.item_id.to_string());
     insert_or_ignore!(
         conn,
         stock_balances::table,
         (
-            stock_balances::depot_id.eq(m.depot_id),
-            stock_balances::item_id.eq(m.item_id),
+            stock_balances::depot_id.eq(&depot_id),
+            stock_balances::item_id.eq(&item_id),
             stock_balances::on_hand.eq(0i64),
         )
     )?;
@@ -59,23 +62,23 @@ pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, Stock
          WHERE depot_id = $2 AND item_id = $3 AND on_hand + $4 >= 0",
     )
     .bind::<BigInt, _>(m.delta)
-    .bind::<Text, _>(m.depot_id)
-    .bind::<Text, _>(m.item_id)
+    .bind::<Text, _>(&depot_id)
+    .bind::<Text, _>(&item_id)
     .bind::<BigInt, _>(m.delta)
     .execute(conn)?;
     if updated == 0 {
-        let available = on_hand(conn, m.depot_id, m.item_id)?;
+        let available = on_hand(conn, &m.depot_id, &m.item_id)?;
         return Err(StockError::Insufficient { available });
     }
     diesel::insert_into(stock_movements::table)
         .values((
-            stock_movements::id.eq(&m.id),
-            stock_movements::depot_id.eq(m.depot_id),
-            stock_movements::item_id.eq(m.item_id),
-            stock_movements::lot_id.eq(m.lot_id),
+            stock_movements::id.eq(m.id.to_string()),
+            stock_movements::depot_id.eq(&depot_id),
+            stock_movements::item_id.eq(&item_id),
+            stock_movements::lot_id.eq(m.lot_id.map(|l| l.to_string())),
             stock_movements::kind.eq(m.kind.as_str()),
             stock_movements::quantity.eq(m.delta),
-            stock_movements::segment_id.eq(m.segment_id),
+            stock_movements::segment_id.eq(m.segment_id.map(|s| s.to_string())),
             stock_movements::by_user.eq(m.by_user),
             stock_movements::device_at.eq(m.device_at.as_deref()),
             stock_movements::note.eq(m.note),
@@ -83,22 +86,22 @@ pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, Stock
         ))
         .execute(conn)?;
     Ok(Balance {
-        on_hand: on_hand(conn, m.depot_id, m.item_id)?,
+        on_hand: on_hand(conn, &m.depot_id, &m.item_id)?,
     })
 }
 
-pub fn movement_exists(conn: &mut Conn, id: &str) -> QueryResult<bool> {
+pub fn movement_exists(conn: &mut Conn, id: &MovementId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
-        stock_movements::table.filter(stock_movements::id.eq(id)),
+        stock_movements::table.filter(stock_movements::id.eq(id.to_string())),
     ))
     .get_result(conn)
 }
 
 /// The balance of an item at a depot (0 when it never moved).
-pub fn on_hand(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<i64> {
+pub fn on_hand(conn: &mut Conn, depot_id: &DepotId, item_id: &ItemId) -> QueryResult<i64> {
     Ok(stock_balances::table
-        .filter(stock_balances::depot_id.eq(depot_id))
-        .filter(stock_balances::item_id.eq(item_id))
+        .filter(stock_balances::depot_id.eq(depot_id.to_string()))
+        .filter(stock_balances::item_id.eq(item_id.to_string()))
         .select(stock_balances::on_hand)
         .first(conn)
         .optional()?
@@ -108,8 +111,8 @@ pub fn on_hand(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<i6
 /// A depot and item whose balance is not the sum of its ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerMismatch {
-    pub depot_id: String,
-    pub item_id: String,
+    pub depot_id: DepotId,
+    pub item_id: ItemId,
     pub on_hand: i64,
     pub ledger: i64,
 }
@@ -139,40 +142,43 @@ pub fn ledger_check(conn: &mut Conn) -> QueryResult<Vec<LedgerMismatch>> {
         let e = sums.entry((d, i)).or_default();
         e.1 = e.1.saturating_add(q);
     }
-    Ok(sums
-        .into_iter()
+    sums.into_iter()
         .filter(|(_, (b, l))| b != l)
-        .map(|((depot_id, item_id), (on_hand, ledger))| LedgerMismatch {
-            depot_id,
-            item_id,
-            on_hand,
-            ledger,
+        .map(|((depot_id, item_id), (on_hand, ledger))| {
+            Ok(LedgerMismatch {
+                depot_id: parse_id(&depot_id)?,
+                item_id: parse_id(&item_id)?,
+                on_hand,
+                ledger,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A depot by id or code: its id.
-pub fn depot_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<String>> {
-    depots::table
+pub fn depot_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<DepotId>> {
+    let id: Option<String> = depots::table
         .filter(depots::id.eq(id_or_code).or(depots::code.eq(id_or_code)))
         .select(depots::id)
         .first(conn)
-        .optional()
+        .optional()?;
+    id.as_deref().map(parse_id).transpose()
 }
 
 /// An item by id or code: its id.
-pub fn item_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<String>> {
-    items::table
+pub fn item_id(conn: &mut Conn, id_or_code: &str) -> QueryResult<Option<ItemId>> {
+    let id: Option<String> = items::table
         .filter(items::id.eq(id_or_code).or(items::code.eq(id_or_code)))
         .select(items::id)
         .first(conn)
-        .optional()
+        .optional()?;
+    id.as_deref().map(parse_id).transpose()
 }
 
 /// A depot as the map shows it.
-#[derive(Debug, Clone, PartialEq, Queryable)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DepotRow {
-    pub id: String,
+    pub id: DepotId,
     pub code: String,
     pub name: String,
     pub name_en: Option<String>,
@@ -183,22 +189,40 @@ pub struct DepotRow {
 
 /// Every depot, by code.
 pub fn depots(conn: &mut Conn) -> QueryResult<Vec<DepotRow>> {
-    depots::table
+    let rows: Vec<StoredDepot> = depots::table
         .order(depots::code.asc())
-        .select((
-            depots::id,
-            depots::code,
-            depots::name,
-            depots::name_en,
-            depots::owner,
-            depots::lon,
-            depots::lat,
-        ))
-        .load(conn)
+        .select(StoredDepot::as_select())
+        .load(conn)?;
+    rows.into_iter()
+        .map(|d| {
+            Ok(DepotRow {
+                id: parse_id(&d.id)?,
+                code: d.code,
+                name: d.name,
+                name_en: d.name_en,
+                owner: d.owner,
+                lon: d.lon,
+                lat: d.lat,
+            })
+        })
+        .collect()
+}
+
+/// A depot as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = depots)]
+struct StoredDepot {
+    id: String,
+    code: String,
+    name: String,
+    name_en: Option<String>,
+    owner: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
 }
 
 pub struct NewDepot<'a> {
-    pub id: String,
+    pub id: DepotId,
     pub code: &'a str,
     pub name: &'a str,
     pub name_en: Option<&'a str>,
@@ -210,7 +234,7 @@ pub struct NewDepot<'a> {
 pub fn insert_depot(conn: &mut Conn, d: &NewDepot<'_>) -> QueryResult<()> {
     diesel::insert_into(depots::table)
         .values((
-            depots::id.eq(&d.id),
+            depots::id.eq(d.id.to_string()),
             depots::code.eq(d.code),
             depots::name.eq(d.name),
             depots::name_en.eq(d.name_en),
@@ -224,7 +248,7 @@ pub fn insert_depot(conn: &mut Conn, d: &NewDepot<'_>) -> QueryResult<()> {
 }
 
 pub struct NewItem<'a> {
-    pub id: String,
+    pub id: ItemId,
     pub code: &'a str,
     pub name: &'a str,
     pub name_en: Option<&'a str>,
@@ -236,7 +260,7 @@ pub struct NewItem<'a> {
 pub fn insert_item(conn: &mut Conn, i: &NewItem<'_>) -> QueryResult<()> {
     diesel::insert_into(items::table)
         .values((
-            items::id.eq(&i.id),
+            items::id.eq(i.id.to_string()),
             items::code.eq(i.code),
             items::name.eq(i.name),
             items::name_en.eq(i.name_en),
@@ -249,17 +273,23 @@ pub fn insert_item(conn: &mut Conn, i: &NewItem<'_>) -> QueryResult<()> {
         .map(drop)
 }
 
-pub fn set_quota(conn: &mut Conn, depot_id: &str, item_id: &str, quantity: i64) -> QueryResult<()> {
+pub fn set_quota(
+    conn: &mut Conn,
+    depot_id: &DepotId,
+    item_id: &ItemId,
+    quantity: i64,
+) -> QueryResult<()> {
+    let (depot_id, item_id) = (depot_id.to_string(), item_id.to_string());
     diesel::delete(
         quotas::table
-            .filter(quotas::depot_id.eq(depot_id))
-            .filter(quotas::item_id.eq(item_id)),
+            .filter(quotas::depot_id.eq(&depot_id))
+            .filter(quotas::item_id.eq(&item_id)),
     )
     .execute(conn)?;
     diesel::insert_into(quotas::table)
         .values((
-            quotas::depot_id.eq(depot_id),
-            quotas::item_id.eq(item_id),
+            quotas::depot_id.eq(&depot_id),
+            quotas::item_id.eq(&item_id),
             quotas::quantity.eq(quantity),
         ))
         .execute(conn)
@@ -268,18 +298,18 @@ pub fn set_quota(conn: &mut Conn, depot_id: &str, item_id: &str, quantity: i64) 
 
 pub fn insert_lot(
     conn: &mut Conn,
-    id: &str,
-    depot_id: &str,
-    item_id: &str,
+    id: &LotId,
+    depot_id: &DepotId,
+    item_id: &ItemId,
     quantity: i64,
     received_on: &str,
     expires_on: Option<&str>,
 ) -> QueryResult<()> {
     diesel::insert_into(lots::table)
         .values((
-            lots::id.eq(id),
-            lots::depot_id.eq(depot_id),
-            lots::item_id.eq(item_id),
+            lots::id.eq(id.to_string()),
+            lots::depot_id.eq(depot_id.to_string()),
+            lots::item_id.eq(item_id.to_string()),
             lots::quantity.eq(quantity),
             lots::received_on.eq(received_on),
             lots::expires_on.eq(expires_on),
@@ -345,17 +375,19 @@ pub fn view(conn: &mut Conn, expiring_by: &str) -> QueryResult<Vec<StockLine>> {
         let lots_expiring = lot_rows
             .iter()
             .filter(|l| l.1 == d && l.2 == i)
-            .map(|l| LotView {
-                id: l.0.clone(),
-                quantity: l.3,
-                received_on: l.4.clone(),
-                expires_on: l.5.clone(),
+            .map(|l| {
+                Ok(LotView {
+                    id: parse_id(&l.0)?,
+                    quantity: l.3,
+                    received_on: l.4.clone(),
+                    expires_on: l.5.clone(),
+                })
             })
-            .collect();
+            .collect::<QueryResult<_>>()?;
         out.push(StockLine {
             depot: depot_code(&d),
-            depot_id: d,
-            item_id: i,
+            depot_id: parse_id(&d)?,
+            item_id: parse_id(&i)?,
             item: code,
             item_name: name,
             unit,
@@ -372,11 +404,15 @@ pub fn view(conn: &mut Conn, expiring_by: &str) -> QueryResult<Vec<StockLine>> {
 /// One depot's item as [`view`] answers it, without lots: its quota and balance in one query (what
 /// the stock alert judges after each movement). `None` when the pair has neither a quota nor a
 /// balance, or the depot or item is unknown.
-pub fn line(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<Option<StockLine>> {
+pub fn line(
+    conn: &mut Conn,
+    depot_id: &DepotId,
+    item_id: &ItemId,
+) -> QueryResult<Option<StockLine>> {
     // Depot code, item code, name and unit, quota, on hand.
     type LineRow = (String, String, String, String, Option<i64>, Option<i64>);
     let row: Option<LineRow> = depots::table
-        .inner_join(items::table.on(items::id.eq(item_id.to_owned())))
+        .inner_join(items::table.on(items::id.eq(item_id.to_string())))
         .left_join(
             quotas::table.on(quotas::depot_id
                 .eq(depots::id)
@@ -387,7 +423,7 @@ pub fn line(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<Optio
                 .eq(depots::id)
                 .and(stock_balances::item_id.eq(items::id))),
         )
-        .filter(depots::id.eq(depot_id.to_owned()))
+        .filter(depots::id.eq(depot_id.to_string()))
         .select((
             depots::code,
             items::code,
@@ -406,8 +442,8 @@ pub fn line(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<Optio
             let (quota, on_hand) = (quota.unwrap_or(0), on_hand.unwrap_or(0));
             Some(StockLine {
                 depot,
-                depot_id: depot_id.to_owned(),
-                item_id: item_id.to_owned(),
+                depot_id: *depot_id,
+                item_id: *item_id,
                 item,
                 item_name,
                 unit,
@@ -423,10 +459,10 @@ pub fn line(conn: &mut Conn, depot_id: &str, item_id: &str) -> QueryResult<Optio
 /// A ledger row as the history shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MovementView {
-    pub id: String,
-    pub depot_id: String,
-    pub item_id: String,
-    pub lot_id: Option<String>,
+    pub id: MovementId,
+    pub depot_id: DepotId,
+    pub item_id: ItemId,
+    pub lot_id: Option<LotId>,
     pub kind: String,
     pub quantity: i64,
     pub segment_id: Option<String>,
@@ -439,8 +475,8 @@ pub struct MovementView {
 /// What the history is filtered by; `from` <= recorded_at < `to` (stored timestamps compare as text).
 #[derive(Debug, Clone, Default)]
 pub struct MovementFilter {
-    pub depot_id: Option<String>,
-    pub item_id: Option<String>,
+    pub depot_id: Option<DepotId>,
+    pub item_id: Option<ItemId>,
     pub kind: Option<MovementKind>,
     pub segment_id: Option<String>,
     pub from: Option<String>,
@@ -452,10 +488,10 @@ pub struct MovementFilter {
 pub fn movements(conn: &mut Conn, f: &MovementFilter) -> QueryResult<Vec<MovementView>> {
     let mut q = stock_movements::table.into_boxed();
     if let Some(d) = &f.depot_id {
-        q = q.filter(stock_movements::depot_id.eq(d.clone()));
+        q = q.filter(stock_movements::depot_id.eq(d.to_string()));
     }
     if let Some(i) = &f.item_id {
-        q = q.filter(stock_movements::item_id.eq(i.clone()));
+        q = q.filter(stock_movements::item_id.eq(i.to_string()));
     }
     if let Some(k) = f.kind {
         q = q.filter(stock_movements::kind.eq(k.as_str()));
@@ -474,22 +510,23 @@ pub fn movements(conn: &mut Conn, f: &MovementFilter) -> QueryResult<Vec<Movemen
         .limit(f.limit)
         .select(MovementRow::as_select())
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| MovementView {
-            id: r.id,
-            depot_id: r.depot_id,
-            item_id: r.item_id,
-            lot_id: r.lot_id,
-            kind: r.kind,
-            quantity: r.quantity,
-            segment_id: r.segment_id,
-            by_user: r.by_user,
-            device_at: r.device_at,
-            note: r.note,
-            recorded_at: r.recorded_at,
+    rows.into_iter()
+        .map(|r| {
+            Ok(MovementView {
+                id: parse_id(&r.id)?,
+                depot_id: parse_id(&r.depot_id)?,
+                item_id: parse_id(&r.item_id)?,
+                lot_id: r.lot_id.as_deref().map(parse_id).transpose()?,
+                kind: r.kind,
+                quantity: r.quantity,
+                segment_id: r.segment_id,
+                by_user: r.by_user,
+                device_at: r.device_at,
+                note: r.note,
+                recorded_at: r.recorded_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Queryable, Selectable)]

@@ -21,7 +21,7 @@ use riverchief_shared::flood::{
     DrillList, DrillState, FloodLevel, FloodLevelStation, ReadingList, ReadingsBatch,
     ReadingsResult, SetResponseLevel, StartDrill, StationList, MAX_DRILL_SPEED,
 };
-use riverchief_shared::id::SegmentId;
+use riverchief_shared::id::{DrillId, SegmentId};
 use riverchief_shared::{validate, FieldError};
 use serde::Deserialize;
 use serde_json::json;
@@ -377,7 +377,7 @@ async fn start_drill(
                 )));
             }
             let row = store::DrillRow {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: DrillId::new(),
                 station_id: station.id,
                 speed,
                 state: DrillState::Running,
@@ -392,12 +392,7 @@ async fn start_drill(
             Ok(crate::drill::view(conn, &row)?)
         })
         .await?;
-    crate::drill::spawn(
-        state.db.clone(),
-        state.coverage,
-        state.flood,
-        view.id.clone(),
-    );
+    crate::drill::spawn(state.db.clone(), state.coverage, state.flood, view.id);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -420,7 +415,7 @@ async fn drill(
     _user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = path.into_inner();
+    let id = drill_id(&path)?;
     let view = state
         .db
         .run(move |conn| -> Result<_, AppError> {
@@ -438,7 +433,7 @@ async fn stop_drill(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     user.require_lead()?;
-    let id = path.into_inner();
+    let id = drill_id(&path)?;
     let view = state
         .db
         .transaction(move |conn| -> Result<_, AppError> {
@@ -452,4 +447,9 @@ async fn stop_drill(
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// A drill's id from its path; what is not one names no drill (404, like an unknown id).
+fn drill_id(raw: &str) -> Result<DrillId, AppError> {
+    DrillId::parse(raw).map_err(|_| AppError::NotFound(format!("no drill {raw}")))
 }

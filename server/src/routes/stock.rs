@@ -24,6 +24,7 @@ use crate::state::AppState;
 use crate::supplies;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
+use riverchief_shared::id::MovementId;
 use riverchief_shared::stock::MovementKind;
 use riverchief_shared::{validate, FieldError};
 use serde_json::{json, Value};
@@ -54,7 +55,7 @@ async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespo
             let properties = json!({
                 "id": d.id, "code": d.code, "name": d.name, "name_en": d.name_en, "owner": d.owner,
             });
-            geojson::feature(&d.id, geometry, properties)
+            geojson::feature(d.id, geometry, properties)
         })
         .collect();
     Ok(HttpResponse::Ok().json(geojson::collection(features)))
@@ -142,8 +143,8 @@ async fn record(
     if let Some(n) = &note {
         validate::text(n, MAX_NOTE_CHARS, "note")?;
     }
-    let movement_id = uuid::Uuid::now_v7().to_string();
-    let id = movement_id.clone();
+    let movement_id = MovementId::new();
+    let id = movement_id;
     let moved = state
         .db
         .run(move |conn| {
@@ -267,13 +268,13 @@ async fn stocktake(
                     if delta == 0 {
                         continue;
                     }
-                    let id = uuid::Uuid::now_v7().to_string();
+                    let id = MovementId::new();
                     let moved = stock::move_stock(
                         conn,
                         &stock::NewMovement {
-                            id: id.clone(),
-                            depot_id: &depot_id,
-                            item_id: &item_id,
+                            id,
+                            depot_id,
+                            item_id,
                             lot_id: None,
                             kind: stock::MovementKind::Adjust,
                             delta,
@@ -307,7 +308,7 @@ async fn stocktake(
                     conn,
                     &user.who(),
                     "stock.stocktake",
-                    Some(&depot_id),
+                    Some(&depot_id.to_string()),
                     &json!({"reason": reason, "adjustments": out}),
                 )?;
                 Ok(out)
@@ -327,15 +328,6 @@ struct HistoryQuery {
     to: Option<String>,
     limit: Option<i64>,
     format: Option<String>,
-}
-
-/// A CSV field, quoted when it needs to be.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 async fn history(
@@ -408,10 +400,10 @@ async fn history(
     );
     for r in &rows {
         let fields = [
-            r.id.clone(),
-            r.depot_id.clone(),
-            r.item_id.clone(),
-            r.lot_id.clone().unwrap_or_default(),
+            r.id.to_string(),
+            r.depot_id.to_string(),
+            r.item_id.to_string(),
+            r.lot_id.map(|l| l.to_string()).unwrap_or_default(),
             r.kind.clone(),
             r.quantity.to_string(),
             r.segment_id.clone().unwrap_or_default(),
@@ -420,9 +412,7 @@ async fn history(
             r.note.clone().unwrap_or_default(),
             r.recorded_at.clone(),
         ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        out.push_str(&riverchief_shared::csv::record(&fields));
     }
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
