@@ -341,6 +341,42 @@ pub fn visible_to(
     Ok(on_my_segment || was_dispatched_to(conn, head.id, viewer)?)
 }
 
+/// Whether `viewer` may see the photo `sha`: duty leads and admins see every photo; anyone else sees a
+/// photo they uploaded, and one that an issue visible to them ([`visible_to`]) lists on its report or
+/// an event. Photos belong to issues only; one no visible issue lists is not theirs to see.
+pub fn photo_visible_to(
+    conn: &mut Conn,
+    sha: &Sha256,
+    viewer: UserId,
+    role: Role,
+) -> QueryResult<bool> {
+    if role.sees_everything() {
+        return Ok(true);
+    }
+    let uploaded: bool = diesel::select(diesel::dsl::exists(
+        photos::table
+            .filter(photos::sha256.eq(sha.hex()))
+            .filter(photos::uploaded_by.eq(viewer.to_string())),
+    ))
+    .get_result(conn)?;
+    if uploaded {
+        return Ok(true);
+    }
+    let listing: Vec<String> = issue_photos::table
+        .filter(issue_photos::sha256.eq(sha.hex()))
+        .select(issue_photos::issue_id)
+        .distinct()
+        .load(conn)?;
+    for id in listing {
+        if let Some(head) = head(conn, parse_id(&id)?)? {
+            if visible_to(conn, &head, viewer, role)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The issues that list this photo (by its hex digest) on their report or an event.
 ///
 /// The caller records a change for each (a photo arrived), so this takes the change-log lock first:

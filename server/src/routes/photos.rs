@@ -5,6 +5,10 @@
 //! byte range (`Range: bytes=...`) is answered 206 with `Content-Range`, streamed from the store
 //! without reading the rest (a phone on a weak link resumes a large photo); several ranges are
 //! answered with the whole photo (allowed by RFC 9110); a range past the end is 416.
+//!
+//! Who sees a photo (`db::issues::photo_visible_to`): duty leads and admins every photo; a patroller
+//! the photos they uploaded and those listed by an issue they may see. Any other photo is answered 404,
+//! the same as one that never arrived.
 
 use crate::auth::AuthUser;
 use crate::db;
@@ -28,15 +32,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// answer but keeps its length).
 async fn photo(
     req: HttpRequest,
-    _user: AuthUser,
+    user: AuthUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let sha = Sha256::parse(&path, "sha256")?;
     let not_found = || AppError::NotFound(format!("the server has no photo {sha}"));
+    // A photo the caller may not see is answered like one that never arrived: its digest alone
+    // tells nobody whether it exists.
     let row = state
         .db
-        .run(move |conn| db::photos::photo(conn, &sha).map_err(AppError::from))
+        .run(move |conn| -> Result<_, AppError> {
+            let visible = db::issues::photo_visible_to(conn, &sha, user.id, user.role)?;
+            Ok(db::photos::photo(conn, &sha)?.filter(|_| visible))
+        })
         .await?
         .ok_or_else(not_found)?;
     let etag = format!("\"{sha}\"");
