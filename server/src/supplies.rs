@@ -47,6 +47,8 @@ pub enum Refusal {
     Taken(FieldError),
     /// Less on the shelf than the movement takes (field `quantity`).
     Insufficient(FieldError),
+    /// More than a depot holds of an item ([`stock::MAX_QUANTITY`]; field `quantity`).
+    OverCapacity(FieldError),
 }
 
 impl Refusal {
@@ -56,7 +58,8 @@ impl Refusal {
             Refusal::Forbidden(e)
             | Refusal::UnknownReference(e)
             | Refusal::Taken(e)
-            | Refusal::Insufficient(e) => e,
+            | Refusal::Insufficient(e)
+            | Refusal::OverCapacity(e) => e,
         }
     }
 }
@@ -133,6 +136,17 @@ pub fn record(
                 "insufficient_stock",
                 "quantity",
                 format!("only {available} available; {} asked", m.quantity),
+            ))))
+        }
+        Err(stock::StockError::OverCapacity { on_hand }) => {
+            return Err(MoveError::Refused(Refusal::OverCapacity(FieldError::new(
+                "over_capacity",
+                "quantity",
+                format!(
+                    "{on_hand} on hand; {} more would pass the most a depot holds ({})",
+                    m.quantity,
+                    stock::MAX_QUANTITY
+                ),
             ))))
         }
         Err(stock::StockError::Db(e)) => return Err(MoveError::Db(e)),

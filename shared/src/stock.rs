@@ -15,6 +15,12 @@ pub enum MovementKind {
     Adjust,
 }
 
+/// The most a depot holds of one item, and so the most one movement moves and one count finds: a
+/// billion units (sandbags are counted one by one, and the largest city depots hold millions). Every
+/// balance stays within `0..=MAX_QUANTITY`, so no movement's arithmetic and no sum of the ledger can
+/// overflow.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
 /// What an unknown kind is told.
 const ONE_OF: &str = "the kind is one of receive, dispatch, return, write_off, adjust";
 

@@ -451,11 +451,14 @@ impl Mutation {
             }
             MutationBody::StockMove(d) => {
                 optional_text(&d.note, limits, "data.note")?;
-                if d.quantity <= 0 {
+                if !(1..=crate::stock::MAX_QUANTITY).contains(&d.quantity) {
                     return Err(FieldError::new(
                         "out_of_range",
                         "data.quantity",
-                        "a quantity is a whole number, 1 or more",
+                        format!(
+                            "a quantity is a whole number from 1 to {}",
+                            crate::stock::MAX_QUANTITY
+                        ),
                     ));
                 }
             }

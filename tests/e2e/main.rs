@@ -9,6 +9,7 @@ mod dashboard;
 mod delivery;
 mod faults;
 mod flood;
+mod hostile;
 mod instances;
 mod offline_loop;
 mod ops;

@@ -5,14 +5,16 @@
 //! conditional `UPDATE ... WHERE on_hand + q >= 0`: on SQLite writers run one at a time; on PostgreSQL
 //! (READ COMMITTED) a concurrent `UPDATE` of the same row waits for the other's commit and re-checks
 //! the condition against the committed balance, so no dispatch can take stock below zero and no
-//! extra lock is needed. [`ledger_check`] proves balance = sum of the ledger for every depot and item.
+//! extra lock is needed. The same `UPDATE` keeps the balance at or below [`MAX_QUANTITY`], and a movement
+//! moves at most that much, so the arithmetic cannot overflow on either backend. [`ledger_check`]
+//! proves balance = sum of the ledger for every depot and item, summing exactly (in `i128`).
 
 use super::schema::{depots, items, lots, quotas, stock_balances, stock_movements};
 use super::{insert_or_ignore, parse_id, Conn, QueryResult};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use riverchief_shared::id::{DepotId, ItemId, LotId, MovementId, SegmentId};
-pub use riverchief_shared::stock::MovementKind;
+pub use riverchief_shared::stock::{MovementKind, MAX_QUANTITY};
 
 /// A movement to append. `delta` is signed: what it adds to the balance.
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct Balance {
 pub enum StockError {
     #[error("only {available} available")]
     Insufficient { available: i64 },
+    /// The balance would pass [`MAX_QUANTITY`] (or the movement alone moves more than that).
+    #[error("{on_hand} on hand; the depot holds at most {MAX_QUANTITY}")]
+    OverCapacity { on_hand: i64 },
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -48,6 +53,10 @@ pub enum StockError {
 /// A movement that would take the balance below zero writes nothing and answers how much is there.
 pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, StockError> {
     let (depot_id, item_id) = (m.depot_id.to_string(), m.item_id.to_string());
+    if m.delta.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+        let on_hand = on_hand(conn, &m.depot_id, &m.item_id)?;
+        return Err(StockError::OverCapacity { on_hand });
+    }
     insert_or_ignore!(
         conn,
         stock_balances::table,
@@ -59,16 +68,22 @@ pub fn move_stock(conn: &mut Conn, m: &NewMovement<'_>) -> Result<Balance, Stock
     )?;
     let updated = diesel::sql_query(
         "UPDATE stock_balances SET on_hand = on_hand + $1 \
-         WHERE depot_id = $2 AND item_id = $3 AND on_hand + $4 >= 0",
+         WHERE depot_id = $2 AND item_id = $3 AND on_hand + $4 >= 0 AND on_hand + $5 <= $6",
     )
     .bind::<BigInt, _>(m.delta)
     .bind::<Text, _>(&depot_id)
     .bind::<Text, _>(&item_id)
     .bind::<BigInt, _>(m.delta)
+    .bind::<BigInt, _>(m.delta)
+    .bind::<BigInt, _>(MAX_QUANTITY)
     .execute(conn)?;
     if updated == 0 {
-        let available = on_hand(conn, &m.depot_id, &m.item_id)?;
-        return Err(StockError::Insufficient { available });
+        let on_hand = on_hand(conn, &m.depot_id, &m.item_id)?;
+        return Err(if m.delta < 0 {
+            StockError::Insufficient { available: on_hand }
+        } else {
+            StockError::OverCapacity { on_hand }
+        });
     }
     diesel::insert_into(stock_movements::table)
         .values((
@@ -114,7 +129,8 @@ pub struct LedgerMismatch {
     pub depot_id: DepotId,
     pub item_id: ItemId,
     pub on_hand: i64,
-    pub ledger: i64,
+    /// The exact sum of the ledger (no sum of `i64` quantities overflows an `i128`).
+    pub ledger: i128,
 }
 
 /// Proves balance = sum of the ledger for every (depot, item) that has either; answers the mismatches
@@ -134,16 +150,15 @@ pub fn ledger_check(conn: &mut Conn) -> QueryResult<Vec<LedgerMismatch>> {
             stock_movements::quantity,
         ))
         .load(conn)?;
-    let mut sums: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+    let mut sums: std::collections::BTreeMap<(String, String), (i64, i128)> = Default::default();
     for (d, i, q) in balances {
         sums.entry((d, i)).or_default().0 = q;
     }
     for (d, i, q) in moves {
-        let e = sums.entry((d, i)).or_default();
-        e.1 = e.1.saturating_add(q);
+        sums.entry((d, i)).or_default().1 += i128::from(q);
     }
     sums.into_iter()
-        .filter(|(_, (b, l))| b != l)
+        .filter(|(_, (b, l))| i128::from(*b) != *l)
         .map(|((depot_id, item_id), (on_hand, ledger))| {
             Ok(LedgerMismatch {
                 depot_id: parse_id(&depot_id)?,

@@ -25,7 +25,7 @@ use crate::supplies;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
 use riverchief_shared::id::MovementId;
-use riverchief_shared::stock::MovementKind;
+use riverchief_shared::stock::{MovementKind, MAX_QUANTITY};
 use riverchief_shared::{validate, FieldError};
 use serde_json::{json, Value};
 
@@ -89,6 +89,7 @@ fn refused(e: supplies::MoveError) -> AppError {
         MoveError::Refused(Refusal::UnknownReference(e)) => AppError::UnknownReference(e),
         MoveError::Refused(Refusal::Taken(e)) => AppError::Conflict(e.message),
         MoveError::Refused(Refusal::Insufficient(e)) => AppError::InsufficientStock(e.message),
+        MoveError::Refused(Refusal::OverCapacity(e)) => AppError::FieldConflict(e),
         MoveError::Db(e) => e.into(),
     }
 }
@@ -114,26 +115,27 @@ async fn record(
             format!("unknown field `{k}`"),
         )));
     }
-    let quantity = match body.get("quantity") {
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(q) if q > 0 => q,
-            _ => {
-                return Err(AppError::Invalid(FieldError::new(
+    let quantity =
+        match body.get("quantity") {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(q) if (1..=MAX_QUANTITY).contains(&q) => q,
+                _ => return Err(AppError::Invalid(FieldError::new(
                     "out_of_range",
                     "quantity",
-                    "a quantity is a whole number in the item's unit, 1 or more",
+                    format!(
+                        "a quantity is a whole number in the item's unit, from 1 to {MAX_QUANTITY}"
+                    ),
+                ))),
+            },
+            None | Some(Value::Null) => {
+                return Err(AppError::Invalid(FieldError::new(
+                    "required",
+                    "quantity",
+                    "`quantity` is required",
                 )))
             }
-        },
-        None | Some(Value::Null) => {
-            return Err(AppError::Invalid(FieldError::new(
-                "required",
-                "quantity",
-                "`quantity` is required",
-            )))
-        }
-        Some(_) => return Err(invalid("quantity", "`quantity` must be a whole number")),
-    };
+            Some(_) => return Err(invalid("quantity", "`quantity` must be a whole number")),
+        };
     let depot = text_field(&body, "depot", true)?.unwrap_or_default();
     let item = text_field(&body, "item", true)?.unwrap_or_default();
     let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();
@@ -188,15 +190,15 @@ async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespons
     }))
 }
 
-/// A whole number, 0 or more (`min` 0) or 1 or more (`min` 1), or a 400 naming `field`.
-fn whole(v: Option<&Value>, field: &str, min: i64) -> Result<i64, AppError> {
+/// A count: a whole number from 0 to [`MAX_QUANTITY`], or a 400 naming `field`.
+fn count(v: Option<&Value>, field: &str) -> Result<i64, AppError> {
     match v {
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(q) if q >= min => Ok(q),
+            Some(q) if (0..=MAX_QUANTITY).contains(&q) => Ok(q),
             _ => Err(AppError::Invalid(FieldError::new(
                 "out_of_range",
                 field,
-                format!("a whole number in the item's unit, {min} or more"),
+                format!("a whole number in the item's unit, from 0 to {MAX_QUANTITY}"),
             ))),
         },
         None | Some(Value::Null) => Err(AppError::Invalid(FieldError::new(
@@ -239,7 +241,7 @@ async fn stocktake(
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             _ => return Err(invalid(&format!("counts[{i}].item"), "an item id or code")),
         };
-        let counted = whole(c.get("counted"), &format!("counts[{i}].counted"), 0)?;
+        let counted = count(c.get("counted"), &format!("counts[{i}].counted"))?;
         counts.push((item, counted));
     }
     let adjustments = state
@@ -293,7 +295,9 @@ async fn stocktake(
                         Ok(b) if b.on_hand == *counted => {
                             crate::alerting::stock_moved(conn, &depot_id, &item_id, Utc::now())?;
                         }
-                        Ok(_) | Err(stock::StockError::Insufficient { .. }) => return Err(stale()),
+                        Ok(_)
+                        | Err(stock::StockError::Insufficient { .. })
+                        | Err(stock::StockError::OverCapacity { .. }) => return Err(stale()),
                         Err(stock::StockError::Db(e)) => return Err(e.into()),
                     }
                     out.push(json!({
