@@ -84,9 +84,13 @@ export class BankMap {
   renderLegend() {
     if (!this.legendEl) return;
     const items = Object.entries(STATE_COLOURS)
-      .map(([s, c]) => `<span><i style="background:${c}"></i>${t(`state_${s}`)}</span>`)
+      .map(([s]) => `<span><i data-state-key="${s}"></i>${t(`state_${s}`)}</span>`)
       .join('');
     this.legendEl.innerHTML = `${items}<span><i class="uncovered-key"></i>${t('legend_uncovered')}</span>`;
+    // Colours through the CSSOM: the page's policy refuses inline style attributes.
+    this.legendEl.querySelectorAll('[data-state-key]').forEach((i) => {
+      i.style.background = STATE_COLOURS[i.dataset.stateKey];
+    });
   }
 
   /** Draws the segments (GeoJSON from /api/v1/segments) once. */

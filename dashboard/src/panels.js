@@ -53,12 +53,16 @@ export function renderWater(el, { flood, station, readings, stage }) {
     body += chart(readings || [], th, station.level_m);
     body += `<p class="muted">${['watch_m', 'warning_m', 'guarantee_m']
       .filter((k) => th[k] != null)
-      .map((k) => `<span style="color:${STAGE_COLOURS[k]}">${t(k)} ${Number(th[k]).toFixed(2)} m</span>`)
+      .map((k) => `<span data-threshold="${k}">${t(k)} ${Number(th[k]).toFixed(2)} m</span>`)
       .join(' · ')}</p>`;
   } else {
     body += `<p class="muted no-gauge">${t('no_gauge')}</p>`;
   }
   el.innerHTML = `<div class="badges">${parts.join(' ')}</div>${body}`;
+  // Colours through the CSSOM: the page's policy refuses inline style attributes.
+  el.querySelectorAll('[data-threshold]').forEach((s) => {
+    s.style.color = STAGE_COLOURS[s.dataset.threshold];
+  });
 }
 
 function responseName(level) {

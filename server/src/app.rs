@@ -205,6 +205,8 @@ impl Application {
                 .wrap(tracing_actix())
                 .wrap_fn(move |req, srv| crate::metrics::track(m.clone(), req, srv))
                 .configure(crate::routes::configure)
+                // Outside `/api/v1` too, a path nobody serves is a 404 in the JSON envelope.
+                .default_service(web::to(crate::routes::not_found))
         })
         .listen(listener);
         let mut server = match server {

@@ -57,6 +57,12 @@ pub enum AppError {
         message: String,
         current: riverchief_shared::domain::IssueStatus,
     },
+    /// The path exists but not with this method (405, with `Allow`: the methods it takes).
+    #[error("{method} is not supported here; this path takes {allow}")]
+    MethodNotAllowed { method: String, allow: String },
+    /// A byte range past the end of what is served (416, with `Content-Range: bytes */<size>`).
+    #[error("the range is outside the {size} bytes there are")]
+    RangeNotSatisfiable { size: u64 },
     /// Too many failed logins (429, with `Retry-After` in seconds).
     #[error("too many failed logins; try again in {retry_after} s")]
     TooManyAttempts { retry_after: u64 },
@@ -108,6 +114,8 @@ impl AppError {
             } => "forbidden",
             AppError::Step { .. } => "invalid_transition",
             AppError::TooManyAttempts { .. } => "too_many_attempts",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => "internal",
         }
     }
@@ -178,6 +186,8 @@ impl ResponseError for AppError {
             } => StatusCode::FORBIDDEN,
             AppError::Step { .. } => StatusCode::CONFLICT,
             AppError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Db(_) | AppError::Io(_) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -193,8 +203,17 @@ impl ResponseError for AppError {
         if matches!(self, AppError::Unauthorized(_)) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if let AppError::TooManyAttempts { retry_after } = self {
-            resp.insert_header(("Retry-After", retry_after.to_string()));
+        match self {
+            AppError::TooManyAttempts { retry_after } => {
+                resp.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            AppError::MethodNotAllowed { allow, .. } => {
+                resp.insert_header(("Allow", allow.as_str()));
+            }
+            AppError::RangeNotSatisfiable { size } => {
+                resp.insert_header(("Content-Range", format!("bytes */{size}")));
+            }
+            _ => {}
         }
         resp.json(ErrorBody {
             error: self.detail(),

@@ -347,3 +347,143 @@ async fn csv_cells_that_would_run_as_formulas_come_out_as_text() -> Result<()> {
     assert!(cells.contains(&"-3"), "{csv}");
     Ok(())
 }
+
+/// Every refusal carries the envelope: a served path asked with another method is 405 with `Allow`
+/// (inside and outside `/api/v1`), a path nobody serves is 404, and a byte range past a photo's end
+/// is 416 with `Content-Range`.
+#[tokio::test]
+async fn refusals_outside_the_handlers_carry_the_envelope() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let lead = login(&base, "chen").await?;
+    let http = reqwest::Client::new();
+    let envelope = |r: reqwest::Response| async move {
+        let status = r.status();
+        let allow = r
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let range = r
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ty = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = r.json().await?;
+        assert_eq!(ty.as_deref(), Some("application/json"), "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+        anyhow::Ok((status, body["error"]["code"].clone(), allow, range))
+    };
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/api/v1/segments", "GET"),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/stock/movements",
+            "POST, GET",
+        ),
+        (reqwest::Method::PUT, "/api/v1/issues/counts", "GET"),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/photos/0000000000000000000000000000000000000000000000000000000000000000",
+            "GET, HEAD",
+        ),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::PUT, "/", "GET, HEAD"),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(&lead)
+            .send()
+            .await?;
+        let (status, code, got_allow, _) = envelope(r).await?;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(code, "method_not_allowed", "{method} {path}");
+        assert_eq!(got_allow.as_deref(), Some(allow), "{method} {path}");
+    }
+    for path in ["/nothing-here", "/api/v1/nothing-here", "/healthz/extra"] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&lead)
+            .send()
+            .await?;
+        let (status, code, _, _) = envelope(r).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(code, "not_found", "{path}");
+    }
+
+    // A photo, then a range past its end.
+    let dir = tempfile::tempdir()?;
+    let zhang = phone(dir.path(), &base, "zhangwei").await?;
+    let qhl02 = segment(&zhang, "QHL-02").await?;
+    let bytes = riverchief_tests::fake_jpeg(20_000, 3);
+    let path = dir.path().join("p.jpg");
+    std::fs::write(&path, &bytes)?;
+    let sha = Sha256::of(&bytes);
+    zhang
+        .report_issue(draft(
+            &qhl02,
+            0.5,
+            IssueCategory::Seepage,
+            Severity::Minor,
+            None,
+            "背水坡渗水",
+            None,
+            vec![path],
+        ))
+        .await?;
+    zhang.sync(&|_| {}).await?;
+    let r = http
+        .get(format!("{base}/api/v1/photos/{sha}"))
+        .bearer_auth(&lead)
+        .header("Range", format!("bytes={}-", bytes.len() + 10))
+        .send()
+        .await?;
+    let (status, code, _, range) = envelope(r).await?;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(code, "range_not_satisfiable");
+    assert_eq!(range, Some(format!("bytes */{}", bytes.len())));
+    Ok(())
+}
+
+/// The dashboard's page is sent with a policy under which an injected script cannot run, and every
+/// file of it with `nosniff`, no referrer and no device permissions.
+#[tokio::test]
+async fn the_dashboard_is_sent_with_a_strict_policy() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/")).send().await?;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self';",
+        "style-src 'self';",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "connect-src 'self';",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp:?}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    for path in ["/", "/config.json", "/assets/app.js"] {
+        let r = http.get(format!("{base}{path}")).send().await?;
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        let permissions = h["permissions-policy"].to_str()?;
+        assert!(permissions.contains("camera=()"), "{path}: {permissions}");
+    }
+    Ok(())
+}

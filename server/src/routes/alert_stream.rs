@@ -17,6 +17,7 @@
 //! Each stream holds at most one page of events; a slow reader only slows itself (the feed's watch
 //! channel never queues).
 
+use super::endpoint::Endpoint;
 use super::sync::cursor_start;
 use crate::auth::AuthUser;
 use crate::db::alerts::{self, ListFilter, StateFilter};
@@ -43,7 +44,7 @@ const SNAPSHOT: i64 = 1000;
 const RETRY_MS: u64 = 2000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/alerts/stream", web::get().to(stream));
+    cfg.service(Endpoint::new("/alerts/stream").get(stream).done());
 }
 
 #[derive(Debug, Deserialize)]

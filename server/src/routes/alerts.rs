@@ -8,6 +8,7 @@
 //! - `POST /alerts/{id}/ack` (duty lead or admin): acknowledges; idempotent (a second
 //!   acknowledgement keeps the first one's who and when).
 
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db::alerts::{self, ListFilter, StateFilter};
 use crate::error::AppError;
@@ -23,9 +24,9 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/alerts", web::get().to(list))
-        .route("/alerts/{id}", web::get().to(get))
-        .route("/alerts/{id}/ack", web::post().to(ack));
+    cfg.service(Endpoint::new("/alerts").get(list).done())
+        .service(Endpoint::new("/alerts/{id}").get(get).done())
+        .service(Endpoint::new("/alerts/{id}/ack").post(ack).done());
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! `GET /audit` (admins only): the audit trail, newest first, filtered by actor, kind and time, in
 //! pages (`limit`, and `before` = the previous page's `next_before`).
 
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
@@ -15,7 +16,7 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit", web::get().to(list));
+    cfg.service(Endpoint::new("/audit").get(list).done());
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@
 //! The window defaults to the last 24 hours. "Overdue" is judged against the server's clock now.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use super::geojson;
 use super::issues::parse_time;
 use crate::auth::AuthUser;
@@ -29,10 +30,18 @@ const MAX_STAGE_BODY_BYTES: usize = 4096;
 const MAX_NOTE_CHARS: usize = 2000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/coverage", web::get().to(all))
-        .route("/segments/{segment}/coverage", web::get().to(one))
-        .route("/flood-stage", web::get().to(get_stage))
-        .route("/flood-stage", web::post().to(set_stage));
+    cfg.service(Endpoint::new("/coverage").get(all).done())
+        .service(
+            Endpoint::new("/segments/{segment}/coverage")
+                .get(one)
+                .done(),
+        )
+        .service(
+            Endpoint::new("/flood-stage")
+                .get(get_stage)
+                .post(set_stage)
+                .done(),
+        );
 }
 
 #[derive(Debug, Deserialize)]

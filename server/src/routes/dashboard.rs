@@ -7,9 +7,11 @@
 //! no-cache`, so a browser keeps its copy but asks each time whether it is still current (a 304 when it
 //! is). A new server binary thus never runs with an old page, and nothing needs versioned file names.
 
+use super::endpoint::Endpoint;
 use crate::error::AppError;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -49,15 +51,76 @@ impl DashboardConfig {
         }
         Ok(())
     }
+
+    /// Where the page may load tile images from: the tile URL's origin, with Leaflet's `{s}`
+    /// subdomain placeholder as a wildcard (`https://*.tile.example`). None without a base map.
+    fn tile_origin(&self) -> Option<String> {
+        let url = self.tile_url.as_deref()?;
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?.replace("{s}", "*");
+        // A template with placeholders in the host beyond `{s}` cannot be named as an origin.
+        if host.is_empty() || host.contains(['{', '}', ' ', ';', ',', '\'']) {
+            return None;
+        }
+        Some(format!("{scheme}://{host}"))
+    }
+
+    /// The page's Content-Security-Policy: everything from this server alone (scripts, styles,
+    /// the API and the alert stream), images also from the operator's tile server; no inline script
+    /// or style, no plugins, no framing, no foreign form targets. An injected `<script>` or
+    /// `onerror=` attribute does not run.
+    pub fn content_security_policy(&self) -> String {
+        let tiles = self
+            .tile_origin()
+            .map(|o| format!(" {o}"))
+            .unwrap_or_default();
+        format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tiles}; \
+             connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'"
+        )
+    }
+}
+
+/// What every page and file of the dashboard is sent with: no MIME sniffing, no referrer to the
+/// tile server or elsewhere, and no camera, microphone or location for the page.
+fn hardened(response: &mut HttpResponse) {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+    );
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // GET and HEAD (actix sends no body for HEAD).
-    let read = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
-    cfg.route("/", read().to(index))
-        .route("/index.html", read().to(index))
-        .route("/config.json", read().to(config))
-        .route("/assets/{path:.*}", read().to(asset));
+    cfg.service(Endpoint::new("/").get(index).on(Method::HEAD, index).done())
+        .service(
+            Endpoint::new("/index.html")
+                .get(index)
+                .on(Method::HEAD, index)
+                .done(),
+        )
+        .service(
+            Endpoint::new("/config.json")
+                .get(config)
+                .on(Method::HEAD, config)
+                .done(),
+        )
+        .service(
+            Endpoint::new("/assets/{path:.*}")
+                .get(asset)
+                .on(Method::HEAD, asset)
+                .done(),
+        );
 }
 
 /// The embedded files by path, with their ETags (computed once).
@@ -86,20 +149,27 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
     };
     response
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::ETAG, etag.as_str()))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
-    if not_modified {
-        return Ok(response.finish());
-    }
-    Ok(response.content_type(asset.content_type).body(asset.bytes))
+        .insert_header((header::ETAG, etag.as_str()));
+    let mut response = if not_modified {
+        response.finish()
+    } else {
+        response.content_type(asset.content_type).body(asset.bytes)
+    };
+    hardened(&mut response);
+    Ok(response)
 }
 
-async fn index(req: HttpRequest) -> Result<HttpResponse, AppError> {
+async fn index(
+    req: HttpRequest,
+    settings: web::Data<DashboardConfig>,
+) -> Result<HttpResponse, AppError> {
     let mut response = serve(&req, "index.html")?;
+    let csp = HeaderValue::from_str(&settings.content_security_policy())
+        .map_err(|e| AppError::Internal(format!("the page's policy: {e}")))?;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     // The page may not be framed by another site (clickjacking of the acknowledge buttons).
-    response
-        .headers_mut()
-        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     Ok(response)
 }
 
@@ -108,14 +178,42 @@ async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse
 }
 
 async fn config(settings: web::Data<DashboardConfig>) -> HttpResponse {
-    HttpResponse::Ok()
+    let mut response = HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(settings.get_ref())
+        .json(settings.get_ref());
+    hardened(&mut response);
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_admits_the_tile_server_alone() {
+        let with = |url: Option<&str>| DashboardConfig {
+            tile_url: url.map(str::to_owned),
+            tile_attribution: None,
+        };
+        let none = with(None).content_security_policy();
+        assert!(none.contains("img-src 'self' data: blob:;"), "{none}");
+        let one = with(Some("https://tiles.example.internal:8443/{z}/{x}/{y}.png"));
+        assert!(one
+            .content_security_policy()
+            .contains("img-src 'self' data: blob: https://tiles.example.internal:8443;"));
+        let subdomains = with(Some("https://{s}.tile.example.org/{z}/{x}/{y}.png"));
+        assert!(subdomains
+            .content_security_policy()
+            .contains("img-src 'self' data: blob: https://*.tile.example.org;"));
+        // A host the policy cannot name safely admits nothing more.
+        let odd = with(Some("https://{z}.example.org/{x}/{y}.png"));
+        assert!(odd
+            .content_security_policy()
+            .contains("img-src 'self' data: blob:;"));
+        for c in [none, one.content_security_policy()] {
+            assert!(!c.contains("unsafe"), "{c}");
+        }
+    }
 
     #[test]
     fn the_page_and_leaflet_are_embedded_with_their_types() {

@@ -9,6 +9,7 @@
 //! - `POST /drills` (duty lead, admin), `GET /drills`, `GET /drills/{id}`, `DELETE /drills/{id}`.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db::flood::{self as store, Series};
 use crate::db::{self, Conn};
@@ -37,20 +38,33 @@ const DEFAULT_READINGS_LIMIT: i64 = 10_000;
 const MAX_READINGS_LIMIT: i64 = 100_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stations", web::get().to(stations))
-        .route("/stations/{station}", web::get().to(station))
-        .route("/stations/{station}/readings", web::get().to(readings))
-        .route(
-            "/stations/{station}/readings",
-            web::post().to(post_readings),
+    cfg.service(Endpoint::new("/stations").get(stations).done())
+        .service(Endpoint::new("/stations/{station}").get(station).done())
+        .service(
+            Endpoint::new("/stations/{station}/readings")
+                .get(readings)
+                .post(post_readings)
+                .done(),
         )
-        .route("/flood-level", web::get().to(flood_level))
-        .route("/response-level", web::post().to(set_response))
-        .route("/response-levels", web::get().to(response_history))
-        .route("/drills", web::post().to(start_drill))
-        .route("/drills", web::get().to(drills))
-        .route("/drills/{id}", web::get().to(drill))
-        .route("/drills/{id}", web::delete().to(stop_drill));
+        .service(Endpoint::new("/flood-level").get(flood_level).done())
+        .service(Endpoint::new("/response-level").post(set_response).done())
+        .service(
+            Endpoint::new("/response-levels")
+                .get(response_history)
+                .done(),
+        )
+        .service(
+            Endpoint::new("/drills")
+                .post(start_drill)
+                .get(drills)
+                .done(),
+        )
+        .service(
+            Endpoint::new("/drills/{id}")
+                .get(drill)
+                .delete(stop_drill)
+                .done(),
+        );
 }
 
 fn not_found_station(key: &str) -> AppError {

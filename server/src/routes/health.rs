@@ -2,6 +2,7 @@
 //! answers Prometheus metrics in the OpenMetrics text format to an admin's token (a scraper is given
 //! one: `authorization: {credentials: ...}` in its scrape config).
 
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
@@ -11,8 +12,8 @@ use actix_web::{web, HttpResponse};
 use riverchief_shared::domain::Role;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(Endpoint::new("/healthz").get(healthz).done())
+        .service(Endpoint::new("/metrics").get(metrics).done());
 }
 
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {

@@ -5,6 +5,7 @@
 //! dispatched to them. An invisible issue is answered as not found.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
@@ -19,10 +20,10 @@ use riverchief_shared::FieldError;
 use serde::Deserialize;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/issues", web::get().to(list))
-        .route("/issues/counts", web::get().to(counts))
-        .route("/issues/{id}", web::get().to(get))
-        .route("/issues/{id}/events", web::post().to(add_event));
+    cfg.service(Endpoint::new("/issues").get(list).done())
+        .service(Endpoint::new("/issues/counts").get(counts).done())
+        .service(Endpoint::new("/issues/{id}").get(get).done())
+        .service(Endpoint::new("/issues/{id}/events").post(add_event).done());
 }
 
 /// Issue pages are at most this long.

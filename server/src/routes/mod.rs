@@ -6,6 +6,7 @@ pub mod audit;
 pub mod body;
 pub mod coverage;
 pub mod dashboard;
+pub mod endpoint;
 pub mod flood;
 pub mod geojson;
 pub mod health;
@@ -47,7 +48,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, crate::error::AppError> {
+/// A path no endpoint serves (with any method): 404 `not_found`. A path that is served, asked with
+/// a method it does not take, is 405 ([`endpoint::Endpoint`]).
+pub async fn not_found() -> Result<actix_web::HttpResponse, crate::error::AppError> {
     Err(crate::error::AppError::NotFound("no such endpoint".into()))
 }
 

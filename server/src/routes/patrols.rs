@@ -1,6 +1,7 @@
 //! `GET /patrols/{id}`: a patrol with its track in recorded order. Patrollers see their own; duty
 //! leads and admins see any. Anything else is answered as not found.
 
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
@@ -10,7 +11,7 @@ use riverchief_shared::api::PatrolTrack;
 use riverchief_shared::id::PatrolId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/patrols/{id}", web::get().to(get));
+    cfg.service(Endpoint::new("/patrols/{id}").get(get).done());
 }
 
 async fn get(

@@ -10,11 +10,12 @@
 //! the photos they uploaded and those listed by an issue they may see. Any other photo is answered 404,
 //! the same as one that never arrived.
 
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
 use crate::state::AppState;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use riverchief_shared::photo::Sha256;
 
@@ -22,9 +23,10 @@ const CACHE_FOREVER: &str = "private, max-age=31536000, immutable";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/photos/{sha256}")
-            .route(web::get().to(photo))
-            .route(web::head().to(photo)),
+        Endpoint::new("/photos/{sha256}")
+            .get(photo)
+            .on(Method::HEAD, photo)
+            .done(),
     );
 }
 
@@ -66,12 +68,9 @@ async fn photo(
                 match specs[0].to_satisfiable_range(row.size_bytes) {
                     Some((first, last)) => Some((first, last)),
                     None => {
-                        return Ok(HttpResponse::RangeNotSatisfiable()
-                            .insert_header((
-                                header::CONTENT_RANGE,
-                                format!("bytes */{}", row.size_bytes),
-                            ))
-                            .finish())
+                        return Err(AppError::RangeNotSatisfiable {
+                            size: row.size_bytes,
+                        })
                     }
                 }
             }

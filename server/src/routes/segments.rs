@@ -1,6 +1,7 @@
 //! `GET /segments`: every segment as a GeoJSON FeatureCollection of LineStrings whose properties are
 //! the shared `SegmentProperties`.
 
+use super::endpoint::Endpoint;
 use super::geojson;
 use crate::auth::AuthUser;
 use crate::db;
@@ -11,7 +12,7 @@ use riverchief_shared::domain::Segment;
 use serde_json::Value;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/segments", web::get().to(list));
+    cfg.service(Endpoint::new("/segments").get(list).done());
 }
 
 /// One segment as a GeoJSON Feature.

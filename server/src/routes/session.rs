@@ -5,6 +5,7 @@
 //! exists.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::{self, AuthUser};
 use crate::db;
 use crate::error::AppError;
@@ -22,8 +23,8 @@ const MAX_DEVICE_NAME_CHARS: usize = 100;
 const MAX_USERNAME_CHARS: usize = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/login", web::post().to(login))
-        .route("/me", web::get().to(me));
+    cfg.service(Endpoint::new("/auth/login").post(login).done())
+        .service(Endpoint::new("/me").get(me).done());
 }
 
 fn bad_credentials() -> AppError {

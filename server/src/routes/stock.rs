@@ -16,6 +16,7 @@
 //!   scheduled check's window (`checks::Settings::expiring_within_days`, 60 days by default).
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use super::geojson;
 use crate::auth::AuthUser;
 use crate::db::{self, stock};
@@ -33,11 +34,15 @@ const MAX_BODY_BYTES: usize = 8192;
 const MAX_NOTE_CHARS: usize = 2000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/depots", web::get().to(depots))
-        .route("/stock", web::get().to(view))
-        .route("/stock/movements", web::post().to(record))
-        .route("/stock/stocktakes", web::post().to(stocktake))
-        .route("/stock/movements", web::get().to(history));
+    cfg.service(Endpoint::new("/depots").get(depots).done())
+        .service(Endpoint::new("/stock").get(view).done())
+        .service(
+            Endpoint::new("/stock/movements")
+                .post(record)
+                .get(history)
+                .done(),
+        )
+        .service(Endpoint::new("/stock/stocktakes").post(stocktake).done());
 }
 
 async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
@@ -115,27 +120,28 @@ async fn record(
             format!("unknown field `{k}`"),
         )));
     }
-    let quantity =
-        match body.get("quantity") {
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(q) if (1..=MAX_QUANTITY).contains(&q) => q,
-                _ => return Err(AppError::Invalid(FieldError::new(
+    let quantity = match body.get("quantity") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(q) if (1..=MAX_QUANTITY).contains(&q) => q,
+            _ => {
+                return Err(AppError::Invalid(FieldError::new(
                     "out_of_range",
                     "quantity",
                     format!(
                         "a quantity is a whole number in the item's unit, from 1 to {MAX_QUANTITY}"
                     ),
-                ))),
-            },
-            None | Some(Value::Null) => {
-                return Err(AppError::Invalid(FieldError::new(
-                    "required",
-                    "quantity",
-                    "`quantity` is required",
                 )))
             }
-            Some(_) => return Err(invalid("quantity", "`quantity` must be a whole number")),
-        };
+        },
+        None | Some(Value::Null) => {
+            return Err(AppError::Invalid(FieldError::new(
+                "required",
+                "quantity",
+                "`quantity` is required",
+            )))
+        }
+        Some(_) => return Err(invalid("quantity", "`quantity` must be a whole number")),
+    };
     let depot = text_field(&body, "depot", true)?.unwrap_or_default();
     let item = text_field(&body, "item", true)?.unwrap_or_default();
     let kind_text = text_field(&body, "kind", true)?.unwrap_or_default();

@@ -2,6 +2,7 @@
 //! rules are in [`crate::sync`]) and `GET /sync/pull` (page through the change log by cursor).
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::AppError;
@@ -16,8 +17,8 @@ use serde::Deserialize;
 const DEFAULT_PULL_LIMIT: usize = 500;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sync/push", web::post().to(push))
-        .route("/sync/pull", web::get().to(pull));
+    cfg.service(Endpoint::new("/sync/push").post(push).done())
+        .service(Endpoint::new("/sync/pull").get(pull).done());
 }
 
 async fn push(

@@ -4,6 +4,7 @@
 //! Every change writes an audit row in its own transaction.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db::{self, Conn};
 use crate::error::AppError;
@@ -22,12 +23,15 @@ const MIN_PASSWORD_CHARS: usize = 8;
 const MAX_PASSWORD_CHARS: usize = 200;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users", web::get().to(list))
-        .route("/users", web::post().to(create))
-        .route("/users/{id}", web::patch().to(update))
-        .route("/users/{id}/password", web::post().to(reset_password))
-        .route("/users/{id}/devices", web::get().to(devices))
-        .route("/devices/{token_id}", web::delete().to(revoke));
+    cfg.service(Endpoint::new("/users").get(list).post(create).done())
+        .service(Endpoint::new("/users/{id}").patch(update).done())
+        .service(
+            Endpoint::new("/users/{id}/password")
+                .post(reset_password)
+                .done(),
+        )
+        .service(Endpoint::new("/users/{id}/devices").get(devices).done())
+        .service(Endpoint::new("/devices/{token_id}").delete(revoke).done());
 }
 
 fn no_user() -> AppError {

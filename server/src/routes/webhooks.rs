@@ -8,6 +8,7 @@
 //!   the last error and every attempt's answer and chosen delay.
 
 use super::body::json_body;
+use super::endpoint::Endpoint;
 use crate::auth::AuthUser;
 use crate::db::webhooks;
 use crate::error::AppError;
@@ -27,10 +28,13 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks", web::post().to(create))
-        .route("/webhooks", web::get().to(list))
-        .route("/webhooks/{id}", web::delete().to(delete))
-        .route("/webhooks/{id}/deliveries", web::get().to(deliveries));
+    cfg.service(Endpoint::new("/webhooks").post(create).get(list).done())
+        .service(Endpoint::new("/webhooks/{id}").delete(delete).done())
+        .service(
+            Endpoint::new("/webhooks/{id}/deliveries")
+                .get(deliveries)
+                .done(),
+        );
 }
 
 fn invalid(code: &str, field: &str, message: impl Into<String>) -> AppError {

@@ -1,0 +1,90 @@
+//! One path and the methods it takes, registered together: [`Endpoint`] builds the actix resource and
+//! answers any other method with 405 `method_not_allowed`, its `Allow` header listing the methods
+//! the path takes (RFC 9110 section 15.5.6), in the JSON envelope like every other refusal.
+
+use crate::error::AppError;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpRequest, Resource, Responder};
+
+/// A path being registered: add its methods, then [`Endpoint::done`].
+pub struct Endpoint {
+    resource: Resource,
+    allow: Vec<Method>,
+}
+
+impl Endpoint {
+    pub fn new(path: &str) -> Endpoint {
+        Endpoint {
+            resource: web::resource(path),
+            allow: Vec::new(),
+        }
+    }
+
+    /// Answers `method` with `handler`.
+    pub fn on<F, Args>(mut self, method: Method, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
+        self.allow.push(method);
+        self
+    }
+
+    pub fn get<F, Args>(self, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::GET, handler)
+    }
+
+    pub fn post<F, Args>(self, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::POST, handler)
+    }
+
+    pub fn patch<F, Args>(self, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::PATCH, handler)
+    }
+
+    pub fn delete<F, Args>(self, handler: F) -> Endpoint
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::DELETE, handler)
+    }
+
+    /// The resource, with every other method refused.
+    pub fn done(self) -> Resource {
+        let allow = self
+            .allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move {
+                    Err::<actix_web::HttpResponse, _>(AppError::MethodNotAllowed {
+                        method: req.method().to_string(),
+                        allow,
+                    })
+                }
+            }))
+    }
+}
