@@ -128,15 +128,20 @@ impl crate::Client {
         }
         let first = points.iter().map(|p| p.t).min().unwrap_or_else(Utc::now);
         let last = points.iter().map(|p| p.t).max().unwrap_or(first);
+        let count = points.len();
         let patrol_id = self
-            .start_patrol_at(&segment_ids, notes, None, first)
+            .record_walk(crate::record::Walk {
+                segment_ids: segment_ids.clone(),
+                notes,
+                started_at: first,
+                ended_at: last,
+                points,
+            })
             .await?;
-        self.add_points(patrol_id, &points).await?;
-        self.finish_patrol_at(patrol_id, None, last).await?;
         Ok(Imported {
             patrol_id,
             segment_ids,
-            points: points.len(),
+            points: count,
         })
     }
 

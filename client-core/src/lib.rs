@@ -62,6 +62,6 @@ pub use error::{ClientError, Result};
 pub use gpx_import::Imported;
 pub use outbox::OutboxState;
 pub use query::{FailedPhoto, IssueSummary, LocalState, PatrolSummary, RejectedMutation, Status};
-pub use record::IssueDraft;
+pub use record::{IssueDraft, Walk};
 pub use sync::{ProgressFn, RetryPolicy, SyncProgress, SyncReport};
 pub use track::{judge as judge_fix, Fix, FixOutcome, FixRules, LastFix, RecordedPatrol};

@@ -58,34 +58,39 @@ impl Client {
         let segment_ids = segment_ids.to_vec();
         let limits = self.limits();
         self.db(move |conn| {
-            let now = Utc::now();
-            let patrol_id = PatrolId::new();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mutation = outbox::enqueue(
-                &tx,
-                MutationBody::PatrolStart(PatrolStart {
-                    patrol_id,
-                    segment_ids: segment_ids.clone(),
-                    started_at,
-                    notes: notes.clone(),
-                    weather: weather.clone(),
-                }),
-                None,
-                now,
-                &limits,
-            )?;
-            tx.execute(
-                "INSERT INTO local_patrols (id, start_mutation, segment_ids, started_at, notes, weather)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    patrol_id.to_string(),
-                    mutation.id.to_string(),
-                    serde_json::to_string(&segment_ids)?,
-                    store::time(started_at),
-                    notes,
-                    weather
-                ],
-            )?;
+            let start = PatrolStart {
+                patrol_id: PatrolId::new(),
+                segment_ids,
+                started_at,
+                notes,
+                weather,
+            };
+            let patrol_id = start_patrol_in(&tx, start, &limits, Utc::now())?;
+            tx.commit()?;
+            Ok(patrol_id)
+        })
+        .await
+    }
+
+    /// Records a whole walk at once (an imported track): its start, its points and its finish, in
+    /// one local transaction. Either all of it is queued or, when any part is refused (a point two
+    /// days ahead, say), nothing is: no empty patrol is left to reach the server and never end.
+    pub async fn record_walk(&self, walk: Walk) -> Result<PatrolId> {
+        let limits = self.limits();
+        self.db(move |conn| {
+            let now = Utc::now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let start = PatrolStart {
+                patrol_id: PatrolId::new(),
+                segment_ids: walk.segment_ids,
+                started_at: walk.started_at,
+                notes: walk.notes,
+                weather: None,
+            };
+            let patrol_id = start_patrol_in(&tx, start, &limits, now)?;
+            append_points(&tx, patrol_id, &walk.points, &limits, now)?;
+            finish_patrol_in(&tx, patrol_id, None, walk.ended_at, &limits, now)?;
             tx.commit()?;
             Ok(patrol_id)
         })
@@ -124,26 +129,8 @@ impl Client {
     ) -> Result<()> {
         let limits = self.limits();
         self.db(move |conn| {
-            let now = Utc::now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            open_patrol(&tx, patrol_id)?;
-            // The fixes still waiting for their batch go before the finish.
-            crate::track::close_batch(&tx, patrol_id, &limits, now)?;
-            outbox::enqueue(
-                &tx,
-                MutationBody::PatrolFinish(PatrolFinish {
-                    patrol_id,
-                    ended_at,
-                    notes: notes.clone(),
-                }),
-                None,
-                now,
-                &limits,
-            )?;
-            tx.execute(
-                "UPDATE local_patrols SET ended_at = ?2, finish_notes = ?3 WHERE id = ?1",
-                params![patrol_id.to_string(), store::time(ended_at), notes],
-            )?;
+            finish_patrol_in(&tx, patrol_id, notes, ended_at, &limits, Utc::now())?;
             tx.commit()?;
             Ok(())
         })
@@ -445,6 +432,73 @@ pub(crate) fn append_points(
     tx.execute(
         "UPDATE local_patrols SET point_count = ?2 WHERE id = ?1",
         params![patrol_id.to_string(), count],
+    )?;
+    Ok(())
+}
+
+/// A whole walk recorded at once ([`Client::record_walk`]).
+#[derive(Debug, Clone)]
+pub struct Walk {
+    pub segment_ids: Vec<SegmentId>,
+    pub notes: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub points: Vec<TrackPoint>,
+}
+
+/// Queues a patrol's start and its local row in the caller's transaction.
+fn start_patrol_in(
+    tx: &Transaction<'_>,
+    start: PatrolStart,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<PatrolId> {
+    let patrol_id = start.patrol_id;
+    let (segment_ids, started_at) = (start.segment_ids.clone(), start.started_at);
+    let (notes, weather) = (start.notes.clone(), start.weather.clone());
+    let mutation = outbox::enqueue(tx, MutationBody::PatrolStart(start), None, now, limits)?;
+    tx.execute(
+        "INSERT INTO local_patrols (id, start_mutation, segment_ids, started_at, notes, weather)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            patrol_id.to_string(),
+            mutation.id.to_string(),
+            serde_json::to_string(&segment_ids)?,
+            store::time(started_at),
+            notes,
+            weather
+        ],
+    )?;
+    Ok(patrol_id)
+}
+
+/// Queues a patrol's finish (after the fixes still waiting for their batch) in the caller's
+/// transaction.
+fn finish_patrol_in(
+    tx: &Transaction<'_>,
+    patrol_id: PatrolId,
+    notes: Option<String>,
+    ended_at: DateTime<Utc>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    open_patrol(tx, patrol_id)?;
+    // The fixes still waiting for their batch go before the finish.
+    crate::track::close_batch(tx, patrol_id, limits, now)?;
+    outbox::enqueue(
+        tx,
+        MutationBody::PatrolFinish(PatrolFinish {
+            patrol_id,
+            ended_at,
+            notes: notes.clone(),
+        }),
+        None,
+        now,
+        limits,
+    )?;
+    tx.execute(
+        "UPDATE local_patrols SET ended_at = ?2, finish_notes = ?3 WHERE id = ?1",
+        params![patrol_id.to_string(), store::time(ended_at), notes],
     )?;
     Ok(())
 }

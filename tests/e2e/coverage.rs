@@ -357,6 +357,37 @@ async fn a_gpx_import_covers_what_the_same_points_pushed_cover() -> Result<()> {
     Ok(())
 }
 
+/// An import is all or nothing: a track with one fix two days ahead is refused whole, and the
+/// phone queues neither the patrol's start nor any of its points (no empty patrol that never ends).
+#[tokio::test]
+async fn a_gpx_import_with_a_bad_fix_queues_nothing() -> Result<()> {
+    use chrono::Timelike;
+    let server = TestServer::start().await?;
+    let t0 = (Utc::now() - Duration::minutes(40))
+        .with_nanosecond(0)
+        .ok_or_else(|| anyhow!("time"))?;
+    let dir = tempfile::tempdir()?;
+    let zhang = phone(dir.path(), &server.url(), "zhangwei").await?;
+    let qhl02 = segment(&zhang, "QHL-02").await?;
+    let mut points = walk_part(&qhl02, 0.0, 0.6, t0, false)?;
+    let last = points.len() - 1;
+    points[last].t = Utc::now() + Duration::days(2);
+    drop(zhang);
+    let file = dir.path().join("walk.gpx");
+    std::fs::write(&file, gpx(&points))?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rc-client"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["patrol", "import", file.to_str().unwrap_or_default()])
+        .output()?;
+    assert!(!out.status.success());
+    let client = open_client(dir.path(), &server.url())?;
+    let status = client.status().await?;
+    assert_eq!(status.pending, 0, "{status:?}");
+    assert!(client.patrols().await?.is_empty());
+    Ok(())
+}
+
 /// The operator sets what counts as covering: with `--covering-ratio 0.6` a patrol along 70 % of a
 /// segment covers it (it would not at the default 80 %); a value out of range stops the server at
 /// start with the flag named.
