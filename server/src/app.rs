@@ -160,7 +160,7 @@ impl Application {
             shutdown.clone(),
         );
         if let Some(period) = config.checks.period {
-            crate::checks::spawn(
+            crate::schedule::checks(
                 opened.db.clone(),
                 config.coverage,
                 config.checks,

@@ -14,7 +14,7 @@
 use crate::alerting;
 use crate::coverage::{self, Policy};
 use crate::db::alerts;
-use crate::db::{self, Conn, Db, QueryResult};
+use crate::db::{self, Conn, QueryResult};
 use chrono::{DateTime, Duration, Utc};
 use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::coverage::is_overdue;
@@ -172,35 +172,4 @@ fn issues(conn: &mut Conn, settings: &Settings, now: DateTime<Utc>) -> QueryResu
         }
     }
     Ok((late.len(), waiting.len()))
-}
-
-/// Starts the scheduled check on the runtime, every `period`, against the clock. Failures are
-/// logged and the next tick tries again.
-pub fn spawn(
-    db: Db,
-    policy: Policy,
-    settings: Settings,
-    period: std::time::Duration,
-    shutdown: crate::delivery::CancellationToken,
-) {
-    tokio::spawn(async move {
-        // The first check one period after start, not at once: a server that starts and stops
-        // (tests, one-off commands) writes nothing it was not asked to.
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let outcome = db
-                .run(move |conn| -> Result<Report, crate::error::AppError> {
-                    Ok(run(conn, &policy, &settings, Utc::now())?)
-                })
-                .await;
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "scheduled flood-watch check failed");
-            }
-        }
-    });
 }

@@ -6,7 +6,7 @@
 //! `drill` (deduplicated apart from real alerts). The replay is a tokio task in the server that
 //! started it: each step feeds the readings whose time has come (`speed` seconds of series per
 //! second of wall time) through [`crate::flood::ingest`], in a transaction that first checks the
-//! drill is still running. Stopping (or finishing) resolves the drill's open alerts. Nothing resumes a
+//! drill is still running (the loop itself is `schedule::drill`). Stopping (or finishing) resolves the drill's open alerts. Nothing resumes a
 //! drill after a restart: a drill whose replay died with its process stays marked running until the
 //! time its replay should have ended has passed, then the next start-up or scheduled check ends it
 //! ([`sweep`]); a duty lead may stop it at once. A drill another live instance is replaying is never
@@ -15,14 +15,13 @@
 use crate::coverage::Policy;
 use crate::db::alerts;
 use crate::db::flood::{self as store, Series, Station};
-use crate::db::{self, Conn, Db, QueryResult};
+use crate::db::{self, Conn, QueryResult};
 use crate::error::AppError;
 use crate::flood::Settings;
 use chrono::{DateTime, Utc};
 use riverchief_shared::alert::{AlertKind, Subject};
 use riverchief_shared::flood::{DrillState, DrillView, Reading};
 use riverchief_shared::id::DrillId;
-use std::time::{Duration, Instant};
 
 /// The 2024 Dongshan hydrograph shipped with the server (`station,observed_at,level_m`, hourly).
 pub const DONGSHAN_2024_CSV: &str = include_str!("../demo/dongshan-2024-hourly.csv");
@@ -120,13 +119,18 @@ pub fn sweep(conn: &mut Conn, now: DateTime<Utc>) -> QueryResult<usize> {
     db::write_transaction(conn, |conn| sweep_dead(conn, now))
 }
 
-enum Step {
+/// What one replay step did.
+pub enum Step {
+    /// Fed the readings up to this index; more are due later.
     Fed(usize),
+    /// The drill ended (all fed, or it was stopped).
     Ended,
 }
 
-/// Feeds `series[from..to]` to the drill's series if it is still running.
-fn step(
+/// Feeds `series[from..to]` to the drill's series if it is still running, at `now` (the replay's
+/// clock, `schedule::drill`).
+#[allow(clippy::too_many_arguments)]
+pub fn step(
     conn: &mut Conn,
     policy: &Policy,
     settings: &Settings,
@@ -134,6 +138,7 @@ fn step(
     station: &Station,
     series: &[Reading],
     (from, to): (usize, usize),
+    now: DateTime<Utc>,
 ) -> Result<Step, AppError> {
     db::write_transaction(conn, |conn| -> Result<Step, AppError> {
         store::lock_series(conn, &station.id, Series::Drill(*drill_id))?;
@@ -150,72 +155,14 @@ fn step(
             station,
             Series::Drill(*drill_id),
             &batch,
-            Utc::now(),
+            now,
         )
         .map_err(|e| AppError::Internal(format!("drill {drill_id}: {e}")))?;
         store::set_drill_fed(conn, drill_id, i64::try_from(to).unwrap_or(i64::MAX))?;
         if to == series.len() {
-            end(conn, drill_id, DrillState::Finished, Utc::now())?;
+            end(conn, drill_id, DrillState::Finished, now)?;
             return Ok(Step::Ended);
         }
         Ok(Step::Fed(to))
     })
-}
-
-/// Starts replaying a drill (already stored, running) on the runtime.
-pub fn spawn(db: Db, policy: Policy, settings: Settings, drill_id: DrillId) {
-    tokio::spawn(async move {
-        if let Err(e) = replay(&db, policy, settings, &drill_id).await {
-            tracing::warn!(drill = %drill_id, error = %e, "drill replay failed; stopping it");
-            let id = drill_id;
-            let _ = db
-                .run(move |conn| -> Result<bool, AppError> {
-                    Ok(db::write_transaction(conn, |conn| {
-                        end(conn, &id, DrillState::Stopped, Utc::now())
-                    })?)
-                })
-                .await;
-        }
-    });
-}
-
-async fn replay(db: &Db, policy: Policy, settings: Settings, id: &DrillId) -> Result<(), AppError> {
-    let key = *id;
-    let (drill, station) = db
-        .run(move |conn| -> Result<_, AppError> {
-            let d = store::drill(conn, &key, true)?
-                .ok_or_else(|| AppError::NotFound(format!("no drill {key}")))?;
-            let s = store::station_by_id(conn, &d.station_id)?
-                .ok_or_else(|| AppError::NotFound(format!("no station {}", d.station_id)))?;
-            Ok((d, s))
-        })
-        .await?;
-    let series = std::sync::Arc::new(drill.series);
-    let Some(t0) = series.first().map(|r| r.observed_at) else {
-        return Ok(());
-    };
-    let speed = drill.speed;
-    let started = Instant::now();
-    let mut fed = usize::try_from(drill.readings_fed).unwrap_or(0);
-    loop {
-        let series_ms = started.elapsed().as_secs_f64() * speed * 1000.0;
-        let due = t0 + chrono::Duration::milliseconds(series_ms.min(1e15) as i64);
-        let until = series.partition_point(|r| r.observed_at <= due).max(fed);
-        if until > fed {
-            let (s, st, key) = (series.clone(), station.clone(), *id);
-            let outcome = db
-                .run(move |conn| step(conn, &policy, &settings, &key, &st, &s, (fed, until)))
-                .await?;
-            match outcome {
-                Step::Fed(n) => fed = n,
-                Step::Ended => return Ok(()),
-            }
-        }
-        // Sleep until the next reading is due, but look at least once a second (a stop).
-        let wait = series.get(fed).map_or(0.0, |next| {
-            let offset = (next.observed_at - t0).num_milliseconds() as f64 / 1000.0 / speed;
-            offset - started.elapsed().as_secs_f64()
-        });
-        tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.01, 1.0))).await;
-    }
 }

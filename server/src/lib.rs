@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod password;
 pub mod photo_store;
 pub mod routes;
+pub mod schedule;
 pub mod state;
 pub mod supplies;
 pub mod sync;

@@ -3,6 +3,8 @@
 //!
 //! - photo uploads: photos of 2 MiB, then of 24 MiB (near the 25 MiB limit), `PARALLEL` at a time, each in one tus `PATCH`;
 //! - photo downloads: the same photos fetched back, `PARALLEL` at a time;
+//! - gzip bombs: `BOMBS` push bodies at once, each about 110 KiB inflating to 110 MiB, refused at
+//!   the push body limit (the baseline);
 //! - live streams: `STREAMS` alert streams (`GET /alerts/stream`) held open while `ALERTS` critical
 //!   hazards are reported and each stream receives every alert.
 //!
@@ -30,6 +32,7 @@ use std::time::Duration;
 const PHOTO_RUNS: [(usize, usize); 2] = [(2, 32), (24, 16)];
 const PARALLEL: usize = 4;
 const STREAMS: usize = 300;
+const BOMBS: usize = 16;
 const ALERTS: usize = 20;
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -149,6 +152,57 @@ async fn main() -> Result<()> {
             "the photos in flight",
         ));
     }
+
+    // Gzip bombs: a push body of about 110 KiB that inflates to 110 MiB, `BOMBS` at once. Each is
+    // refused with 413 once it inflates past the push limit; the baseline is that limit.
+    let limit = riverchief_shared::Limits::default().max_push_bytes;
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(br#"{"device_id": ""#)?;
+        let spaces = vec![b' '; 1024 * 1024];
+        for _ in 0..110 {
+            e.write_all(&spaces)?;
+        }
+        e.finish()?
+    };
+    let idle = rss(pid)?;
+    let ((), peak) = peak_during(pid, async {
+        let mut work = futures_util::stream::iter((0..BOMBS).map(|_| {
+            let (http, base, token, body) =
+                (http.clone(), base.clone(), patroller.clone(), bomb.clone());
+            async move {
+                let r = http
+                    .post(format!("{base}/api/v1/sync/push"))
+                    .bearer_auth(&token)
+                    .header("Content-Type", "application/json")
+                    .header("Content-Encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await?;
+                if r.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                    bail!("a gzip bomb was answered {}", r.status());
+                }
+                anyhow::Ok(())
+            }
+        }))
+        .buffer_unordered(BOMBS);
+        while let Some(r) = work.next().await {
+            r?;
+        }
+        Ok(())
+    })
+    .await?;
+    rows.push((
+        format!(
+            "gzip bombs: {BOMBS} at once, {} KiB each inflating to 110 MiB",
+            bomb.len() / 1024
+        ),
+        idle,
+        peak,
+        limit as u64,
+        "the push body limit",
+    ));
 
     // The baseline for streams: as many idle keep-alive connections.
     let idle = rss(pid)?;

@@ -292,23 +292,6 @@ pub fn update_derived(
     .map(drop)
 }
 
-/// Deletes a series' readings and state (a drill's, when it ends).
-pub fn delete_series(conn: &mut Conn, station_id: &StationId, series: Series) -> QueryResult<()> {
-    diesel::delete(
-        station_readings::table
-            .filter(station_readings::station_id.eq(station_id.to_string()))
-            .filter(station_readings::series.eq(series.stored())),
-    )
-    .execute(conn)?;
-    diesel::delete(
-        station_stages::table
-            .filter(station_stages::station_id.eq(station_id.to_string()))
-            .filter(station_stages::series.eq(series.stored())),
-    )
-    .execute(conn)
-    .map(drop)
-}
-
 /// A station's stage now, in one series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StageState {

@@ -406,7 +406,7 @@ async fn start_drill(
             Ok(crate::drill::view(conn, &row)?)
         })
         .await?;
-    crate::drill::spawn(state.db.clone(), state.coverage, state.flood, view.id);
+    crate::schedule::drill(state.db.clone(), state.coverage, state.flood, view.id);
     Ok(HttpResponse::Created().json(view))
 }
 
