@@ -3,11 +3,11 @@
 //! by whoever knows a digest, and CSV cells that a spreadsheet would run as formulas.
 
 use crate::common::{add_user, draft, phone, segment, Http};
+use crate::supplies::{assert_ledger, cli_check, post};
 use anyhow::Result;
 use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression;
 use reqwest::StatusCode;
-use riverchief_server::db::{stock, Db};
 use riverchief_shared::domain::{IssueCategory, Severity};
 use riverchief_shared::id::DeviceId;
 use riverchief_shared::photo::Sha256;
@@ -15,21 +15,6 @@ use riverchief_shared::stock::MAX_QUANTITY;
 use riverchief_tests::{login, TestServer};
 use serde_json::{json, Value};
 use std::io::Write;
-
-async fn post(base: &str, token: &str, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
-}
 
 async fn on_hand(http: &Http, depot: &str, item: &str) -> Result<i64> {
     let v = http.get("/api/v1/stock").await?;
@@ -119,14 +104,8 @@ async fn stock_quantities_are_bounded_and_the_ledger_stays_exact_at_the_bound() 
     assert_eq!(on_hand(&http, depot, item).await?, MAX_QUANTITY);
 
     // The ledger sums exactly to the balance at the bound, in the library and in the admin command.
-    let check = || -> Result<()> {
-        let db = Db::open(&server.db.location())?;
-        let mut conn = db.conn()?;
-        let mismatches = stock::ledger_check(&mut conn)?;
-        assert!(mismatches.is_empty(), "{mismatches:?}");
-        Ok(())
-    };
-    check()?;
+    assert_ledger(&server.db)?;
+    cli_check(&server)?;
     // A dispatch of the whole bound empties it, and the books still balance.
     let (s, b) = post(
         &base,
@@ -137,19 +116,8 @@ async fn stock_quantities_are_bounded_and_the_ledger_stays_exact_at_the_bound() 
     .await?;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["on_hand"], 0, "{b}");
-    check()?;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rc-server"));
-    cmd.args(["stock", "check", "--data-dir"])
-        .arg(&server.data_dir);
-    if let Some(url) = server.db.url() {
-        cmd.arg("--database-url").arg(url);
-    }
-    let out = cmd.output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ledger(&server.db)?;
+    cli_check(&server)?;
     Ok(())
 }
 
@@ -231,18 +199,12 @@ async fn compressed_bodies_are_inflated_no_further_than_the_limit() -> Result<()
     Ok(())
 }
 
-/// A photo is seen by whoever may see an issue listing it, its uploader, and the duty leads; anyone
-/// else who knows its digest is answered as if it never arrived.
-#[tokio::test]
-async fn a_photo_is_seen_only_by_those_who_may_see_its_issue() -> Result<()> {
-    let server = TestServer::start().await?;
-    let base = server.url();
-    // wangwu patrols the other bank; lina's segments include QHL-02.
-    add_user(&server, "wangwu", "patroller", &["QHR-02"])?;
+/// A photo of `size` bytes on a minor crack on QHL-02, reported and synced by zhangwei's phone.
+async fn reported_photo(base: &str, size: usize) -> Result<(Vec<u8>, Sha256)> {
     let dir = tempfile::tempdir()?;
-    let zhang = phone(dir.path(), &base, "zhangwei").await?;
+    let zhang = phone(dir.path(), base, "zhangwei").await?;
     let qhl02 = segment(&zhang, "QHL-02").await?;
-    let bytes = riverchief_tests::fake_jpeg(50_000, 7);
+    let bytes = riverchief_tests::fake_jpeg(size, size as u64);
     let path = dir.path().join("crack.jpg");
     std::fs::write(&path, &bytes)?;
     let sha = Sha256::of(&bytes);
@@ -259,6 +221,18 @@ async fn a_photo_is_seen_only_by_those_who_may_see_its_issue() -> Result<()> {
         ))
         .await?;
     zhang.sync(&|_| {}).await?;
+    Ok((bytes, sha))
+}
+
+/// A photo is seen by whoever may see an issue listing it, its uploader, and the duty leads; anyone
+/// else who knows its digest is answered as if it never arrived.
+#[tokio::test]
+async fn a_photo_is_seen_only_by_those_who_may_see_its_issue() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.url();
+    // wangwu patrols the other bank; lina's segments include QHL-02.
+    add_user(&server, "wangwu", "patroller", &["QHR-02"])?;
+    let (bytes, sha) = reported_photo(&base, 50_000).await?;
 
     let fetch = |user: &'static str, method: reqwest::Method| {
         let base = base.clone();
@@ -417,26 +391,7 @@ async fn refusals_outside_the_handlers_carry_the_envelope() -> Result<()> {
     }
 
     // A photo, then a range past its end.
-    let dir = tempfile::tempdir()?;
-    let zhang = phone(dir.path(), &base, "zhangwei").await?;
-    let qhl02 = segment(&zhang, "QHL-02").await?;
-    let bytes = riverchief_tests::fake_jpeg(20_000, 3);
-    let path = dir.path().join("p.jpg");
-    std::fs::write(&path, &bytes)?;
-    let sha = Sha256::of(&bytes);
-    zhang
-        .report_issue(draft(
-            &qhl02,
-            0.5,
-            IssueCategory::Seepage,
-            Severity::Minor,
-            None,
-            "背水坡渗水",
-            None,
-            vec![path],
-        ))
-        .await?;
-    zhang.sync(&|_| {}).await?;
+    let (bytes, sha) = reported_photo(&base, 20_000).await?;
     let r = http
         .get(format!("{base}/api/v1/photos/{sha}"))
         .bearer_auth(&lead)

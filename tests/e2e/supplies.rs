@@ -31,7 +31,7 @@ fn open_db(db: &TestDb) -> Result<Db> {
 }
 
 /// Balance = sum of the ledger for every depot and item.
-fn assert_ledger(db: &TestDb) -> Result<()> {
+pub(crate) fn assert_ledger(db: &TestDb) -> Result<()> {
     let db = open_db(db)?;
     let mut conn = db.conn()?;
     let mismatches = stock::ledger_check(&mut conn)?;
@@ -40,7 +40,7 @@ fn assert_ledger(db: &TestDb) -> Result<()> {
 }
 
 /// The admin command agrees: `rc-server stock check` on the live database.
-fn cli_check(server: &TestServer) -> Result<()> {
+pub(crate) fn cli_check(server: &TestServer) -> Result<()> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rc-server"));
     cmd.args(["stock", "check", "--data-dir"])
         .arg(&server.data_dir);
@@ -359,7 +359,12 @@ async fn two_devices_dispatch_the_last_sandbags_offline_one_wins() -> Result<()>
     Ok(())
 }
 
-async fn post(base: &str, token: &str, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
+pub(crate) async fn post(
+    base: &str,
+    token: &str,
+    path: &str,
+    body: &Value,
+) -> Result<(StatusCode, Value)> {
     let r = reqwest::Client::new()
         .post(format!("{base}{path}"))
         .bearer_auth(token)
