@@ -21,6 +21,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod authenticity;
 pub mod coverage;
 pub mod csv;
 pub mod domain;
