@@ -31,6 +31,7 @@ pub mod geo;
 pub mod id;
 mod names;
 pub mod photo;
+pub mod report;
 pub mod stock;
 pub mod sync;
 pub mod validate;
