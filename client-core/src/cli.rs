@@ -109,6 +109,13 @@ enum Command {
     Sync,
     /// What waits to be sent, what the server refused.
     Status,
+    /// What you recorded on this phone in a period: patrols, hours, kilometres, problems found.
+    Stats {
+        /// `2024`, `2024-Q3`, `2024-07`, `2024-W27` or `2024-07-01..2024-07-31` (Beijing time);
+        /// this month when absent.
+        #[arg(long)]
+        period: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -419,6 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sync => sync(&client, json).await?,
         Command::Status => status(&client, json).await?,
+        Command::Stats { period } => stats(&client, period, json).await?,
     }
     Ok(())
 }
@@ -740,6 +748,41 @@ async fn sync(client: &Client, json: bool) -> anyhow::Result<()> {
     }
     if report.rejected > 0 || report.photos_failed > 0 {
         say!("see `riverchief status` for what was refused and why");
+    }
+    Ok(())
+}
+
+async fn stats(client: &Client, period: Option<String>, json: bool) -> anyhow::Result<()> {
+    use riverchief_shared::report::{CheckRules, Period};
+    let spec = period.unwrap_or_else(|| {
+        Utc::now()
+            .with_timezone(&riverchief_shared::domain::shanghai())
+            .format("%Y-%m")
+            .to_string()
+    });
+    let period = Period::parse(&spec, "--period").map_err(|e| anyhow!("{}", e.message))?;
+    let s = client.stats(period, CheckRules::default()).await?;
+    if json {
+        return print_json(&s);
+    }
+    say!("period:    {}", s.period.label);
+    say!(
+        "patrols:   {} finished ({} long enough to count), {} open, on {} day(s)",
+        s.patrols,
+        s.long_enough,
+        s.open,
+        s.days
+    );
+    say!("walked:    {:.1} h, {:.1} km", s.hours, s.km);
+    say!(
+        "problems:  {} reported ({} critical), {:.1} per patrol",
+        s.issues,
+        s.critical,
+        s.issues_per_patrol
+    );
+    for (category, n) in &s.by_category {
+        let label = IssueCategory::parse(category).map_or(category.as_str(), |c| c.label_zh());
+        say!("           {label} ({category}): {n}");
     }
     Ok(())
 }

@@ -388,6 +388,114 @@ async fn a_gpx_import_with_a_bad_fix_queues_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A patroller's own figures (`riverchief stats`), from what the phone recorded and before any
+/// sync: computed here again from the fixes and times sent, and compared.
+#[tokio::test]
+async fn a_patroller_sees_her_own_figures_offline() -> Result<()> {
+    use chrono::Timelike;
+    use geo::{Distance, Geodesic};
+    use riverchief_shared::domain::{IssueCategory, Severity};
+    let server = TestServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let zhang = phone(dir.path(), &server.url(), "zhangwei").await?;
+    let qhl02 = segment(&zhang, "QHL-02").await?;
+    let t0 = (Utc::now() - Duration::hours(3))
+        .with_nanosecond(0)
+        .ok_or_else(|| anyhow!("time"))?;
+    // Along QHL-02 and back (long and far enough to count), then a short look at half of it.
+    let mut there_and_back = walk_part(&qhl02, 0.0, 1.0, t0, false)?;
+    let back_from = there_and_back.last().map_or(t0, |p| p.t) + Duration::seconds(8);
+    there_and_back.extend(walk_part(&qhl02, 1.0, 0.0, back_from, false)?);
+    let t1 = t0 + Duration::minutes(60);
+    let short = walk_part(&qhl02, 0.0, 0.3, t1, false)?;
+    let mut walked_m = 0.0;
+    let mut hours = 0.0;
+    let mut first = None;
+    for points in [&there_and_back, &short] {
+        let (start, end) = (points[0].t, points[points.len() - 1].t);
+        let id = zhang
+            .record_walk(riverchief_client::Walk {
+                segment_ids: vec![qhl02.properties.id],
+                notes: None,
+                started_at: start,
+                ended_at: end,
+                points: points.clone(),
+            })
+            .await?;
+        first.get_or_insert(id);
+        walked_m += points
+            .windows(2)
+            .map(|w| {
+                Geodesic.distance(
+                    geo::Point::new(w[0].lon.get(), w[0].lat.get()),
+                    geo::Point::new(w[1].lon.get(), w[1].lat.get()),
+                )
+            })
+            .sum::<f64>();
+        hours += (end - start).num_seconds() as f64 / 3600.0;
+    }
+    // Two problems found on the first patrol, one on no patrol; and a patrol still open.
+    for (category, patrol) in [
+        (IssueCategory::Crack, first),
+        (IssueCategory::Litter, first),
+        (IssueCategory::Litter, None),
+    ] {
+        zhang
+            .report_issue(draft(
+                &qhl02,
+                0.5,
+                category,
+                Severity::Minor,
+                None,
+                "巡查发现",
+                patrol,
+                vec![],
+            ))
+            .await?;
+    }
+    zhang
+        .start_patrol(&[qhl02.properties.id], None, None)
+        .await?;
+
+    let today = riverchief_shared::report::local_day(Utc::now());
+    let period = format!(
+        "{}..{}",
+        today - Duration::days(1),
+        today + Duration::days(1)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rc-client"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--json", "stats", "--period", &period])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(s["patrols"], 2, "{s}");
+    assert_eq!(s["open"], 1, "{s}");
+    assert_eq!(s["long_enough"], 1, "{s}");
+    assert!(
+        (s["km"].as_f64().unwrap_or(-1.0) - walked_m / 1000.0).abs() < 1e-6,
+        "{s} {walked_m}"
+    );
+    assert!(
+        (s["hours"].as_f64().unwrap_or(-1.0) - hours).abs() < 1e-9,
+        "{s} {hours}"
+    );
+    assert_eq!(s["issues"], 3, "{s}");
+    assert_eq!(s["critical"], 0, "{s}");
+    assert_eq!(s["by_category"], json!({"crack": 1, "litter": 2}), "{s}");
+    assert_eq!(s["issues_per_patrol"], 1.0, "{s}");
+    assert!(
+        s["days"].as_u64().is_some_and(|d| (1..=2).contains(&d)),
+        "{s}"
+    );
+    Ok(())
+}
+
 /// The operator sets what counts as covering: with `--covering-ratio 0.6` a patrol along 70 % of a
 /// segment covers it (it would not at the default 80 %); a value out of range stops the server at
 /// start with the flag named.
