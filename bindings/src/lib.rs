@@ -438,6 +438,22 @@ impl Core {
             .collect())
     }
 
+    /// What this phone recorded in `period`: `2024`, `2024-Q3`, `2024-07`, `2024-W27` or
+    /// `2024-07-01..2024-07-31` (whole Beijing-time days); this month when `None`. Offline.
+    pub fn stats(&self, period: Option<String>) -> Result<MyStats> {
+        use riverchief_shared::report::{CheckRules, Period};
+        let spec = period.unwrap_or_else(|| {
+            Utc::now()
+                .with_timezone(&riverchief_shared::domain::shanghai())
+                .format("%Y-%m")
+                .to_string()
+        });
+        let period = Period::parse(&spec, "period")?;
+        Ok(self
+            .local(self.client.stats(period, CheckRules::default()))?
+            .into())
+    }
+
     /// The sync status now (the pending counts read fresh).
     pub fn status(&self) -> Result<SyncStatus> {
         let status = self.local(self.client.status())?;

@@ -469,3 +469,51 @@ pub struct SyncStatus {
     pub last_error_en: Option<String>,
     pub last_error_zh: Option<String>,
 }
+
+/// What this phone recorded in a period ([`crate::Core::stats`]), read from the local store: there
+/// with no signal. Patrols walked on another phone are not in it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct MyStats {
+    /// The period as asked (`2024-07`, ...).
+    pub period: String,
+    /// Its first instant and the instant after it (whole Beijing-time days), ms since the epoch.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Patrols started in the period and finished.
+    pub patrols: u64,
+    /// Patrols started in the period and not finished yet.
+    pub open: u64,
+    /// Finished patrols long and far enough to count as a check (10 minutes, 1 km), before the
+    /// server judges their coverage.
+    pub long_enough: u64,
+    pub hours: f64,
+    pub km: f64,
+    /// Beijing-time days with at least one patrol.
+    pub days: u64,
+    pub issues: u64,
+    pub critical: u64,
+    /// Problems by category (wire names), those found at least once.
+    pub by_category: std::collections::HashMap<String, u64>,
+    /// Problems reported on the period's patrols, per finished patrol.
+    pub issues_per_patrol: f64,
+}
+
+impl From<riverchief_client::PatrollerStats> for MyStats {
+    fn from(s: riverchief_client::PatrollerStats) -> Self {
+        Self {
+            period: s.period.label,
+            from_ms: ms(s.period.from),
+            to_ms: ms(s.period.to),
+            patrols: s.patrols,
+            open: s.open,
+            long_enough: s.long_enough,
+            hours: s.hours,
+            km: s.km,
+            days: s.days,
+            issues: s.issues,
+            critical: s.critical,
+            by_category: s.by_category.into_iter().collect(),
+            issues_per_patrol: s.issues_per_patrol,
+        }
+    }
+}
