@@ -45,14 +45,14 @@ async fn push(
     let results = state
         .db
         .run(move |conn| {
-            body.mutations
-                .into_iter()
-                .map(|raw| {
-                    // Each mutation is received when its turn comes, as before.
-                    let now = Utc::now();
-                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy, now)
-                })
-                .collect::<Result<Vec<_>, AppError>>()
+            let pusher = crate::sync::Pusher {
+                caller: &user,
+                device_id,
+                limits: &limits,
+                policy: &policy,
+            };
+            // Each mutation is received when its turn to be parsed comes.
+            crate::sync::push_request(conn, &pusher, body.mutations, &mut Utc::now)
         })
         .await?;
     metrics.pushed(&results);
