@@ -454,7 +454,16 @@ fn apply_once(
             "this mutation id was applied before with a different payload",
         ));
     }
-    let result = apply(conn, caller, *device_seq, m, pusher.policy, *now, deferred)?;
+    let result = apply(
+        conn,
+        caller,
+        device_id,
+        *device_seq,
+        m,
+        pusher.policy,
+        *now,
+        deferred,
+    )?;
     db::mutations::insert(
         conn,
         &db::mutations::NewApplied {
@@ -480,9 +489,11 @@ fn apply_once(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     conn: &mut Conn,
     caller: &AuthUser,
+    device_id: DeviceId,
     device_seq: i64,
     m: &Mutation,
     policy: &Policy,
@@ -490,11 +501,12 @@ fn apply(
     deferred: &mut Deferred,
 ) -> Result<Value, Failure> {
     match &m.body {
-        MutationBody::PatrolStart(d) => patrol_start(conn, caller, d, deferred),
+        MutationBody::PatrolStart(d) => patrol_start(conn, caller, device_id, d, deferred),
         MutationBody::PatrolPoints(d) => {
-            patrol_points(conn, caller, device_seq, d, policy, now, deferred)
+            let from = (device_id, device_seq);
+            patrol_points(conn, caller, from, d, policy, now, deferred)
         }
-        MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d, deferred),
+        MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, device_id, d, deferred),
         MutationBody::IssueReport(d) => issue_report(conn, caller, d, now),
         MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d, now),
         MutationBody::StockMove(d) => stock_move(conn, caller, m, d, now),
@@ -527,6 +539,7 @@ fn own_patrol(
 fn patrol_start(
     conn: &mut Conn,
     caller: &AuthUser,
+    device_id: DeviceId,
     d: &PatrolStart,
     deferred: &mut Deferred,
 ) -> Result<Value, Failure> {
@@ -560,7 +573,7 @@ fn patrol_start(
         notes: d.notes.clone(),
         weather: d.weather.clone(),
     };
-    db::patrols::insert(conn, &patrol)?;
+    db::patrols::insert(conn, &patrol, device_id)?;
     deferred.patrol(patrol.id);
     to_json(&PatrolResult {
         patrol_id: patrol.id,
@@ -571,7 +584,7 @@ fn patrol_start(
 fn patrol_points(
     conn: &mut Conn,
     caller: &AuthUser,
-    device_seq: i64,
+    (device_id, device_seq): (DeviceId, i64),
     d: &PatrolPoints,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -579,6 +592,7 @@ fn patrol_points(
 ) -> Result<Value, Failure> {
     // Points after the finish are accepted: a phone may flush its last fixes late.
     let patrol = own_patrol(conn, caller, d.patrol_id)?;
+    db::patrols::written_from(conn, patrol.id, device_id)?;
     // Stored in WGS-84 only: GCJ-02 fixes are converted here, once.
     let points: Vec<TrackPoint> = d.points.iter().map(|p| p.to_wgs84()).collect();
     let point_count = db::patrols::add_points(conn, patrol.id, device_seq, &points)?;
@@ -602,6 +616,7 @@ fn patrol_points(
 fn patrol_finish(
     conn: &mut Conn,
     caller: &AuthUser,
+    device_id: DeviceId,
     d: &PatrolFinish,
     deferred: &mut Deferred,
 ) -> Result<Value, Failure> {
@@ -616,6 +631,7 @@ fn patrol_finish(
             ),
         ));
     }
+    db::patrols::written_from(conn, patrol.id, device_id)?;
     db::patrols::finish(conn, patrol.id, d.ended_at, d.notes.as_deref())?;
     deferred.patrol(patrol.id);
     to_json(&PatrolResult {

@@ -22,8 +22,12 @@ pub(crate) async fn pull_all(
     let mut cursor = client
         .db(|conn| store::device_text(conn, DeviceColumn::PullCursor))
         .await?;
+    let device = client.device_id().await?;
     loop {
-        let page = retrying(&policy, "pull", |_| api.pull(cursor.as_deref(), limit)).await?;
+        let page = retrying(&policy, "pull", |_| {
+            api.pull(cursor.as_deref(), limit, device)
+        })
+        .await?;
         let n = page.changes.len();
         let (next, more, reset) = (page.next.clone(), page.more, page.reset);
         if reset {
