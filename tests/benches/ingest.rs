@@ -225,17 +225,7 @@ fn raw_inserts(
                 tx.prepare_cached("INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
             for (k, chunk) in mutations.chunks(POINTS_EACH).enumerate() {
                 let seq = (request * POINTS_PER_PUSH + k) as i64;
-                for (i, p) in chunk.iter().enumerate() {
-                    stmt.execute(rusqlite::params![
-                        patrol,
-                        seq,
-                        i as i64,
-                        p.t.to_rfc3339(),
-                        p.lon.get(),
-                        p.lat.get(),
-                        p.accuracy_m
-                    ])?;
-                }
+                riverchief_tests::bench::insert_track_points(&mut stmt, &patrol, seq, chunk)?;
             }
         }
         tx.commit()?;

@@ -237,24 +237,18 @@ async fn main() -> Result<()> {
     let mut out = String::from(
         "| what | riverchief | baseline | ratio (time: lower is better) |\n| --- | ---: | ---: | ---: |\n",
     );
-    out.push_str(&format!(
-        "| backlog sync, whole | {:.0} ms | {:.0} ms | {:.2} |\n",
-        ms(backlog.total),
-        ms(raw_total),
-        ratio(backlog.total, raw_total)
-    ));
-    out.push_str(&format!(
-        "| backlog: push phase | {:.0} ms | {:.0} ms (rows) | {:.2} |\n",
-        ms(backlog.push),
-        ms(raw_rows),
-        ratio(backlog.push, raw_rows)
-    ));
-    out.push_str(&format!(
-        "| backlog: photo phase | {:.0} ms | {:.0} ms (copy + SHA-256) | {:.2} |\n",
-        ms(backlog.photos),
-        ms(raw_photos),
-        ratio(backlog.photos, raw_photos)
-    ));
+    for (what, ours, base) in [
+        ("backlog sync, whole", backlog.total, raw_total),
+        ("backlog: push phase", backlog.push, raw_rows),
+        ("backlog: photo phase", backlog.photos, raw_photos),
+    ] {
+        out.push_str(&format!(
+            "| {what} | {:.0} ms | {:.0} ms | {:.2} |\n",
+            ms(ours),
+            ms(base),
+            ratio(ours, base)
+        ));
+    }
     out.push_str(&format!(
         "| backlog: pull phase ({} changes) | {:.0} ms | — | — |\n",
         backlog.pulled,
@@ -404,17 +398,8 @@ fn raw_backlog(
                     let mut stmt = tx.prepare_cached(
                         "INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?;
-                    for (i, p) in walk(line, FIXES, *at).iter().enumerate() {
-                        stmt.execute(rusqlite::params![
-                            id,
-                            seq,
-                            i as i64,
-                            p.t.to_rfc3339(),
-                            p.lon.get(),
-                            p.lat.get(),
-                            p.accuracy_m
-                        ])?;
-                    }
+                    let fixes = walk(line, FIXES, *at);
+                    riverchief_tests::bench::insert_track_points(&mut stmt, id, seq, &fixes)?;
                     tx.prepare_cached(
                         "INSERT INTO patrol_coverage VALUES (?1, ?2, '[[0.0,1000.0]]')
                          ON CONFLICT DO UPDATE SET intervals_json = excluded.intervals_json",

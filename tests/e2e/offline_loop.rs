@@ -391,6 +391,19 @@ async fn a_photo_is_served_whole_or_by_byte_range() -> Result<()> {
     Ok(())
 }
 
+/// The patrol as the phone lists it.
+async fn patrol_on(
+    client: &riverchief_client::Client,
+    patrol: riverchief_shared::id::PatrolId,
+) -> Result<riverchief_client::PatrolSummary> {
+    client
+        .patrols()
+        .await?
+        .into_iter()
+        .find(|p| p.id == patrol)
+        .ok_or_else(|| anyhow::anyhow!("the patrol is gone from the phone"))
+}
+
 #[tokio::test]
 async fn a_device_is_not_sent_back_its_own_patrols_until_another_device_writes_to_them(
 ) -> Result<()> {
@@ -405,12 +418,7 @@ async fn a_device_is_not_sent_back_its_own_patrols_until_another_device_writes_t
     assert_eq!(first.pushed, 2, "{first:?}");
     assert_eq!(server.db.scalar("SELECT point_count FROM patrols")?, 40);
     // The phone holds its own patrol; the server's copy of it is not sent back.
-    let mine = a
-        .patrols()
-        .await?
-        .into_iter()
-        .find(|p| p.id == patrol)
-        .ok_or_else(|| anyhow::anyhow!("the patrol is gone from the phone"))?;
+    let mine = patrol_on(&a, patrol).await?;
     assert_eq!(
         (mine.point_count, mine.server.is_none()),
         (40, true),
@@ -434,12 +442,7 @@ async fn a_device_is_not_sent_back_its_own_patrols_until_another_device_writes_t
     assert_eq!(results[0]["status"], "applied", "{results:?}");
     let second = a.sync(&|_| {}).await?;
     assert!(second.pulled >= 1, "{second:?}");
-    let mine = a
-        .patrols()
-        .await?
-        .into_iter()
-        .find(|p| p.id == patrol)
-        .ok_or_else(|| anyhow::anyhow!("the patrol is gone from the phone"))?;
+    let mine = patrol_on(&a, patrol).await?;
     let server_copy = mine
         .server
         .ok_or_else(|| anyhow::anyhow!("the other device's points never reached the phone"))?;

@@ -6,6 +6,29 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Inserts one mutation's fixes, as the baselines store them: `stmt` is
+/// `INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)` (patrol, device sequence, index,
+/// time, lon, lat, accuracy).
+pub fn insert_track_points(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    patrol: &str,
+    device_seq: i64,
+    points: &[riverchief_shared::domain::TrackPoint],
+) -> rusqlite::Result<()> {
+    for (i, p) in points.iter().enumerate() {
+        stmt.execute(rusqlite::params![
+            patrol,
+            device_seq,
+            i as i64,
+            p.t.to_rfc3339(),
+            p.lon.get(),
+            p.lat.get(),
+            p.accuracy_m
+        ])?;
+    }
+    Ok(())
+}
+
 /// Sends each photo over a fresh loopback TCP connection to a receiver that writes it to a file
 /// (fsync'd) and, when `hash` is set, computes its SHA-256 as the bytes arrive. Answers the time
 /// from the first connection to the last acknowledgement.
