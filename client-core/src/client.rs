@@ -41,7 +41,7 @@ impl Default for ClientOptions {
             server_url: None,
             retry: RetryPolicy::default(),
             push_batch: 100,
-            pull_limit: 500,
+            pull_limit: 5000,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             limits: Limits::DEFAULT,
@@ -237,7 +237,7 @@ impl Client {
             let same_user = previous.as_ref().map(|u| u.id) == Some(response.user.id);
             let same_server = stored_server.as_deref() == Some(server_url.as_str());
             if !(same_user && same_server) {
-                crate::sync::pull::forget_mirror(&tx)?;
+                crate::store::forget_mirror(&tx)?;
                 store::set_device_text(&tx, DeviceColumn::PullCursor, None)?;
             }
             store::set_device_text(&tx, DeviceColumn::ServerUrl, Some(&server_url))?;

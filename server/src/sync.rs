@@ -1,32 +1,40 @@
 //! Applying pushed mutations: the server half of the sync protocol.
 //!
-//! [`push_one`] takes one raw mutation from a push and answers it with a [`PushResult`]:
+//! [`push_request`] takes the raw mutations of one push request and answers each with a
+//! [`PushResult`] ([`push_one`] is a request of one):
 //!
-//! 1. Parse and validate it with the shared rules (`Mutation::parse`). A refusal is `rejected`,
+//! 1. Parse and validate each with the shared rules (`Mutation::parse`). A refusal is `rejected`,
 //!    naming the field; the id is read from the raw JSON when it is readable.
-//! 2. In its own write transaction, look the id up in the mutation journal. Applied before with the
-//!    same fingerprint (by the same user): `duplicate`, with the stored result, nothing written.
-//!    Applied before with another payload: `rejected` with code `conflict`.
-//! 3. Otherwise apply it (one function per mutation type below), write a change for every record a
-//!    client mirrors, journal the id, fingerprint and result, and commit: `applied`.
+//! 2. Open one write transaction for the request (group commit; a `stock.move` gets one of its
+//!    own, see [`push_request`]). Each mutation runs under its own savepoint: look its id up in the
+//!    mutation journal (applied before with the same fingerprint by the same user: `duplicate`,
+//!    with the stored result, nothing written; with another payload: `rejected`, `conflict`);
+//!    otherwise apply it (one function per mutation type below) and journal the id, fingerprint
+//!    and result.
+//! 3. At the end of the group, write the change-log rows its patrol mutations deferred (one
+//!    snapshot per patrol, one coverage summary per segment, however many batches touched them),
+//!    and commit. Only then are the results `applied`.
 //!
 //! A rule the mutation breaks (unknown reference, someone else's patrol, an impossible lifecycle
-//! step) is a [`Failure::Reject`]: the transaction rolls back, so a rejected mutation writes nothing,
+//! step) is a [`Failure::Reject`]: its savepoint rolls back, so a rejected mutation writes nothing,
 //! and the server keeps no record of it (a fixed-up retry needs a new id). A database failure is a
 //! [`Failure::Internal`]: it fails the whole push with a 5xx so the device retries later; the
-//! mutations before it in the batch are committed and will answer `duplicate` on the retry.
+//! mutations before it in the request are committed and will answer `duplicate` on the retry.
 //!
 //! Invariant: nothing a device sends can make a write fail in the database. Every reference is
 //! checked before it is written, ids are checked for reuse, and repeated items are refused by the
 //! shared validation or removed here, so constraint violations cannot turn bad input into a 5xx.
 //!
-//! Concurrency (several instances on one PostgreSQL, which runs writers side by side): each
-//! mutation's transaction first takes the lock on its id, so the same mutation arriving at two
-//! instances is applied once and the other answers `duplicate`. Two different mutations can still
-//! race for one key (two reports with one issue id): the loser fails with a unique violation, or a
-//! serialization failure or deadlock; it is run once more, and judged afresh against what the winner
-//! committed. A unique violation is never a 5xx: if the second run hits one too, it is `conflict`.
-//! Each apply function below writes its change-log rows last (see `db::changes`).
+//! Concurrency (several instances on one PostgreSQL, which runs writers side by side): a group's
+//! transaction first takes the locks on all its mutation ids, in key order, then the issue locks
+//! its steps need, so the same mutation arriving at two instances is applied once and the other
+//! answers `duplicate`, and two overlapping requests never wait for each other in a cycle. Two
+//! different mutations can still race for one key (two reports with one issue id): the loser fails
+//! with a unique violation, or a serialization failure or deadlock; its whole group rolls back and
+//! its mutations are run again one transaction each, judged afresh against what the winner
+//! committed. A unique violation is never a 5xx: if a mutation's second run hits one too, it is
+//! `conflict`. Each apply function below writes its change-log rows last (see `db::changes`), and
+//! the group's deferred rows come after all of them.
 
 use crate::auth::AuthUser;
 use crate::coverage::Policy;
@@ -111,16 +119,93 @@ pub fn push_one_with(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<PushResult, AppError> {
+    let mut results = push_request(
+        conn,
+        &Pusher {
+            caller,
+            device_id,
+            limits,
+            policy,
+        },
+        vec![raw],
+        &mut || now,
+    )?;
+    results
+        .pop()
+        .ok_or_else(|| AppError::Internal("a push of one mutation answered nothing".into()))
+}
+
+/// Who pushes, and under which rules.
+pub struct Pusher<'a> {
+    pub caller: &'a AuthUser,
+    pub device_id: DeviceId,
+    pub limits: &'a Limits,
+    pub policy: &'a Policy,
+}
+
+/// Parses, checks and applies the raw mutations of one push request, in order, and answers each.
+/// `clock` is read once per mutation, as it is parsed (the time it was received).
+///
+/// Group commit: the mutations are applied in one write transaction, each under its own savepoint,
+/// so a refused one rolls back alone; the transaction commits before this returns. A `stock.move`
+/// runs in a transaction of its own (see [`groups`]). A lost race (a unique violation, a
+/// serialization failure or a deadlock) rolls the whole group back, and its mutations are then
+/// applied one transaction each, as [`push_one`] does. A server failure commits the mutations
+/// before it (they answer `duplicate` on the retry) and fails the request.
+pub fn push_request(
+    conn: &mut Conn,
+    pusher: &Pusher<'_>,
+    raws: Vec<Value>,
+    clock: &mut dyn FnMut() -> DateTime<Utc>,
+) -> Result<Vec<PushResult>, AppError> {
+    let parsed: Vec<Parsed> = raws
+        .into_iter()
+        .map(|raw| parse(raw, clock(), pusher.limits))
+        .collect();
+    let mut results: Vec<Option<PushResult>> = vec![None; parsed.len()];
+    let mut ready: Vec<(usize, Box<Ready>)> = Vec::with_capacity(parsed.len());
+    for (i, p) in parsed.into_iter().enumerate() {
+        match p {
+            Parsed::Refused(r) => results[i] = Some(r),
+            Parsed::Ready(r) => ready.push((i, r)),
+        }
+    }
+    for group in groups(&ready) {
+        let answered = push_group(conn, pusher, group)?;
+        for ((i, _), r) in group.iter().zip(answered) {
+            results[*i] = Some(r);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| AppError::Internal("a pushed mutation went unanswered".into())))
+        .collect()
+}
+
+/// A mutation parsed and checked by the shared rules, ready to apply.
+struct Ready {
+    m: Mutation,
+    device_seq: i64,
+    fingerprint: String,
+    now: DateTime<Utc>,
+}
+
+enum Parsed {
+    Refused(PushResult),
+    Ready(Box<Ready>),
+}
+
+fn parse(raw: Value, now: DateTime<Utc>, limits: &Limits) -> Parsed {
     let raw_id = raw
         .get("id")
         .and_then(Value::as_str)
         .and_then(|s| MutationId::parse(s).ok());
     let m = match Mutation::parse(raw, now, limits) {
         Ok(m) => m,
-        Err(e) => return Ok(rejected(raw_id, ErrorDetail::from(e))),
+        Err(e) => return Parsed::Refused(rejected(raw_id, ErrorDetail::from(e))),
     };
     let Ok(device_seq) = i64::try_from(m.device_seq) else {
-        return Ok(rejected(
+        return Parsed::Refused(rejected(
             Some(m.id),
             ErrorDetail::from(FieldError::new(
                 "out_of_range",
@@ -130,30 +215,90 @@ pub fn push_one_with(
         ));
     };
     let fingerprint = m.fingerprint().hex();
-    let attempt = |conn: &mut Conn| {
-        db::write_transaction(conn, |conn| -> Result<PushResult, Failure> {
-            let received = Received {
-                device_id,
-                device_seq,
-                fingerprint: &fingerprint,
-                now,
-            };
-            apply_once(conn, caller, &m, &received, policy)
-        })
-    };
+    Parsed::Ready(Box::new(Ready {
+        m,
+        device_seq,
+        fingerprint,
+        now,
+    }))
+}
+
+/// The transactions a request's mutations are applied in: one for all of them, except that each
+/// `stock.move` has one of its own. A stock movement updates a balance row that a concurrent
+/// movement (from the API or another device) holds while it waits for the change-log lock; in a
+/// group that already holds the change-log lock it would wait for that row in turn (PostgreSQL).
+/// Alone, it takes the row before the change-log lock, like every other movement.
+fn groups(ready: &[(usize, Box<Ready>)]) -> Vec<&[(usize, Box<Ready>)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (k, (_, r)) in ready.iter().enumerate() {
+        if matches!(r.m.body, MutationBody::StockMove(_)) {
+            if start < k {
+                out.push(&ready[start..k]);
+            }
+            out.push(&ready[k..=k]);
+            start = k + 1;
+        }
+    }
+    if start < ready.len() {
+        out.push(&ready[start..]);
+    }
+    out
+}
+
+/// How a group's transaction ended, when it committed.
+struct Committed {
+    results: Vec<PushResult>,
+    /// The server failure that stopped the group after `results` (committed): the request fails.
+    failed: Option<AppError>,
+}
+
+/// Applies a group in one transaction; on a lost race, each of its mutations alone.
+fn push_group(
+    conn: &mut Conn,
+    pusher: &Pusher<'_>,
+    group: &[(usize, Box<Ready>)],
+) -> Result<Vec<PushResult>, AppError> {
+    let attempt =
+        |conn: &mut Conn| db::write_transaction(conn, |conn| apply_group(conn, pusher, group));
     let mut outcome = attempt(conn);
     if matches!(&outcome, Err(Failure::Database(e)) if db::is_contention(e)) {
-        tracing::info!(mutation = %m.id, "a concurrent write won a race; applying the mutation again");
-        outcome = attempt(conn);
+        if let [(_, one)] = group {
+            tracing::info!(mutation = %one.m.id, "a concurrent write won a race; applying the mutation again");
+            outcome = attempt(conn);
+        } else {
+            // Nothing of the group committed: each mutation alone, judged against what the
+            // winner committed, with its own second try.
+            tracing::info!(
+                n = group.len(),
+                "a concurrent write won a race; applying the group's mutations one by one"
+            );
+            let mut results = Vec::with_capacity(group.len());
+            for one in group {
+                results.extend(push_group(conn, pusher, std::slice::from_ref(one))?);
+            }
+            return Ok(results);
+        }
     }
     match outcome {
-        Ok(r) => Ok(r),
-        Err(Failure::Reject(detail)) => Ok(rejected(Some(m.id), detail)),
+        Ok(Committed {
+            results,
+            failed: None,
+        }) => Ok(results),
+        Ok(Committed {
+            failed: Some(e), ..
+        }) => Err(e),
+        Err(Failure::Reject(detail)) => {
+            // Rejections are answered inside the group; one reaching here is a group of one.
+            let id = group.first().map(|(_, r)| r.m.id);
+            Ok(vec![rejected(id, detail)])
+        }
         Err(Failure::Database(e)) if db::unique_violation(&e).is_some() => {
             let error = db::unique_violation(&e).unwrap_or_default();
-            tracing::warn!(mutation = %m.id, error, "unique violation twice");
-            Ok(rejected(
-                Some(m.id),
+            let id = group.first().map(|(_, r)| r.m.id);
+            tracing::warn!(mutation = ?id, error, "unique violation twice");
+            Ok(vec![rejected(
+                id,
                 ErrorDetail {
                     code: "conflict".into(),
                     message: "another change to the same record was written at the same time; \
@@ -162,41 +307,135 @@ pub fn push_one_with(
                     field: None,
                     current_status: None,
                 },
-            ))
+            )])
         }
         Err(Failure::Database(e)) => Err(AppError::from(e)),
         Err(Failure::Internal(e)) => Err(e),
     }
 }
 
-/// How a mutation reached the server: from which device, at which of its sequence numbers, with
-/// which fingerprint, and when.
-struct Received<'a> {
-    device_id: DeviceId,
-    device_seq: i64,
-    fingerprint: &'a str,
-    now: DateTime<Utc>,
+/// The change-log rows a group writes once, at its end, for every mutation of it that touched
+/// them: one snapshot per patrol, one coverage summary per segment.
+#[derive(Default)]
+struct Deferred {
+    patrols: Vec<riverchief_shared::id::PatrolId>,
+    segments: Vec<riverchief_shared::id::SegmentId>,
+    /// When the last mutation that moved a segment's coverage was received.
+    now: Option<DateTime<Utc>>,
 }
 
-/// One try at a mutation, inside its write transaction: the journal, then the mutation itself.
+impl Deferred {
+    fn patrol(&mut self, id: riverchief_shared::id::PatrolId) {
+        if !self.patrols.contains(&id) {
+            self.patrols.push(id);
+        }
+    }
+
+    fn merge(&mut self, other: Deferred) {
+        for p in other.patrols {
+            self.patrol(p);
+        }
+        for s in other.segments {
+            if !self.segments.contains(&s) {
+                self.segments.push(s);
+            }
+        }
+        self.now = other.now.or(self.now);
+    }
+
+    /// Writes the rows, last in the transaction (the change-log lock is taken here if no mutation
+    /// of the group took it before).
+    fn record(self, conn: &mut Conn, policy: &Policy) -> db::QueryResult<()> {
+        for id in &self.patrols {
+            db::patrols::record_change(conn, *id)?;
+        }
+        if let Some(now) = self.now {
+            crate::coverage::record_summaries(conn, policy, &self.segments, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// One try at a group, inside its write transaction. `Err` aborts the whole transaction: a lost race
+/// (then the caller tries again) or, in a group of one, the mutation's own refusal.
+fn apply_group(
+    conn: &mut Conn,
+    pusher: &Pusher<'_>,
+    group: &[(usize, Box<Ready>)],
+) -> Result<Committed, Failure> {
+    // The locks every mutation of the group will take, taken first and in one order (see
+    // `db::backend`): its mutation ids, then the issues its steps are judged on. The same
+    // mutations pushed to two instances at once are then applied by one; the other waits here.
+    let mut locks: Vec<db::Lock> = group
+        .iter()
+        .map(|(_, r)| db::Lock::Mutation(r.m.id))
+        .collect();
+    db::lock_in_order(conn, &mut locks)?;
+    let mut issue_locks: Vec<db::Lock> = group
+        .iter()
+        .filter_map(|(_, r)| match &r.m.body {
+            MutationBody::IssueEvent(d) => Some(db::Lock::Issue(d.issue_id)),
+            _ => None,
+        })
+        .collect();
+    db::lock_in_order(conn, &mut issue_locks)?;
+
+    let alone = group.len() == 1;
+    let mut deferred = Deferred::default();
+    let mut results = Vec::with_capacity(group.len());
+    let mut failed = None;
+    for (_, ready) in group {
+        let mut mine = Deferred::default();
+        // A savepoint: a refusal or a failure rolls back this mutation alone.
+        let outcome = diesel::Connection::transaction(conn, |conn| {
+            apply_once(conn, pusher, ready, &mut mine)
+        });
+        match outcome {
+            Ok(r) => {
+                deferred.merge(mine);
+                results.push(r);
+            }
+            Err(Failure::Reject(detail)) if !alone => {
+                results.push(rejected(Some(ready.m.id), detail))
+            }
+            Err(Failure::Database(e)) if alone || db::is_contention(&e) => {
+                return Err(Failure::Database(e))
+            }
+            Err(Failure::Reject(detail)) => return Err(Failure::Reject(detail)),
+            Err(Failure::Database(e)) => {
+                failed = Some(AppError::from(e));
+                break;
+            }
+            Err(Failure::Internal(e)) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    deferred.record(conn, pusher.policy)?;
+    Ok(Committed { results, failed })
+}
+
+/// One mutation, under its savepoint: the journal, then the mutation itself.
 fn apply_once(
     conn: &mut Conn,
-    caller: &AuthUser,
-    m: &Mutation,
-    received: &Received<'_>,
-    policy: &Policy,
+    pusher: &Pusher<'_>,
+    ready: &Ready,
+    deferred: &mut Deferred,
 ) -> Result<PushResult, Failure> {
-    let &Received {
-        device_id,
+    let Ready {
+        m,
         device_seq,
         fingerprint,
         now,
-    } = received;
+    } = ready;
+    let (caller, device_id) = (pusher.caller, pusher.device_id);
     // The same mutation sent to two instances at once: the second waits here until the first
-    // commits, then finds its journal row.
+    // commits, then finds its journal row (the group took this lock already; taking it again
+    // returns at once).
     db::lock(conn, db::Lock::Mutation(m.id))?;
     if let Some(prev) = db::mutations::find(conn, m.id)? {
-        if prev.fingerprint == fingerprint && prev.user == caller.id {
+        if prev.fingerprint == *fingerprint && prev.user == caller.id {
             let kept = kept_as_rejected(&prev.result);
             return Ok(PushResult {
                 id: Some(m.id),
@@ -215,14 +454,23 @@ fn apply_once(
             "this mutation id was applied before with a different payload",
         ));
     }
-    let result = apply(conn, caller, device_seq, m, policy, now)?;
+    let result = apply(
+        conn,
+        caller,
+        device_id,
+        *device_seq,
+        m,
+        pusher.policy,
+        *now,
+        deferred,
+    )?;
     db::mutations::insert(
         conn,
         &db::mutations::NewApplied {
             id: m.id,
             device_id,
             user: caller.id,
-            device_seq,
+            device_seq: *device_seq,
             kind: m.body.type_name(),
             fingerprint,
             result: &result,
@@ -241,18 +489,24 @@ fn apply_once(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     conn: &mut Conn,
     caller: &AuthUser,
+    device_id: DeviceId,
     device_seq: i64,
     m: &Mutation,
     policy: &Policy,
     now: DateTime<Utc>,
+    deferred: &mut Deferred,
 ) -> Result<Value, Failure> {
     match &m.body {
-        MutationBody::PatrolStart(d) => patrol_start(conn, caller, d),
-        MutationBody::PatrolPoints(d) => patrol_points(conn, caller, device_seq, d, policy, now),
-        MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, d),
+        MutationBody::PatrolStart(d) => patrol_start(conn, caller, device_id, d, deferred),
+        MutationBody::PatrolPoints(d) => {
+            let from = (device_id, device_seq);
+            patrol_points(conn, caller, from, d, policy, now, deferred)
+        }
+        MutationBody::PatrolFinish(d) => patrol_finish(conn, caller, device_id, d, deferred),
         MutationBody::IssueReport(d) => issue_report(conn, caller, d, now),
         MutationBody::IssueEvent(d) => issue_event(conn, caller, m, d, now),
         MutationBody::StockMove(d) => stock_move(conn, caller, m, d, now),
@@ -282,7 +536,13 @@ fn own_patrol(
     Ok(patrol)
 }
 
-fn patrol_start(conn: &mut Conn, caller: &AuthUser, d: &PatrolStart) -> Result<Value, Failure> {
+fn patrol_start(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_id: DeviceId,
+    d: &PatrolStart,
+    deferred: &mut Deferred,
+) -> Result<Value, Failure> {
     if db::patrols::get(conn, d.patrol_id)?.is_some() {
         return Err(reject(
             "conflict",
@@ -313,8 +573,8 @@ fn patrol_start(conn: &mut Conn, caller: &AuthUser, d: &PatrolStart) -> Result<V
         notes: d.notes.clone(),
         weather: d.weather.clone(),
     };
-    db::patrols::insert(conn, &patrol)?;
-    db::patrols::record_change(conn, patrol.id)?;
+    db::patrols::insert(conn, &patrol, device_id)?;
+    deferred.patrol(patrol.id);
     to_json(&PatrolResult {
         patrol_id: patrol.id,
         point_count: 0,
@@ -324,20 +584,28 @@ fn patrol_start(conn: &mut Conn, caller: &AuthUser, d: &PatrolStart) -> Result<V
 fn patrol_points(
     conn: &mut Conn,
     caller: &AuthUser,
-    device_seq: i64,
+    (device_id, device_seq): (DeviceId, i64),
     d: &PatrolPoints,
     policy: &Policy,
     now: DateTime<Utc>,
+    deferred: &mut Deferred,
 ) -> Result<Value, Failure> {
     // Points after the finish are accepted: a phone may flush its last fixes late.
     let patrol = own_patrol(conn, caller, d.patrol_id)?;
+    db::patrols::written_from(conn, patrol.id, device_id)?;
     // Stored in WGS-84 only: GCJ-02 fixes are converted here, once.
     let points: Vec<TrackPoint> = d.points.iter().map(|p| p.to_wgs84()).collect();
     let point_count = db::patrols::add_points(conn, patrol.id, device_seq, &points)?;
     let moved =
         crate::coverage::apply_points(conn, &policy.rules, patrol.id, patrol.patroller, &points)?;
-    db::patrols::record_change(conn, patrol.id)?;
-    crate::coverage::record_summaries(conn, policy, &moved, now)?;
+    // The patrol's snapshot and the moved segments' summaries are written once per group.
+    deferred.patrol(patrol.id);
+    for s in moved {
+        if !deferred.segments.contains(&s) {
+            deferred.segments.push(s);
+        }
+    }
+    deferred.now = Some(now);
     to_json(&PatrolPointsResult {
         patrol_id: patrol.id,
         accepted: u64::try_from(d.points.len()).unwrap_or(u64::MAX),
@@ -345,7 +613,13 @@ fn patrol_points(
     })
 }
 
-fn patrol_finish(conn: &mut Conn, caller: &AuthUser, d: &PatrolFinish) -> Result<Value, Failure> {
+fn patrol_finish(
+    conn: &mut Conn,
+    caller: &AuthUser,
+    device_id: DeviceId,
+    d: &PatrolFinish,
+    deferred: &mut Deferred,
+) -> Result<Value, Failure> {
     let patrol = own_patrol(conn, caller, d.patrol_id)?;
     if d.ended_at < patrol.started_at {
         return Err(reject(
@@ -357,8 +631,9 @@ fn patrol_finish(conn: &mut Conn, caller: &AuthUser, d: &PatrolFinish) -> Result
             ),
         ));
     }
+    db::patrols::written_from(conn, patrol.id, device_id)?;
     db::patrols::finish(conn, patrol.id, d.ended_at, d.notes.as_deref())?;
-    db::patrols::record_change(conn, patrol.id)?;
+    deferred.patrol(patrol.id);
     to_json(&PatrolResult {
         patrol_id: patrol.id,
         point_count: patrol.point_count,

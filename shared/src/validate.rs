@@ -85,7 +85,7 @@ impl Limits {
         max_photos_per_record: 9,
         max_photo_bytes: 25 * 1024 * 1024,
         max_text_chars: 4000,
-        max_pull_limit: 1000,
+        max_pull_limit: 5000,
     };
 }
 

@@ -1,7 +1,8 @@
 //! Push ingest and photo upload throughput, each beside a baseline measured in the same run:
 //! - points/s and mutations/s through `POST /sync/push`, beside raw rusqlite inserts of the same rows
-//!   into a table of the same shape (one transaction per mutation, as the server does);
-//! - photo upload MB/s through tus, beside a raw loopback TCP copy of the same bytes into a file.
+//!   into a table of the same shape (one transaction per push request, as the server does);
+//! - photo upload MB/s through tus, beside a raw loopback TCP copy of the same bytes into a file
+//!   with their SHA-256 computed as they arrive.
 //!
 //! The server runs on SQLite and, when `RIVERCHIEF_TEST_DATABASE_URL` names a PostgreSQL server, on
 //! PostgreSQL too, in the same run.
@@ -15,13 +16,16 @@ use riverchief_shared::id::{DeviceId, IssueId, MutationId, PatrolId};
 use riverchief_tests::{fake_jpeg, login, walk, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const POINT_MUTATIONS: usize = 100;
 const POINTS_EACH: usize = 1000;
 const REPORTS: usize = 2000;
 const PHOTOS: usize = 12;
 const PHOTO_LEN: usize = 4 * 1024 * 1024;
+/// Point mutations per push request.
+const POINTS_PER_PUSH: usize = 20;
+/// Reports per push request.
+const REPORTS_PER_PUSH: usize = 100;
 
 /// What one server did.
 struct Measured {
@@ -54,7 +58,7 @@ async fn main() -> Result<()> {
     })
     .await??;
     let copy_dir = tempfile::tempdir()?;
-    let copy_time = loopback_copy(&photos, copy_dir.path()).await?;
+    let copy_time = riverchief_tests::bench::loopback_copy(&photos, copy_dir.path(), true).await?;
 
     let mb = (PHOTOS * PHOTO_LEN) as f64 / 1e6;
     let points = (POINT_MUTATIONS * POINTS_EACH) as f64;
@@ -91,11 +95,11 @@ async fn main() -> Result<()> {
         }
     }
     out.push_str(&format!(
-        "\n{} point mutations of {} points pushed 20 to a batch, {} reports pushed 100 to a batch, {} photos of {} MiB \
+        "\n{} point mutations of {} points pushed {} to a batch, {} reports pushed {} to a batch, {} photos of {} MiB \
          uploaded one PATCH each; baselines measured in the same run: raw rusqlite inserts of the same rows into a \
-         table of the same shape (one transaction per mutation, WAL, synchronous=NORMAL) and a raw loopback TCP copy \
-         of the same bytes into a file (fsync'd).\n",
-        POINT_MUTATIONS, POINTS_EACH, REPORTS, PHOTOS, PHOTO_LEN >> 20
+         table of the same shape (one transaction per push request, WAL, synchronous=NORMAL) and a raw loopback TCP \
+         copy of the same bytes into a file (fsync'd), SHA-256 computed as they arrive.\n",
+        POINT_MUTATIONS, POINTS_EACH, POINTS_PER_PUSH, REPORTS, REPORTS_PER_PUSH, PHOTOS, PHOTO_LEN >> 20
     ));
     println!("{out}");
     std::fs::create_dir_all("../target").ok();
@@ -144,7 +148,7 @@ async fn measure(
         .map(|c| m("patrol.points", json!({"patrol_id": patrol, "points": c})))
         .collect();
     let started = Instant::now();
-    for batch in point_mutations.chunks(20) {
+    for batch in point_mutations.chunks(POINTS_PER_PUSH) {
         push(&http, &base, &token, batch.to_vec()).await?;
     }
     let push_points = started.elapsed();
@@ -160,7 +164,7 @@ async fn measure(
         })
         .collect();
     let started = Instant::now();
-    for batch in reports.chunks(100) {
+    for batch in reports.chunks(REPORTS_PER_PUSH) {
         push(&http, &base, &token, batch.to_vec()).await?;
     }
     let push_reports = started.elapsed();
@@ -214,74 +218,33 @@ fn raw_inserts(
     )?;
     let patrol = PatrolId::new().to_string();
     let started = Instant::now();
-    for (seq, chunk) in track.chunks(POINTS_EACH).enumerate() {
+    for (request, mutations) in track.chunks(POINTS_EACH * POINTS_PER_PUSH).enumerate() {
         let tx = conn.transaction()?;
         {
             let mut stmt =
                 tx.prepare_cached("INSERT INTO track_points VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-            for (i, p) in chunk.iter().enumerate() {
-                stmt.execute(rusqlite::params![
-                    patrol,
-                    seq as i64,
-                    i as i64,
-                    p.t.to_rfc3339(),
-                    p.lon.get(),
-                    p.lat.get(),
-                    p.accuracy_m
-                ])?;
+            for (k, chunk) in mutations.chunks(POINTS_EACH).enumerate() {
+                let seq = (request * POINTS_PER_PUSH + k) as i64;
+                riverchief_tests::bench::insert_track_points(&mut stmt, &patrol, seq, chunk)?;
             }
         }
         tx.commit()?;
     }
     let points = started.elapsed();
     let started = Instant::now();
-    for i in 0..REPORTS {
+    for request in 0..REPORTS.div_ceil(REPORTS_PER_PUSH) {
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO issues VALUES (?1, 'seg', 118.74, 32.05, 'litter', 1, ?2, ?3)",
-            rusqlite::params![
+        for i in request * REPORTS_PER_PUSH..((request + 1) * REPORTS_PER_PUSH).min(REPORTS) {
+            tx.prepare_cached(
+                "INSERT INTO issues VALUES (?1, 'seg', 118.74, 32.05, 'litter', 1, ?2, ?3)",
+            )?
+            .execute(rusqlite::params![
                 IssueId::new().to_string(),
                 format!("垃圾 {i}"),
                 chrono::Utc::now().to_rfc3339()
-            ],
-        )?;
+            ])?;
+        }
         tx.commit()?;
     }
     Ok((points, started.elapsed()))
-}
-
-/// Sends each photo over a fresh loopback TCP connection to a receiver that writes it to a file.
-async fn loopback_copy(photos: &[Vec<u8>], dir: &std::path::Path) -> Result<Duration> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let dir = dir.to_path_buf();
-    let n = photos.len();
-    let receiver = tokio::spawn(async move {
-        for i in 0..n {
-            let (mut s, _) = listener.accept().await?;
-            let mut f = tokio::fs::File::create(dir.join(format!("{i}"))).await?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let k = s.read(&mut buf).await?;
-                if k == 0 {
-                    break;
-                }
-                f.write_all(&buf[..k]).await?;
-            }
-            f.sync_all().await?;
-            s.write_all(b"k").await?;
-        }
-        anyhow::Ok(())
-    });
-    let started = Instant::now();
-    for p in photos {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(p).await?;
-        s.shutdown().await?;
-        let mut ack = [0u8; 1];
-        s.read_exact(&mut ack).await?;
-    }
-    let t = started.elapsed();
-    receiver.await??;
-    Ok(t)
 }

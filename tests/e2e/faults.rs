@@ -294,3 +294,105 @@ async fn a_client_killed_mid_sync_keeps_its_store_and_finishes_later() -> Result
     assert_photo_files_verified(&server.data_dir, 10)?;
     Ok(())
 }
+
+/// Whether a write transaction is open on the server's database at this moment: on SQLite a
+/// second writer's `BEGIN IMMEDIATE` is refused at once; on PostgreSQL a push request's
+/// transaction holds its mutation locks (advisory, namespace `0x7263_0002`) from its start to its
+/// commit.
+fn write_transaction_open(db: &TestDb) -> Result<bool> {
+    match db {
+        TestDb::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(Duration::ZERO)?;
+            match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+                Ok(()) => Ok(false),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    Ok(true)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        TestDb::Pg(_) => Ok(db.scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1919090690 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )? > 0),
+    }
+}
+
+#[tokio::test]
+async fn a_server_killed_inside_a_grouped_push_applies_what_it_had_not_committed_once() -> Result<()>
+{
+    const BATCH: usize = 10;
+    let data = tempfile::tempdir()?;
+    let db = TestDb::fresh(data.path())?;
+    let port = free_port()?;
+    let mut server =
+        Some(ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), data.path(), &db, port).await?);
+    let url = format!("http://127.0.0.1:{port}");
+    let phone_dir = tempfile::tempdir()?;
+    let client = Client::open(
+        phone_dir.path(),
+        riverchief_client::ClientOptions {
+            server_url: Some(url.clone()),
+            push_batch: BATCH,
+            retry: riverchief_client::RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
+            },
+            ..riverchief_client::ClientOptions::default()
+        },
+    )?;
+    client
+        .login(&url, "zhangwei", riverchief_tests::DEMO_PASSWORD, "phone")
+        .await?;
+    client.sync(&|_| {}).await?;
+    let shots = tempfile::tempdir()?;
+    // 60 batches of 1,000 points with their start and finish: 7 requests of at most 10.
+    let queued = record_a_long_patrol(&client, shots.path(), 60_000, 0, 0, 0).await?;
+    assert_eq!(queued, 62);
+
+    // Killed while a request's transaction is open, after at least one request committed.
+    let killer = async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let committed = db.scalar("SELECT count(*) FROM mutations")?;
+            if committed >= BATCH as i64 && write_transaction_open(&db)? {
+                if let Some(s) = server.take() {
+                    s.kill()?;
+                }
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        bail!("no grouped request was ever caught in its transaction")
+    };
+    let (first, killed) = tokio::join!(client.sync(&|_| {}), killer);
+    killed?;
+    assert!(
+        first.is_err(),
+        "the sync should have seen the server die: {first:?}"
+    );
+    // A request commits whole or not at all.
+    let committed = db.scalar("SELECT count(*) FROM mutations")?;
+    assert!(
+        committed < queued as i64,
+        "the kill came too late: {committed}"
+    );
+    assert_eq!(committed % BATCH as i64, 0, "a request committed in part");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM track_points")?,
+        db.scalar("SELECT coalesce(sum(point_count), 0) FROM patrols")?
+    );
+
+    // Restarted, the phone sends again what was not answered: what had not committed is applied
+    // now, what had is a duplicate, and every point is stored once.
+    let _server =
+        ServerProcess::start(env!("CARGO_BIN_EXE_rc-server"), data.path(), &db, port).await?;
+    let report = sync_until_done(&client).await?;
+    assert!(report.pushed >= 1, "{report:?}");
+    assert_exactly_once(&db, 60_000, 0, 0, queued as i64)?;
+    Ok(())
+}

@@ -390,3 +390,74 @@ async fn a_photo_is_served_whole_or_by_byte_range() -> Result<()> {
     }
     Ok(())
 }
+
+/// The patrol as the phone lists it.
+async fn patrol_on(
+    client: &riverchief_client::Client,
+    patrol: riverchief_shared::id::PatrolId,
+) -> Result<riverchief_client::PatrolSummary> {
+    client
+        .patrols()
+        .await?
+        .into_iter()
+        .find(|p| p.id == patrol)
+        .ok_or_else(|| anyhow::anyhow!("the patrol is gone from the phone"))
+}
+
+#[tokio::test]
+async fn a_device_is_not_sent_back_its_own_patrols_until_another_device_writes_to_them(
+) -> Result<()> {
+    let server = TestServer::start().await?;
+    let a_dir = tempfile::tempdir()?;
+    let a = phone(a_dir.path(), &server.url(), "zhangwei").await?;
+    let qhl02 = segment(&a, "QHL-02").await?;
+    let patrol = a.start_patrol(&[qhl02.properties.id], None, None).await?;
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    a.add_points(patrol, &walk(&qhl02.line, 40, t0)).await?;
+    let first = a.sync(&|_| {}).await?;
+    assert_eq!(first.pushed, 2, "{first:?}");
+    assert_eq!(server.db.scalar("SELECT point_count FROM patrols")?, 40);
+    // The phone holds its own patrol; the server's copy of it is not sent back.
+    let mine = patrol_on(&a, patrol).await?;
+    assert_eq!(
+        (mine.point_count, mine.server.is_none()),
+        (40, true),
+        "{mine:?}"
+    );
+
+    // Another device of the same patroller adds points to it: from now on its changes come to
+    // every device, the first one too.
+    let other = Http::new(&server.url(), &login(&server.url(), "zhangwei").await?);
+    let more = walk(&qhl02.line, 10, t0 + chrono::Duration::minutes(10));
+    let results = other
+        .push(
+            riverchief_shared::id::DeviceId::new(),
+            vec![mutation(
+                1,
+                "patrol.points",
+                serde_json::json!({"patrol_id": patrol, "points": more}),
+            )],
+        )
+        .await?;
+    assert_eq!(results[0]["status"], "applied", "{results:?}");
+    let second = a.sync(&|_| {}).await?;
+    assert!(second.pulled >= 1, "{second:?}");
+    let mine = patrol_on(&a, patrol).await?;
+    let server_copy = mine
+        .server
+        .ok_or_else(|| anyhow::anyhow!("the other device's points never reached the phone"))?;
+    assert_eq!(server_copy.point_count, 50);
+
+    // A duty lead's device gets the patrol whatever device wrote it.
+    let lead_dir = tempfile::tempdir()?;
+    let lead = phone(lead_dir.path(), &server.url(), "chen").await?;
+    let seen = lead
+        .patrols()
+        .await?
+        .into_iter()
+        .find(|p| p.id == patrol)
+        .and_then(|p| p.server)
+        .map(|p| p.point_count);
+    assert_eq!(seen, Some(50));
+    Ok(())
+}

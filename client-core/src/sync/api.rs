@@ -118,7 +118,14 @@ impl Api {
         Ok(answer)
     }
 
-    pub(crate) async fn pull(&self, since: Option<&str>, limit: usize) -> Result<PullResponse> {
+    /// A page of changes after `since`, as `device` pulls them: the server leaves out the changes
+    /// of records only this device has written (it holds them itself).
+    pub(crate) async fn pull(
+        &self,
+        since: Option<&str>,
+        limit: usize,
+        device: riverchief_shared::id::DeviceId,
+    ) -> Result<PullResponse> {
         let mut url = self.url("api/v1/sync/pull")?;
         {
             let mut query = url.query_pairs_mut();
@@ -126,6 +133,7 @@ impl Api {
                 query.append_pair("since", since);
             }
             query.append_pair("limit", &limit.to_string());
+            query.append_pair("device", &device.to_string());
         }
         let response = self.authed(self.http.get(url))?.send().await?;
         Ok(check(response).await?.json().await?)

@@ -11,8 +11,9 @@
 //! # Lanes, most urgent first
 //!
 //! A sync runs the lanes below in this order: the records of critical hazards (with the patrol
-//! starts they depend on), their photos, the other records, the other photos, then the pull.
-//! Before pushing it closes the fix batches still open (see `track.rs`).
+//! starts they depend on), their photos, then the other records and the other photos side by side
+//! (the photo lane does not wait for the records to finish), then the pull. Before pushing it
+//! closes the fix batches still open (see `track.rs`).
 //!
 //! 1. **Records** (`push.rs`). Pending mutations go urgent first (critical hazard reports, each
 //!    with the patrol start it depends on), then in device order, in batches of at most
@@ -22,8 +23,9 @@
 //!    `duplicate` are done; `rejected` keeps the server's error, is never retried and never holds
 //!    back the rows behind it. A 413 on a whole batch halves the batch; a lone mutation refused
 //!    as too large is marked rejected with the server's error.
-//! 2. **Photos** (`upload.rs`), after the records they belong to so that an issue reaches the duty
-//!    lead before its pictures, but in their own lane: a photo that fails never holds back a record,
+//! 2. **Photos** (`upload.rs`): a critical hazard's photos right after its record, so that the
+//!    issue reaches the duty lead first; the others beside the other records (the server matches a
+//!    photo to the issues expecting it whichever arrives first). In their own lane: a photo that fails never holds back a record,
 //!    and a failed push does not stop the photos. `HEAD /photos/{sha}` first (a photo the server
 //!    has is never sent again), then tus 1.0.0: the upload URL is stored before the first byte is
 //!    sent, and an interrupted upload resumes from the server's `Upload-Offset`. The body is
@@ -94,7 +96,7 @@ pub struct SyncReport {
     pub stopped: StopReason,
 }
 
-/// The lanes of a sync, in the order they run.
+/// The lanes of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
     UrgentRecords,
@@ -105,13 +107,28 @@ enum Lane {
 }
 
 impl Lane {
-    const ORDER: [Lane; 5] = [
-        Lane::UrgentRecords,
-        Lane::UrgentPhotos,
-        Lane::Records,
-        Lane::Photos,
-        Lane::Pull,
+    /// The stages of a sync, in the order they run; the lanes of one stage run side by side.
+    const STAGES: [&'static [Lane]; 4] = [
+        &[Lane::UrgentRecords],
+        &[Lane::UrgentPhotos],
+        &[Lane::Records, Lane::Photos],
+        &[Lane::Pull],
     ];
+}
+
+impl SyncReport {
+    /// Adds what another lane of the same sync did.
+    fn absorb(&mut self, other: &SyncReport) {
+        self.pushed += other.pushed;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.photos_uploaded += other.photos_uploaded;
+        self.photos_skipped += other.photos_skipped;
+        self.photos_failed += other.photos_failed;
+        self.bytes_uploaded += other.bytes_uploaded;
+        self.pulled += other.pulled;
+        self.reset |= other.reset;
+    }
 }
 
 /// Progress events of a sync, for drawing progress bars.
@@ -279,7 +296,7 @@ impl Client {
 
         let mut first_error = None;
         let mut stop = None;
-        for lane in Lane::ORDER {
+        for stage in Lane::STAGES {
             if stops_sync(first_error.as_ref()) || stop.is_some() {
                 break;
             }
@@ -287,25 +304,37 @@ impl Client {
                 stop = Some(reason);
                 break;
             }
-            let work = async {
-                match lane {
-                    Lane::UrgentRecords | Lane::Records => {
-                        let urgent = lane == Lane::UrgentRecords;
-                        push::push_all(self, &api, device_id, urgent, progress, &mut report).await
+            // Each lane counts into its own report, kept when the stage is stopped part-way.
+            let mut lane_reports = [SyncReport::default(), SyncReport::default()];
+            {
+                let [first, second] = &mut lane_reports;
+                let work = async {
+                    match stage {
+                        [lane] => vec![
+                            self.run_lane(*lane, &api, device_id, control, progress, first)
+                                .await,
+                        ],
+                        [a, b] => {
+                            let (x, y) = tokio::join!(
+                                self.run_lane(*a, &api, device_id, control, progress, first),
+                                self.run_lane(*b, &api, device_id, control, progress, second),
+                            );
+                            vec![x, y]
+                        }
+                        _ => Vec::new(),
                     }
-                    Lane::UrgentPhotos | Lane::Photos if !control.photos => Ok(()),
-                    Lane::UrgentPhotos | Lane::Photos => {
-                        let urgent = lane == Lane::UrgentPhotos;
-                        upload::upload_all(self, &api, urgent, progress, &mut report).await
-                    }
-                    Lane::Pull => pull::pull_all(self, &api, progress, &mut report).await,
+                };
+                tokio::select! {
+                    results = work => for result in results {
+                        if let Err(e) = result {
+                            first_error.get_or_insert(e);
+                        }
+                    },
+                    reason = control.stopped() => stop = Some(reason),
                 }
-            };
-            tokio::select! {
-                result = work => if let Err(e) = result {
-                    first_error.get_or_insert(e);
-                },
-                reason = control.stopped() => stop = Some(reason),
+            }
+            for lane_report in &lane_reports {
+                report.absorb(lane_report);
             }
         }
         report.stopped = match stop {
@@ -343,6 +372,30 @@ impl Client {
         match first_error {
             Some(e) => Err(e),
             None => Ok(report),
+        }
+    }
+
+    /// Runs one lane, counting into `report`.
+    async fn run_lane(
+        &self,
+        lane: Lane,
+        api: &api::Api,
+        device_id: riverchief_shared::id::DeviceId,
+        control: &SyncControl,
+        progress: ProgressFn<'_>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        match lane {
+            Lane::UrgentRecords | Lane::Records => {
+                let urgent = lane == Lane::UrgentRecords;
+                push::push_all(self, api, device_id, urgent, progress, report).await
+            }
+            Lane::UrgentPhotos | Lane::Photos if !control.photos => Ok(()),
+            Lane::UrgentPhotos | Lane::Photos => {
+                let urgent = lane == Lane::UrgentPhotos;
+                upload::upload_all(self, api, urgent, progress, report).await
+            }
+            Lane::Pull => pull::pull_all(self, api, progress, report).await,
         }
     }
 

@@ -10,8 +10,10 @@
 //!   ([`execute_batch`]), which diesel's `MultiConnection` cannot express.
 //! - Which errors mean "a concurrent writer got there first; try again" ([`is_contention`]).
 //!
-//! Lock order (PostgreSQL): a transaction takes at most one mutation lock, first (or, in a readings
-//! transaction, one readings lock); then at most one issue lock; then row locks as it writes; the change-log lock last, after which it only reads and
+//! Lock order (PostgreSQL): a transaction takes its mutation locks first, in key order (a push
+//! request's transaction takes those of all its mutations, [`lock_in_order`]; a readings
+//! transaction takes one readings lock instead); then its issue locks, in key order; then row
+//! locks as it writes; the change-log lock last, after which it only reads and
 //! appends rows nobody else can conflict with (change-log rows, its own journal row). Every
 //! transaction takes them in that order, so they cannot deadlock one another.
 
@@ -149,6 +151,22 @@ pub fn lock(conn: &mut Conn, what: Lock) -> diesel::QueryResult<()> {
                 .map(drop)
         }
     }
+}
+
+/// Takes each of `locks` until the current transaction ends, in the order of their keys (sorted
+/// in place, repeats dropped), so that two transactions taking several locks of one kind (the
+/// mutation ids of two push requests that overlap) take them in the same order and never wait for
+/// each other in a cycle. On SQLite nothing, as for [`lock`].
+pub fn lock_in_order(conn: &mut Conn, locks: &mut Vec<Lock>) -> diesel::QueryResult<()> {
+    if conn.backend() == Backend::Sqlite {
+        return Ok(());
+    }
+    locks.sort_by_key(|l| l.key());
+    locks.dedup_by_key(|l| l.key());
+    for l in locks.iter() {
+        lock(conn, *l)?;
+    }
+    Ok(())
 }
 
 /// Runs `f` while holding the start-up lock, so that instances starting together on one PostgreSQL

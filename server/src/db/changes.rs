@@ -17,7 +17,7 @@ use super::schema::{changes, meta, user_segments};
 use super::{insert_or_ignore, ts, Conn, Lock, QueryResult};
 use diesel::prelude::*;
 use riverchief_shared::domain::Role;
-use riverchief_shared::id::{SegmentId, UserId};
+use riverchief_shared::id::{DeviceId, SegmentId, UserId};
 use riverchief_shared::sync::{Change, ChangeEntity, ChangeOp};
 use serde_json::Value;
 
@@ -70,6 +70,22 @@ pub fn record(
     data: &Value,
     audience: &Audience,
 ) -> QueryResult<i64> {
+    record_from(conn, entity, entity_id, op, data, audience, None)
+}
+
+/// [`record`] of a change whose record only `origin` has ever written (and which it therefore
+/// holds itself): that device's pull leaves it out when it names itself ([`page_for_device`]).
+/// The owner's other devices and everyone else get it as any other change.
+#[allow(clippy::too_many_arguments)]
+pub fn record_from(
+    conn: &mut Conn,
+    entity: ChangeEntity,
+    entity_id: &str,
+    op: ChangeOp,
+    data: &Value,
+    audience: &Audience,
+    origin: Option<DeviceId>,
+) -> QueryResult<i64> {
     let op = match op {
         ChangeOp::Upsert => "upsert",
         ChangeOp::Delete => "delete",
@@ -90,6 +106,7 @@ pub fn record(
             changes::segment_id.eq(audience.segment.map(|s| s.to_string())),
             changes::assignee_id.eq(audience.assignee.map(|u| u.to_string())),
             changes::created_at.eq(super::written_now()),
+            changes::origin_device.eq(origin.map(|d| d.to_string())),
         ))
         .returning(changes::seq)
         .get_result(conn)
@@ -145,6 +162,22 @@ pub fn page(
     page_of(conn, viewer, role, after, limit, None)
 }
 
+/// [`page`] as pulled by `device`: without the changes of records only that device has written
+/// for this viewer (its own patrols, [`record_from`]), which it holds already. A change of such a
+/// record written after another device wrote to it has no origin, and comes to every device; the
+/// mirror the device ends with is its own copy of the record or the newest change, whichever is
+/// newer, as if nothing had been left out.
+pub fn page_for_device(
+    conn: &mut Conn,
+    viewer: UserId,
+    role: Role,
+    after: i64,
+    limit: usize,
+    device: Option<DeviceId>,
+) -> QueryResult<Page> {
+    page_filtered(conn, viewer, role, after, limit, None, device)
+}
+
 /// The newest sequence number of a change to `entity` in `(after, head]` (`None` when there is
 /// none), with the head it read first (so the answer is final, as in [`page`]).
 pub fn newest_of(
@@ -171,6 +204,19 @@ pub fn page_of(
     limit: usize,
     entity: Option<ChangeEntity>,
 ) -> QueryResult<Page> {
+    page_filtered(conn, viewer, role, after, limit, entity, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn page_filtered(
+    conn: &mut Conn,
+    viewer: UserId,
+    role: Role,
+    after: i64,
+    limit: usize,
+    entity: Option<ChangeEntity>,
+    device: Option<DeviceId>,
+) -> QueryResult<Page> {
     // Read the head first: every row at or below it is committed by then (see the module doc; on
     // PostgreSQL each statement reads a fresh snapshot, which sees at least what this one saw), so the
     // page below is final, and when it comes back short the cursor may jump to the head past rows this
@@ -185,6 +231,16 @@ pub fn page_of(
         .into_boxed();
     if let Some(entity) = entity {
         query = query.filter(changes::entity.eq(entity.as_str()));
+    }
+    if let Some(device) = device {
+        // Left out: the viewer's own records that only this device wrote.
+        query = query.filter(
+            changes::origin_device
+                .is_null()
+                .or(changes::origin_device.ne(device.to_string()))
+                .or(changes::owner_id.is_null())
+                .or(changes::owner_id.ne(viewer.to_string())),
+        );
     }
     if !role.sees_everything() {
         let me = viewer.to_string();

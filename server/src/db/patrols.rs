@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use riverchief_shared::domain::{Patrol, TrackPoint};
 use riverchief_shared::geo::{Lat, Lon};
-use riverchief_shared::id::{PatrolId, SegmentId};
+use riverchief_shared::id::{DeviceId, PatrolId, SegmentId};
 use riverchief_shared::sync::{ChangeEntity, ChangeOp};
 
 fn corrupt(msg: String) -> diesel::result::Error {
@@ -22,8 +22,9 @@ fn count_to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Inserts a new patrol and its segments (`patrol.segment_ids` must hold no repeats).
-pub fn insert(conn: &mut Conn, patrol: &Patrol) -> QueryResult<()> {
+/// Inserts a new patrol and its segments (`patrol.segment_ids` must hold no repeats), started from
+/// `device`.
+pub fn insert(conn: &mut Conn, patrol: &Patrol, device: DeviceId) -> QueryResult<()> {
     let id = patrol.id.to_string();
     diesel::insert_into(patrols::table)
         .values((
@@ -35,6 +36,7 @@ pub fn insert(conn: &mut Conn, patrol: &Patrol) -> QueryResult<()> {
             patrols::weather.eq(&patrol.weather),
             patrols::point_count.eq(i64::try_from(patrol.point_count).unwrap_or(i64::MAX)),
             patrols::recorded_at.eq(super::written_now()),
+            patrols::origin_device.eq(device.to_string()),
         ))
         .execute(conn)?;
     let rows: Vec<_> = patrol
@@ -194,16 +196,39 @@ pub fn points(conn: &mut Conn, id: PatrolId) -> QueryResult<Vec<TrackPoint>> {
         .collect()
 }
 
+/// Notes that `device` writes to the patrol: from a device other than the one that started it, the
+/// patrol stops being that device's alone (its changes are then sent to every device, that one too).
+pub fn written_from(conn: &mut Conn, id: PatrolId, device: DeviceId) -> QueryResult<()> {
+    diesel::update(
+        patrols::table
+            .filter(patrols::id.eq(id.to_string()))
+            .filter(patrols::origin_device.ne(device.to_string())),
+    )
+    .set(patrols::origin_device.eq(None::<String>))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// Re-snapshots the patrol into the change log (its owner sees it). Like
-/// [`super::issues::record_issue_change`], it takes the change-log lock before reading.
+/// [`super::issues::record_issue_change`], it takes the change-log lock before reading. While only
+/// the device that started the patrol has written to it, the change names that device as its
+/// origin, and that device's pull leaves it out (`changes::page_for_device`).
 pub fn record_change(conn: &mut Conn, id: PatrolId) -> QueryResult<()> {
     changes::lock(conn)?;
     let Some(patrol) = get(conn, id)? else {
         return Ok(());
     };
+    let origin: Option<String> = patrols::table
+        .filter(patrols::id.eq(id.to_string()))
+        .select(patrols::origin_device)
+        .first(conn)?;
+    let origin = origin
+        .as_deref()
+        .map(super::parse_id::<DeviceId>)
+        .transpose()?;
     let data = serde_json::to_value(&patrol)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-    changes::record(
+    changes::record_from(
         conn,
         ChangeEntity::Patrol,
         &id.to_string(),
@@ -213,6 +238,7 @@ pub fn record_change(conn: &mut Conn, id: PatrolId) -> QueryResult<()> {
             owner: Some(patrol.patroller),
             ..Audience::default()
         },
+        origin,
     )?;
     Ok(())
 }

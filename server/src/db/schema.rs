@@ -67,6 +67,7 @@ diesel::table! {
         weather -> Nullable<Text>,
         point_count -> BigInt,
         recorded_at -> Text,
+        origin_device -> Nullable<Text>,
     }
 }
 
@@ -186,6 +187,7 @@ diesel::table! {
         segment_id -> Nullable<Text>,
         assignee_id -> Nullable<Text>,
         created_at -> Text,
+        origin_device -> Nullable<Text>,
     }
 }
 

@@ -9,7 +9,8 @@
 //!    restarted instance frees its predecessor's leases: see [`PhotoStore::sweep_stale_uploads`]);
 //! 2. writes the body to a spool file of this instance, so that a cut connection keeps what arrived;
 //! 3. stores the spool file as the chunk object `uploads/<id>/<offset>`, streamed, never whole in
-//!    memory;
+//!    memory (except for a photo sent whole in one `PATCH`: its spool file is read straight into
+//!    the photo object below, and no chunk object is written);
 //! 4. releases the lease and advances the offset, in one `UPDATE`.
 //!
 //! `HEAD` reads the offset from the database, so it counts only chunks that were stored whole.
@@ -615,8 +616,20 @@ impl Chunk {
     }
 
     async fn store_and_record(&mut self, uploader: UserId) -> Result<Finalized, UploadError> {
-        self.store_spool().await?;
-        let finalized = finalize(&self.store, &self.upload, &self.lease).await?;
+        // A photo sent whole in one `PATCH` becomes the photo straight from the spool file: no
+        // chunk object is written and read back.
+        let whole = self.start == 0 && self.written == self.upload.length;
+        let finalized = if whole {
+            self.spool.flush().await?;
+            self.lease.hold(&self.db).await?;
+            let file = self.spool.get_mut();
+            file.seek(SeekFrom::Start(0)).await?;
+            let source = Source::Spool(file.take(self.written));
+            finalize(&self.store, &self.upload, &self.lease, source).await?
+        } else {
+            self.store_spool().await?;
+            finalize(&self.store, &self.upload, &self.lease, Source::Chunks).await?
+        };
         let id = self.upload.id;
         self.db
             .transaction(move |conn| {
@@ -670,31 +683,51 @@ impl Chunk {
     }
 }
 
-/// Reads the upload's chunks in order, sniffs and hashes them, and writes the photo object unless
-/// the store has it already. The object appears only when the bytes are an image that hashes to the
-/// announced digest.
+/// Where a completed upload's bytes are read from.
+enum Source<'a> {
+    /// Its chunk objects, in offset order.
+    Chunks,
+    /// The spool file of the one `PATCH` that brought all of it.
+    Spool(tokio::io::Take<&'a mut tokio::fs::File>),
+}
+
+/// Reads the upload's bytes in order (its chunks, or the spool of a photo sent whole), sniffs and
+/// hashes them, and writes the photo object unless the store has it already. The object appears
+/// only when the bytes are an image that hashes to the announced digest.
 async fn finalize(
     store: &PhotoStore,
     upload: &Upload,
     lease: &Lease,
+    source: Source<'_>,
 ) -> Result<Finalized, UploadError> {
-    let chunks = store.chunks(upload.id).await?;
-    let mut expected_offset = 0;
-    for chunk in &chunks {
-        if chunk.offset != expected_offset {
-            tracing::error!(upload = %upload.id, offset = chunk.offset, expected_offset, "chunks do not add up");
-            return Err(UploadError::Gone);
+    let chunks = match source {
+        Source::Chunks => {
+            let chunks = store.chunks(upload.id).await?;
+            let mut expected_offset = 0;
+            for chunk in &chunks {
+                if chunk.offset != expected_offset {
+                    tracing::error!(upload = %upload.id, offset = chunk.offset, expected_offset, "chunks do not add up");
+                    return Err(UploadError::Gone);
+                }
+                expected_offset += chunk.size;
+            }
+            if expected_offset != upload.length {
+                tracing::error!(upload = %upload.id, stored = expected_offset, length = upload.length, "chunks do not add up");
+                return Err(UploadError::Gone);
+            }
+            Some(chunks)
         }
-        expected_offset += chunk.size;
-    }
-    if expected_offset != upload.length {
-        tracing::error!(upload = %upload.id, stored = expected_offset, length = upload.length, "chunks do not add up");
-        return Err(UploadError::Gone);
-    }
+        Source::Spool(_) => None,
+    };
     let target = photo_key(&upload.sha256);
     let already_stored = store.has(&target).await?;
     let mut out = (!already_stored).then(|| store.writer(target));
-    let verified = verify(store, &chunks, out.as_mut()).await;
+    let verified = match (source, chunks) {
+        (Source::Spool(file), _) => verify_spool(file, out.as_mut()).await,
+        (Source::Chunks, chunks) => {
+            verify(store, chunks.as_deref().unwrap_or_default(), out.as_mut()).await
+        }
+    };
     let refusal = match verified {
         Err(e) => e.into(),
         Ok(Verified::NotAnImage) => UploadError::NotAnImage,
@@ -736,47 +769,83 @@ async fn verify(
     chunks: &[StoredChunk],
     mut out: Option<&mut ObjectWriter>,
 ) -> io::Result<Verified> {
-    let mut hasher = sha2::Sha256::new();
-    // The head, held back until it is long enough to sniff.
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    let mut photo_type = None;
+    let mut v = Verifier::default();
     for chunk in chunks {
         let mut bytes = store.read(&chunk.key).await?;
         while let Some(piece) = bytes.next().await {
-            let piece = piece?;
-            hasher.update(&piece);
-            if photo_type.is_some() {
-                if let Some(out) = out.as_deref_mut() {
-                    out.put(piece).await?;
-                }
-                continue;
-            }
-            head.extend_from_slice(&piece);
-            if head.len() >= SNIFF_BYTES {
-                photo_type = PhotoType::sniff(&head[..SNIFF_BYTES]);
-                if photo_type.is_none() {
-                    return Ok(Verified::NotAnImage);
-                }
-                if let Some(out) = out.as_deref_mut() {
-                    out.put(Bytes::from(std::mem::take(&mut head))).await?;
-                }
+            if !v.feed(piece?, out.as_deref_mut()).await? {
+                return Ok(Verified::NotAnImage);
             }
         }
     }
-    if photo_type.is_none() {
-        // A photo shorter than the sniffing window.
-        photo_type = PhotoType::sniff(&head);
-        if let (Some(_), Some(out)) = (photo_type, out) {
-            out.put(Bytes::from(head)).await?;
+    v.finish(out).await
+}
+
+/// [`verify`], of the bytes in a spool file.
+async fn verify_spool(
+    file: tokio::io::Take<&mut tokio::fs::File>,
+    mut out: Option<&mut ObjectWriter>,
+) -> io::Result<Verified> {
+    let mut v = Verifier::default();
+    let mut bytes = tokio_util::io::ReaderStream::with_capacity(file, READ_BUFFER);
+    while let Some(piece) = bytes.next().await {
+        if !v.feed(piece?, out.as_deref_mut()).await? {
+            return Ok(Verified::NotAnImage);
         }
     }
-    Ok(match photo_type {
-        None => Verified::NotAnImage,
-        Some(photo_type) => Verified::Image {
-            sha256: Sha256::from_digest(hasher.finalize().into()),
-            photo_type,
-        },
-    })
+    v.finish(out).await
+}
+
+/// The type sniffer and the hasher, fed a photo's bytes in order.
+#[derive(Default)]
+struct Verifier {
+    hasher: sha2::Sha256,
+    /// The head, held back until it is long enough to sniff.
+    head: Vec<u8>,
+    photo_type: Option<PhotoType>,
+}
+
+impl Verifier {
+    /// Hashes `piece` and passes it to `out` once the head is sniffed as an image; `false` when
+    /// it is not one (stop reading).
+    async fn feed(&mut self, piece: Bytes, out: Option<&mut ObjectWriter>) -> io::Result<bool> {
+        self.hasher.update(&piece);
+        if self.photo_type.is_some() {
+            if let Some(out) = out {
+                out.put(piece).await?;
+            }
+            return Ok(true);
+        }
+        self.head.extend_from_slice(&piece);
+        if self.head.len() >= SNIFF_BYTES {
+            self.photo_type = PhotoType::sniff(&self.head[..SNIFF_BYTES]);
+            if self.photo_type.is_none() {
+                return Ok(false);
+            }
+            if let Some(out) = out {
+                out.put(Bytes::from(std::mem::take(&mut self.head))).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The verdict, once every byte was fed.
+    async fn finish(mut self, out: Option<&mut ObjectWriter>) -> io::Result<Verified> {
+        if self.photo_type.is_none() {
+            // A photo shorter than the sniffing window.
+            self.photo_type = PhotoType::sniff(&self.head);
+            if let (Some(_), Some(out)) = (self.photo_type, out) {
+                out.put(Bytes::from(std::mem::take(&mut self.head))).await?;
+            }
+        }
+        Ok(match self.photo_type {
+            None => Verified::NotAnImage,
+            Some(photo_type) => Verified::Image {
+                sha256: Sha256::from_digest(self.hasher.finalize().into()),
+                photo_type,
+            },
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use riverchief_shared::id::DeviceId;
 use riverchief_shared::sync::{PullResponse, PushRequest, PushResponse};
 use riverchief_shared::FieldError;
 use serde::Deserialize;
@@ -46,14 +47,14 @@ async fn push(
     let results = state
         .db
         .run(move |conn| {
-            body.mutations
-                .into_iter()
-                .map(|raw| {
-                    // Each mutation is received when its turn comes, as before.
-                    let now = Utc::now();
-                    crate::sync::push_one_with(conn, &user, device_id, raw, &limits, &policy, now)
-                })
-                .collect::<Result<Vec<_>, AppError>>()
+            let pusher = crate::sync::Pusher {
+                caller: &user,
+                device_id,
+                limits: &limits,
+                policy: &policy,
+            };
+            // Each mutation is received when its turn to be parsed comes.
+            crate::sync::push_request(conn, &pusher, body.mutations, &mut Utc::now)
         })
         .await?;
     metrics.pushed(&results);
@@ -64,6 +65,8 @@ async fn push(
 struct PullQuery {
     since: Option<String>,
     limit: Option<String>,
+    /// The pulling device: the changes of records only it has written are left out.
+    device: Option<String>,
 }
 
 /// Where a pull starts: after which sequence, and whether the client's cursor had to be dropped.
@@ -125,13 +128,29 @@ async fn pull(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let limit = page_limit(query.limit.as_deref(), state.limits.max_pull_limit)?;
+    let device = match query
+        .device
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        None => None,
+        Some(d) => Some(DeviceId::parse(d).map_err(|_| {
+            AppError::from(FieldError::new(
+                "invalid",
+                "device",
+                "must be a device id (a UUID)",
+            ))
+        })?),
+    };
     let response = state
         .db
         .run(move |conn| -> Result<PullResponse, AppError> {
             let epoch = db::changes::epoch(conn)?;
             let max_seq = db::changes::max_seq(conn)?;
             let start = cursor_start(query.since.as_deref(), &epoch, max_seq);
-            let page = db::changes::page(conn, user.id, user.role, start.after, limit)?;
+            let page =
+                db::changes::page_for_device(conn, user.id, user.role, start.after, limit, device)?;
             Ok(PullResponse {
                 changes: page.changes,
                 next: format!("{epoch}.{}", page.next),

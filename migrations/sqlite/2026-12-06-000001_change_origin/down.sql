@@ -1,0 +1,2 @@
+ALTER TABLE patrols DROP COLUMN origin_device;
+ALTER TABLE changes DROP COLUMN origin_device;
