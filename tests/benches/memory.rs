@@ -97,6 +97,58 @@ async fn main() -> Result<()> {
         .await?;
     let mut rows = Vec::new();
 
+    // Gzip bombs first, on the fresh server (so that no heap the photos left behind hides them): a
+    // push body of about 110 KiB that inflates to 110 MiB, `BOMBS` at once. Each is refused with 413
+    // once it inflates past the push limit; the baseline is that limit.
+    let limit = riverchief_shared::Limits::default().max_push_bytes;
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(br#"{"device_id": ""#)?;
+        let spaces = vec![b' '; 1024 * 1024];
+        for _ in 0..110 {
+            e.write_all(&spaces)?;
+        }
+        e.finish()?
+    };
+    let idle = rss(pid)?;
+    let ((), peak) = peak_during(pid, async {
+        let mut work = futures_util::stream::iter((0..BOMBS).map(|_| {
+            let (http, base, token, body) =
+                (http.clone(), base.clone(), patroller.clone(), bomb.clone());
+            async move {
+                let r = http
+                    .post(format!("{base}/api/v1/sync/push"))
+                    .bearer_auth(&token)
+                    .header("Content-Type", "application/json")
+                    .header("Content-Encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await?;
+                if r.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                    bail!("a gzip bomb was answered {}", r.status());
+                }
+                anyhow::Ok(())
+            }
+        }))
+        .buffer_unordered(BOMBS);
+        while let Some(r) = work.next().await {
+            r?;
+        }
+        Ok(())
+    })
+    .await?;
+    rows.push((
+        format!(
+            "gzip bombs: {BOMBS} at once, {} KiB each inflating to 110 MiB",
+            bomb.len() / 1024
+        ),
+        idle,
+        peak,
+        limit as u64,
+        "the push body limit",
+    ));
+
     for (size_mb, count) in PHOTO_RUNS {
         let size = size_mb * 1024 * 1024;
         let photos: Vec<Vec<u8>> = (0..count)
@@ -152,57 +204,6 @@ async fn main() -> Result<()> {
             "the photos in flight",
         ));
     }
-
-    // Gzip bombs: a push body of about 110 KiB that inflates to 110 MiB, `BOMBS` at once. Each is
-    // refused with 413 once it inflates past the push limit; the baseline is that limit.
-    let limit = riverchief_shared::Limits::default().max_push_bytes;
-    let bomb = {
-        use std::io::Write;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(br#"{"device_id": ""#)?;
-        let spaces = vec![b' '; 1024 * 1024];
-        for _ in 0..110 {
-            e.write_all(&spaces)?;
-        }
-        e.finish()?
-    };
-    let idle = rss(pid)?;
-    let ((), peak) = peak_during(pid, async {
-        let mut work = futures_util::stream::iter((0..BOMBS).map(|_| {
-            let (http, base, token, body) =
-                (http.clone(), base.clone(), patroller.clone(), bomb.clone());
-            async move {
-                let r = http
-                    .post(format!("{base}/api/v1/sync/push"))
-                    .bearer_auth(&token)
-                    .header("Content-Type", "application/json")
-                    .header("Content-Encoding", "gzip")
-                    .body(body)
-                    .send()
-                    .await?;
-                if r.status() != reqwest::StatusCode::PAYLOAD_TOO_LARGE {
-                    bail!("a gzip bomb was answered {}", r.status());
-                }
-                anyhow::Ok(())
-            }
-        }))
-        .buffer_unordered(BOMBS);
-        while let Some(r) = work.next().await {
-            r?;
-        }
-        Ok(())
-    })
-    .await?;
-    rows.push((
-        format!(
-            "gzip bombs: {BOMBS} at once, {} KiB each inflating to 110 MiB",
-            bomb.len() / 1024
-        ),
-        idle,
-        peak,
-        limit as u64,
-        "the push body limit",
-    ));
 
     // The baseline for streams: as many idle keep-alive connections.
     let idle = rss(pid)?;
