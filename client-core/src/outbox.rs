@@ -319,18 +319,18 @@ pub(crate) fn settle(
             .as_ref()
             .map(serde_json::to_string)
             .transpose()?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE outbox SET state = ?2, server_status = ?3, result = ?4, error = ?5, settled_at = ?6
              WHERE mutation_id = ?1 AND state = 'pending'",
-            params![
-                id.to_string(),
-                state,
-                server_status,
-                result_json,
-                error,
-                store::time(now)
-            ],
-        )?;
+        )?
+        .execute(params![
+            id.to_string(),
+            state,
+            server_status,
+            result_json,
+            error,
+            store::time(now)
+        ])?;
     }
     Ok(tally)
 }

@@ -252,6 +252,22 @@ fn ensure_device(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Runs `f` with commits that do not wait for the disk (`synchronous = NORMAL` instead of the
+/// store's `FULL`): in WAL mode they stay in order and survive a crash of the app, and the next
+/// `FULL` commit makes them durable with it; only a power cut may undo the last of them. For the
+/// sync's own bookkeeping only, which a replay redoes: a push's outcome (a lost one leaves its rows
+/// pending, and the server answers their replay `duplicate`), attempt counts, a pull page with its
+/// cursor (pulled again). Never for what the patroller recorded.
+pub(crate) fn relaxed<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let outcome = f(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    outcome
+}
+
 /// A time as stored: RFC 3339, UTC, microseconds, `Z`.
 pub(crate) fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

@@ -195,6 +195,9 @@ async fn main() -> Result<()> {
             .await?;
     }
     let backlog = sync_backlog(&phone).await?;
+    let admin = riverchief_tests::login(&base, "admin").await?;
+    let server_push = route_seconds(&base, &admin, "/api/v1/sync/push").await?;
+    let server_uploads = route_seconds(&base, &admin, "/api/v1/uploads").await?;
 
     // The bare work of the backlog.
     let raw_dir = tempfile::tempdir()?;
@@ -262,6 +265,12 @@ async fn main() -> Result<()> {
         ratio(pull_time, raw_pull)
     ));
     out.push_str(&format!(
+        "\nOf the push phase, the server spent {:.0} ms answering push requests; it spent {:.0} ms in upload \
+         requests (all of the server's time in those routes, from its own metrics).\n",
+        server_push * 1e3,
+        server_uploads * 1e3
+    ));
+    out.push_str(&format!(
         "\nBacklog: {PATROLS} patrols (start, one batch of {FIXES} fixes, finish) and {REPORTS} reports with one \
          photo of {} MiB each: {} mutations in {} push requests, {} changes pulled back. Pull pages of {page}.\n",
         PHOTO_LEN >> 20,
@@ -312,6 +321,25 @@ async fn sync_backlog(phone: &Client) -> Result<Backlog> {
         requests: requests.into_inner(),
         pulled: report.pulled,
     })
+}
+
+/// The seconds the server spent answering requests whose route starts with `prefix`, from its
+/// `/metrics` (the sum of its request-duration histograms), read with an admin's `token`.
+async fn route_seconds(base: &str, token: &str, prefix: &str) -> Result<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("http_request_duration_seconds_sum"))
+        .filter(|l| l.contains(&format!("route=\"{prefix}")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 /// The rows the server keeps for the backlog, straight into SQLite, one transaction per push

@@ -38,6 +38,11 @@
 //!    `reset` the mirror is emptied in that same transaction; the outbox and everything captured
 //!    on the device are never part of the mirror.
 //!
+//! The sync's own bookkeeping (attempt counts, a push's outcome, a pull page with its cursor) is
+//! committed without waiting for the disk (`store::relaxed`): a power cut may undo the last of it,
+//! and the next sync redoes it (the rows are pending again and answered `duplicate`; the page is
+//! pulled again). What the patroller recorded always waits for the disk.
+//!
 //! # Deadlines and cancelling
 //!
 //! [`Client::sync_with`] takes a [`SyncControl`]: a deadline and a cancellation token. The lane in

@@ -33,8 +33,9 @@ pub(crate) async fn pull_all(
         if reset {
             tracing::info!("the server asked for a fresh pull; rebuilding the local mirror");
         }
+        // A page lost to a power cut is pulled again with its cursor.
         client
-            .db(move |conn| store::apply_page(conn, &page))
+            .db(move |conn| store::relaxed(conn, |conn| store::apply_page(conn, &page)))
             .await?;
         report.pulled += n as u64;
         report.reset |= reset;

@@ -6,6 +6,7 @@ use super::{ProgressFn, SyncProgress, SyncReport};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::outbox::{self, Queued};
+use crate::store;
 use chrono::Utc;
 use riverchief_shared::id::{DeviceId, MutationId};
 use riverchief_shared::sync::PushRequest;
@@ -52,7 +53,9 @@ pub(crate) async fn push_all(
             let request = &request;
             async move {
                 client
-                    .db(move |conn| outbox::mark_attempt(conn, &ids, Utc::now()))
+                    .db(move |conn| {
+                        store::relaxed(conn, |conn| outbox::mark_attempt(conn, &ids, Utc::now()))
+                    })
                     .await?;
                 api.push(request).await
             }
@@ -63,11 +66,15 @@ pub(crate) async fn push_all(
                 let settled_ids = ids.clone();
                 let tally = client
                     .db(move |conn| {
-                        let tx = conn.transaction()?;
-                        let tally =
-                            outbox::settle(&tx, &settled_ids, &response.results, Utc::now())?;
-                        tx.commit()?;
-                        Ok(tally)
+                        // Lost to a power cut, the rows are pending again and their replay is
+                        // answered `duplicate`: the outcome need not wait for the disk.
+                        store::relaxed(conn, |conn| {
+                            let tx = conn.transaction()?;
+                            let tally =
+                                outbox::settle(&tx, &settled_ids, &response.results, Utc::now())?;
+                            tx.commit()?;
+                            Ok(tally)
+                        })
                     })
                     .await?;
                 report.pushed += tally.applied;
