@@ -113,7 +113,7 @@ impl fmt::Display for Subject<'_> {
 }
 
 /// An alert as every channel carries it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     pub id: AlertId,
     pub kind: AlertKind,
@@ -150,7 +150,7 @@ pub struct Alert {
 }
 
 /// `GET /api/v1/alerts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertList {
     pub alerts: Vec<Alert>,
 }

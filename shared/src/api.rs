@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `{"error": {"code", "message", "field"}}`: the body of every 4xx and 5xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -36,7 +36,7 @@ impl From<FieldError> for ErrorDetail {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -44,7 +44,7 @@ pub struct LoginRequest {
     pub device_name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub id: UserId,
     pub username: String,
@@ -52,14 +52,14 @@ pub struct UserInfo {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub user: UserInfo,
 }
 
 /// `GET /api/v1/me`: the user and the segments assigned to them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Me {
     #[serde(flatten)]
     pub user: UserInfo,
@@ -67,14 +67,14 @@ pub struct Me {
 }
 
 /// `GET /api/v1/patrols/{id}`: a patrol with its track in recorded order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PatrolTrack {
     pub patrol: Patrol,
     pub points: Vec<TrackPoint>,
 }
 
 /// `GET /api/v1/issues`: one page of the list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssueList {
     pub issues: Vec<Issue>,
     /// How many issues match the filter in all.
@@ -86,7 +86,7 @@ pub struct IssueList {
 }
 
 /// `GET /api/v1/issues/counts`: how many issues (matching the filter) are in each status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssueCounts {
     pub total: u64,
     /// Every status, zeros included.
@@ -96,7 +96,7 @@ pub struct IssueCounts {
 /// `POST /api/v1/issues/{id}/events`: one lifecycle step taken online. The same rules as an
 /// `issue.event` mutation (see [`crate::sync::IssueEventData`]); `event_id` is made by the server
 /// when absent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewIssueEvent {
     #[serde(default)]
@@ -118,7 +118,7 @@ pub struct NewIssueEvent {
 }
 
 /// One line of the audit trail (`GET /api/v1/audit`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -148,7 +148,7 @@ pub struct AuditEntry {
 }
 
 /// `GET /api/v1/audit`: newest first; pass `next_before` as `before` for the next page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +156,7 @@ pub struct AuditPage {
 }
 
 /// A user as admins manage them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserAccount {
     #[serde(flatten)]
     pub user: UserInfo,
@@ -166,13 +166,13 @@ pub struct UserAccount {
 }
 
 /// `GET /api/v1/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserList {
     pub users: Vec<UserAccount>,
 }
 
 /// `POST /api/v1/users`. Without `password` the server makes one and answers it once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
@@ -186,7 +186,7 @@ pub struct NewUser {
 }
 
 /// `PATCH /api/v1/users/{id}`: what to change; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]
@@ -202,7 +202,7 @@ pub struct UserPatch {
 }
 
 /// `POST /api/v1/users/{id}/password`. Without `password` the server makes one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {
     #[serde(default)]
@@ -211,7 +211,7 @@ pub struct PasswordReset {
 
 /// The answer to a user creation or a password reset: the account, and the password when the
 /// server made it (shown this once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserCreated {
     pub user: UserAccount,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +219,7 @@ pub struct UserCreated {
 }
 
 /// One login of a user (a device token), as `GET /api/v1/users/{id}/devices` lists them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceToken {
     pub id: String,
     pub device_name: String,
@@ -230,13 +230,13 @@ pub struct DeviceToken {
 }
 
 /// `GET /api/v1/users/{id}/devices`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceList {
     pub devices: Vec<DeviceToken>,
 }
 
 /// A lot as the stock view shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LotView {
     pub id: LotId,
     pub quantity: i64,
@@ -248,7 +248,7 @@ pub struct LotView {
 }
 
 /// One line of the stock view (`GET /api/v1/stock`): a depot and an item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StockLine {
     pub depot_id: DepotId,
     pub depot: String,
@@ -264,7 +264,7 @@ pub struct StockLine {
 }
 
 /// `GET /api/v1/stock`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StockView {
     pub expiring_within_days: i64,
     pub stock: Vec<StockLine>,

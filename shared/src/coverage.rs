@@ -46,7 +46,7 @@ impl Default for Rules {
 }
 
 /// A stretch of a segment, in metres from its start (`from_m <= to_m`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Interval {
     pub from_m: f64,
     pub to_m: f64,
@@ -60,7 +60,7 @@ impl Interval {
 
 /// A counted point: when, where along the segment, and where (WGS-84), kept between batches so the
 /// last point of one batch joins the first of the next.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mark {
     pub t: DateTime<Utc>,
     pub along_m: f64,
@@ -311,7 +311,7 @@ crate::names::named!(FloodStage {
 });
 
 /// Patrol requirement: how often each segment must be covered, per flood stage (minutes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Requirement {
     pub normal: i64,
     pub watch: i64,
@@ -348,7 +348,7 @@ impl Default for Requirement {
 
 /// Properties of one segment's Feature in `GET /api/v1/coverage` (the geometry is the uncovered
 /// MultiLineString).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentCoverage {
     pub segment_id: crate::id::SegmentId,
     pub code: String,
@@ -373,7 +373,7 @@ pub struct SegmentCoverage {
 }
 
 /// One patrol in a segment's coverage timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PatrolCoverage {
     pub patrol_id: crate::id::PatrolId,
     pub patroller: crate::id::UserId,
@@ -388,14 +388,14 @@ pub struct PatrolCoverage {
 }
 
 /// `GET /api/v1/segments/{id}/coverage`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentTimeline {
     pub coverage: SegmentCoverage,
     pub patrols: Vec<PatrolCoverage>,
 }
 
 /// `POST /api/v1/flood-stage` (admins only, like every change of the stage in force).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetFloodStage {
     pub stage: FloodStage,
@@ -404,7 +404,7 @@ pub struct SetFloodStage {
 }
 
 /// `GET /api/v1/flood-stage`: the stage in force, who set it, and the requirement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FloodStageState {
     pub stage: FloodStage,
     #[serde(default)]
@@ -419,7 +419,7 @@ pub struct FloodStageState {
 
 /// What pull carries per segment (change entity `coverage`) so a phone can show which segments need
 /// walking without asking: the phone computes `overdue` with [`is_overdue`] against its own clock.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoverageSummary {
     pub segment_id: crate::id::SegmentId,
     pub last_covered: Option<DateTime<Utc>>,

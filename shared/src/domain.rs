@@ -31,7 +31,7 @@ impl Role {
 }
 
 /// Which bank, facing downstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Bank {
     Left,
@@ -39,7 +39,7 @@ pub enum Bank {
 }
 
 /// A position along an embankment in metres from its origin (桩号), shown the way crews speak: K1+250.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Chainage(pub f64);
 
@@ -51,7 +51,7 @@ impl fmt::Display for Chainage {
 }
 
 /// Properties of a segment as served in the segments FeatureCollection (geometry beside them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentProperties {
     pub id: SegmentId,
     pub code: String,
@@ -75,7 +75,7 @@ pub struct SegmentProperties {
 }
 
 /// A segment: its properties and its line (WGS-84, lon/lat order).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     #[serde(flatten)]
     pub properties: SegmentProperties,
@@ -84,7 +84,7 @@ pub struct Segment {
 }
 
 /// One recorded GPS fix.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrackPoint {
     /// When the phone took the fix (device clock).
     pub t: DateTime<Utc>,
@@ -104,7 +104,7 @@ pub struct TrackPoint {
 }
 
 /// A coordinate reference system a device may report positions in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Crs {
     /// WGS-84 (GPS), what the server stores.
@@ -135,7 +135,7 @@ impl TrackPoint {
 }
 
 /// A patrol as the server reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Patrol {
     pub id: PatrolId,
     pub patroller: UserId,
@@ -151,7 +151,7 @@ pub struct Patrol {
 }
 
 /// What kind of problem. Flood hazards first, then everyday river-chief problems.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueCategory {
     Piping,
@@ -284,6 +284,19 @@ impl TryFrom<u8> for Severity {
     }
 }
 
+/// 1, 2 or 3 on the wire.
+impl utoipa::PartialSchema for Severity {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some([1, 2, 3]))
+            .description(Some("1 minor (一般), 2 significant (较大), 3 major (重大)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Severity {}
+
 impl From<Severity> for u8 {
     fn from(s: Severity) -> u8 {
         s as u8
@@ -291,7 +304,7 @@ impl From<Severity> for u8 {
 }
 
 /// What comes out of a piping hole: clear water, or muddy water that carries the embankment away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outflow {
     /// 清水
@@ -558,7 +571,7 @@ pub fn add_working_time(start: DateTime<Utc>, working: chrono::Duration) -> Date
 }
 
 /// One entry of an issue's history as the server reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssueEvent {
     pub id: IssueEventId,
     pub kind: IssueEventKind,
@@ -585,7 +598,7 @@ pub struct IssueEvent {
 }
 
 /// An issue as the server reports it, with its history and the state of its photos.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Issue {
     pub id: IssueId,
     pub segment_id: SegmentId,

@@ -39,7 +39,7 @@ fn observed_range() -> (DateTime<Utc>, DateTime<Utc>) {
 const EPS: f64 = 1e-9;
 
 /// A station's three levels: 设防 watch, 警戒 warning, 保证 guarantee (metres, ascending).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Thresholds {
     pub watch_m: f64,
     pub warning_m: f64,
@@ -150,7 +150,7 @@ pub fn next_stage(
 }
 
 /// One reading: when it was observed and the level (metres above the station's datum).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reading {
     pub observed_at: DateTime<Utc>,
@@ -219,7 +219,7 @@ pub use fold::{
 };
 
 /// The body of `POST /api/v1/stations/{id or code}/readings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingsBatch {
     pub readings: Vec<Reading>,
@@ -295,7 +295,7 @@ impl ReadingsBatch {
 }
 
 /// What `POST .../readings` answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadingsResult {
     pub station: String,
     /// Readings in the batch (after folding repeats of one time).
@@ -310,13 +310,13 @@ pub struct ReadingsResult {
 }
 
 /// `GET /api/v1/stations/{id or code}/readings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadingList {
     pub readings: Vec<Reading>,
 }
 
 /// A gauge station as `GET /api/v1/stations` shows it, with its latest real reading and stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StationView {
     pub id: crate::id::StationId,
     pub code: String,
@@ -343,7 +343,7 @@ pub struct StationView {
 }
 
 /// `GET /api/v1/stations`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StationList {
     pub stations: Vec<StationView>,
 }
@@ -377,7 +377,7 @@ impl ResponseLevel {
 }
 
 /// `POST /api/v1/response-level`: declare (`level`) or lift (`level: null`) a river's response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetResponseLevel {
     pub river: String,
@@ -387,7 +387,7 @@ pub struct SetResponseLevel {
 }
 
 /// A response level in force on a river (or, in history, a declaration or lifting).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResponseView {
     pub river: String,
     /// `None`: lifted.
@@ -400,7 +400,7 @@ pub struct ResponseView {
 }
 
 /// One station in `GET /api/v1/flood-level`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FloodLevelStation {
     pub id: crate::id::StationId,
     pub code: String,
@@ -415,7 +415,7 @@ pub struct FloodLevelStation {
 }
 
 /// `GET /api/v1/flood-level`: every station's level and stage, and the responses in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FloodLevel {
     pub stations: Vec<FloodLevelStation>,
     pub responses: Vec<ResponseView>,
@@ -423,7 +423,7 @@ pub struct FloodLevel {
 
 /// `POST /api/v1/drills`: replay a hydrograph for a station at `speed` seconds of series per second.
 /// Without `series`, the server's own 2024 Dongshan hydrograph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartDrill {
     pub station: String,
@@ -453,7 +453,7 @@ crate::names::named!(DrillState {
 });
 
 /// A drill as `GET /api/v1/drills` shows it, with its own (drill) stage and level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillView {
     pub id: crate::id::DrillId,
     pub station: String,
@@ -473,7 +473,7 @@ pub struct DrillView {
 }
 
 /// `GET /api/v1/drills`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrillList {
     pub drills: Vec<DrillView>,
 }

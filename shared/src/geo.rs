@@ -47,6 +47,19 @@ macro_rules! degrees {
                 Self::parse(v, "").map_err(|e| serde::de::Error::custom(e.message))
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Number)
+                    .minimum(Some(-$max))
+                    .maximum(Some($max))
+                    .description(Some(concat!("A WGS-84 ", $what, " in degrees")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -54,7 +67,7 @@ degrees!(Lon, 180.0, "longitude");
 degrees!(Lat, 90.0, "latitude");
 
 /// A WGS-84 position.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Position {
     pub lon: Lon,
     pub lat: Lat,

@@ -15,6 +15,17 @@ pub enum IdError {
     NotV7,
 }
 
+/// The OpenAPI schema of every id: a UUIDv7 string (hyphenated; the simple form is accepted too).
+pub(crate) fn uuid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Uuid,
+        )))
+        .description(Some("A UUIDv7"))
+        .into()
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -73,6 +84,15 @@ macro_rules! id_type {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        /// A UUID string (version 7).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::id::uuid_schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -1,7 +1,8 @@
 //! The one way a fieldless enum names its variants as stored and sent.
 
 /// Gives a fieldless enum its names, each variant named once: `ALL` (in the order listed), `as_str`
-/// and `parse` (`None` for anything else). The serde names of these enums are the same strings.
+/// and `parse` (`None` for anything else). The serde names of these enums are the same strings, and
+/// so is their OpenAPI schema (a string, one of the names).
 macro_rules! named {
     ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
@@ -20,6 +21,17 @@ macro_rules! named {
                 }
             }
         }
+
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($name),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {}
     };
 }
 

@@ -67,8 +67,21 @@ impl<'de> Deserialize<'de> for Sha256 {
     }
 }
 
+/// 64 lowercase hex characters.
+impl utoipa::PartialSchema for Sha256 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("A SHA-256 digest: 64 lowercase hex characters"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Sha256 {}
+
 /// The image types a photo may be, judged by its bytes, never by its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PhotoType {
     Jpeg,
@@ -109,7 +122,7 @@ impl PhotoType {
 }
 
 /// A photo attached to an issue or event, and whether the server has its bytes yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhotoRef {
     pub sha256: Sha256,
     pub arrived: bool,

@@ -21,14 +21,16 @@ use serde_json::Value;
 
 /// `POST /api/v1/sync/push`. Mutations stay raw JSON here so that one bad mutation is rejected alone
 /// instead of failing the whole batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushRequest {
     pub device_id: DeviceId,
+    /// Each is parsed alone (as a `Mutation`), so one bad mutation is rejected alone.
+    #[schema(value_type = Vec<Mutation>)]
     pub mutations: Vec<Value>,
 }
 
 /// A queued offline action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Mutation {
     pub id: MutationId,
     /// The device's own sequence number: the order the actions happened on the device.
@@ -40,7 +42,7 @@ pub struct Mutation {
 }
 
 /// The typed payload of a mutation, tagged by its `type`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum MutationBody {
     #[serde(rename = "patrol.start")]
@@ -75,7 +77,7 @@ impl MutationBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatrolStart {
     pub patrol_id: PatrolId,
@@ -87,14 +89,14 @@ pub struct PatrolStart {
     pub weather: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatrolPoints {
     pub patrol_id: PatrolId,
     pub points: Vec<TrackPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatrolFinish {
     pub patrol_id: PatrolId,
@@ -103,7 +105,7 @@ pub struct PatrolFinish {
     pub notes: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueReport {
     pub issue_id: IssueId,
@@ -125,7 +127,7 @@ pub struct IssueReport {
 
 /// A stock movement recorded on a device: a patroller dispatches to a segment, a duty lead anything.
 /// `depot` and `item` are ids or codes; `quantity` is a positive whole number in the item's unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockMove {
     pub movement_id: crate::id::MovementId,
@@ -140,13 +142,13 @@ pub struct StockMove {
 }
 
 /// The result of an applied `stock.move`: the balance after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StockMoveResult {
     pub movement_id: crate::id::MovementId,
     pub on_hand: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueEventData {
     pub event_id: IssueEventId,
@@ -251,7 +253,7 @@ impl IssueEventData {
 }
 
 /// The envelope, parsed before the payload.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Envelope {
     id: MutationId,
@@ -481,7 +483,7 @@ impl Mutation {
 }
 
 /// How the server answered one mutation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PushStatus {
     Applied,
@@ -490,7 +492,7 @@ pub enum PushStatus {
 }
 
 /// One mutation's answer. `result` is what applying it produced (the same on a replay).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResult {
     /// The mutation id, or `null` when the mutation was too broken to have a readable id.
     pub id: Option<MutationId>,
@@ -501,20 +503,20 @@ pub struct PushResult {
     pub result: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResponse {
     pub results: Vec<PushResult>,
 }
 
 /// `result` of an applied `patrol.start` or `patrol.finish`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PatrolResult {
     pub patrol_id: PatrolId,
     pub point_count: u64,
 }
 
 /// `result` of an applied `patrol.points`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PatrolPointsResult {
     pub patrol_id: PatrolId,
     /// Points this mutation added.
@@ -524,7 +526,7 @@ pub struct PatrolPointsResult {
 }
 
 /// `result` of an applied `issue.report`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssueReportResult {
     pub issue_id: IssueId,
     pub chainage_m: f64,
@@ -536,7 +538,7 @@ pub struct IssueReportResult {
 }
 
 /// `result` of an applied `issue.event`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssueEventResult {
     pub issue_id: IssueId,
     pub event_id: IssueEventId,
@@ -570,7 +572,7 @@ crate::names::named!(ChangeEntity {
     Alert => "alert",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {
     /// The record as it now is (`data` holds it whole).
@@ -579,7 +581,7 @@ pub enum ChangeOp {
 }
 
 /// One entry of the server's change log, as a client sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// The server's own sequence: the order changes were committed.
     pub seq: i64,
@@ -591,7 +593,7 @@ pub struct Change {
 }
 
 /// `GET /api/v1/sync/pull?since=CURSOR&limit=N`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullResponse {
     pub changes: Vec<Change>,
     /// The cursor to send next time (opaque).

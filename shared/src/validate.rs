@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A refusal that names the field it is about, as a path into the request (`data.points[17].lat`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{field}: {message}")]
 pub struct FieldError {
     /// Machine-readable reason, e.g. `out_of_range`, `required`, `too_long`.
@@ -156,12 +158,12 @@ pub fn non_empty(value: &str, field: impl Into<String>) -> Result<(), FieldError
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
     #[allow(dead_code)]
     struct Outer {
         inner: Vec<Inner>,
     }
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
     #[allow(dead_code)]
     struct Inner {
         lat: f64,

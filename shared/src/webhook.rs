@@ -51,7 +51,7 @@ impl AlertEvent {
 }
 
 /// The body of a generic webhook delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertNotice {
     pub event: AlertEvent,
     pub alert: Alert,
@@ -78,7 +78,7 @@ crate::names::named!(WebhookFormat {
 });
 
 /// `POST /api/v1/webhooks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// `http://` or `https://`.
@@ -100,7 +100,7 @@ pub const MAX_URL_LEN: usize = 2000;
 pub const MAX_SECRET_LEN: usize = 200;
 
 /// A webhook as the API shows it: the secret only as a hint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: WebhookId,
     pub url: String,
@@ -117,7 +117,7 @@ pub struct Webhook {
 }
 
 /// `GET /api/v1/webhooks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<Webhook>,
 }
@@ -144,7 +144,7 @@ crate::names::named!(DeliveryState {
 });
 
 /// One attempt to send a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub at: DateTime<Utc>,
     /// The receiver's HTTP status, when it answered.
@@ -160,7 +160,7 @@ pub struct Attempt {
 }
 
 /// One alert change to one webhook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// Also the `Idempotency-Key` header of every attempt.
     pub id: DeliveryId,
@@ -185,7 +185,7 @@ pub struct Delivery {
 }
 
 /// `GET /api/v1/webhooks/{id}/deliveries`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
 }

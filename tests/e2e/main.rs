@@ -12,6 +12,7 @@ mod flood;
 mod hostile;
 mod instances;
 mod offline_loop;
+mod openapi;
 mod ops;
 mod supplies;
 mod workflow;

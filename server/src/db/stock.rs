@@ -472,7 +472,7 @@ pub fn line(
 }
 
 /// A ledger row as the history shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct MovementView {
     pub id: MovementId,
     pub depot_id: DepotId,

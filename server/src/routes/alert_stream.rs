@@ -47,8 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(Endpoint::new("/alerts/stream").get(stream).done());
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Resume after this cursor (as `Last-Event-ID` does).
     since: Option<String>,
 }
 
@@ -236,6 +238,21 @@ impl Stream {
     }
 }
 
+/// Every alert change the caller may see, live, as Server-Sent Events.
+#[utoipa::path(get, path = "/api/v1/alerts/stream", tag = "alerts",
+    description = "Roles: any signed-in user (visibility as for `GET /alerts`). A `text/event-stream` \
+        that does not end: each change is `id: <cursor>`, `event: alert`, `data: <Alert JSON>`. \
+        Without a cursor the active alerts come first. A cursor the server cannot serve gets \
+        `event: reset` (with a usable cursor as its id) before the active alerts. An idle stream \
+        sends `: keepalive` every 15 s. Resume with `Last-Event-ID` or `since`.",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The last cursor received; wins over `since`"),
+    ),
+    responses(
+        (status = 200, description = "The stream; each event's data is an `Alert`", content_type = "text/event-stream",
+            headers(("Cache-Control" = String, description = "no-cache"))),
+    ))]
 async fn stream(
     state: web::Data<AppState>,
     user: AuthUser,

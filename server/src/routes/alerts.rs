@@ -15,7 +15,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use riverchief_shared::alert::{AlertKind, AlertList, AlertState};
+use riverchief_shared::alert::{Alert, AlertKind, AlertList, AlertState};
 use riverchief_shared::id::AlertId;
 use riverchief_shared::FieldError;
 use serde::Deserialize;
@@ -29,12 +29,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(Endpoint::new("/alerts/{id}/ack").post(ack).done());
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `open`, `acknowledged`, `resolved`, `active` (open or acknowledged; the default) or `all`.
+    #[param(value_type = Option<AlertStateFilter>, inline)]
     state: Option<String>,
+    /// One kind of alert.
+    #[param(value_type = Option<AlertKind>, inline)]
     kind: Option<String>,
+    /// Drill alerts only (`true`) or real ones only (`false`); default both.
+    #[param(value_type = Option<bool>)]
     drill: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+}
+
+/// What `state` may name: an alert state, `active` or `all`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AlertStateFilter {
+    Open,
+    Acknowledged,
+    Resolved,
+    Active,
+    All,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
@@ -86,6 +107,15 @@ fn filter(q: &ListQuery) -> Result<ListFilter, AppError> {
     })
 }
 
+/// Alerts the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    description = "Roles: any signed-in user; a patroller sees the alerts about their segments and issues.",
+    params(ListQuery),
+    responses((status = 200, description = "The alerts, newest first", body = AlertList)),
+)]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -104,6 +134,18 @@ fn parse_alert_id(raw: &str) -> Result<AlertId, AppError> {
     AlertId::parse(raw).map_err(|e| invalid("id", format!("{raw:?} is not an alert id: {e}")))
 }
 
+/// One alert.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/{id}",
+    tag = "alerts",
+    description = "Roles: any signed-in user who may see it.",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert", body = Alert),
+        (status = 404, description = "No such alert, or one the caller may not see"),
+    ),
+)]
 async fn get(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -119,6 +161,19 @@ async fn get(
     Ok(HttpResponse::Ok().json(alert))
 }
 
+/// Acknowledges an alert.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{id}/ack",
+    tag = "alerts",
+    description = "Roles: duty_lead, admin.",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert, acknowledged", body = Alert),
+        (status = 403, description = "A patroller"),
+        (status = 404, description = "No such alert"),
+    ),
+)]
 async fn ack(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -19,18 +19,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(Endpoint::new("/audit").get(list).done());
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// A user id or a username.
     actor: Option<String>,
     /// Comma-separated kinds; `login.` (with the dot) keeps every `login.*`.
     kind: Option<String>,
+    /// At or after (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     from: Option<String>,
+    /// Before (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     to: Option<String>,
+    /// Entries before this one (the page's `next_before`).
+    #[param(value_type = Option<i64>, minimum = 1)]
     before: Option<String>,
+    /// A page of at most this many.
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
 }
 
+/// The audit trail, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "operations",
+    description = "Roles: admin.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page", body = riverchief_shared::api::AuditPage),
+        (status = 403, description = "Not an admin"),
+        (status = 422, description = "No such actor"),
+    ))]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -44,9 +44,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Window {
+    /// The window's start (RFC 3339); default `to` minus 24 hours.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     from: Option<String>,
+    /// The window's end (RFC 3339); default now.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     to: Option<String>,
 }
 
@@ -69,6 +74,16 @@ fn feature(c: &riverchief_shared::coverage::SegmentCoverage, lines: Vec<Vec<[f64
     geojson::feature(c.segment_id, geojson::geometry("MultiLineString", lines), c)
 }
 
+/// Every segment's coverage in a window, as GeoJSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/coverage",
+    tag = "coverage",
+    description = "Roles: any signed-in user. One Feature per segment: its geometry the uncovered \
+        MultiLineString, its properties `SegmentCoverage`. The window defaults to the last 24 hours.",
+    params(Window),
+    responses((status = 200, description = "Coverage per segment", body = super::openapi::FeatureCollection)),
+)]
 async fn all(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -97,6 +112,18 @@ fn find_segment(conn: &mut db::Conn, key: &str) -> Result<Segment, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("no segment {key:?}")))
 }
 
+/// One segment's coverage and the patrols that touched it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/segments/{segment}/coverage",
+    tag = "coverage",
+    description = "Roles: any signed-in user.",
+    params(("segment" = String, Path, description = "The segment's id or code"), Window),
+    responses(
+        (status = 200, description = "The segment's coverage", body = SegmentTimeline),
+        (status = 404, description = "No such segment"),
+    ),
+)]
 async fn one(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -136,12 +163,32 @@ fn stage_state(conn: &mut db::Conn, policy: &cov::Policy) -> Result<FloodStageSt
     })
 }
 
+/// The flood stage in force and the patrol requirement.
+#[utoipa::path(
+    get,
+    path = "/api/v1/flood-stage",
+    tag = "coverage",
+    description = "Roles: any signed-in user.",
+    responses((status = 200, description = "The stage in force", body = FloodStageState)),
+)]
 async fn get_stage(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     let policy = state.coverage;
     let s = state.db.run(move |conn| stage_state(conn, &policy)).await?;
     Ok(HttpResponse::Ok().json(s))
 }
 
+/// Sets the flood stage.
+#[utoipa::path(
+    post,
+    path = "/api/v1/flood-stage",
+    tag = "coverage",
+    description = "Roles: admin.",
+    request_body = SetFloodStage,
+    responses(
+        (status = 200, description = "The stage now in force", body = FloodStageState),
+        (status = 403, description = "Not an admin"),
+    ),
+)]
 async fn set_stage(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -28,7 +28,7 @@ pub struct Asset {
 static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
 
 /// What the operator configures for the page (`serve --tile-url`, `--tile-attribution`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct DashboardConfig {
     /// A Leaflet tile URL template (`https://tiles.example/{z}/{x}/{y}.png`); none = no base map.
     pub tile_url: Option<String>,
@@ -105,8 +105,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(Endpoint::new("/").get(index).on(Method::HEAD, index).done())
         .service(
             Endpoint::new("/index.html")
-                .get(index)
-                .on(Method::HEAD, index)
+                .get(index_html)
+                .on(Method::HEAD, index_html)
                 .done(),
         )
         .service(
@@ -159,6 +159,17 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, AppError> {
     Ok(response)
 }
 
+/// The page (`HEAD`: its headers).
+#[utoipa::path(
+    method(get, head),
+    path = "/",
+    tag = "dashboard",
+    security(()),
+    responses(
+        (status = 200, description = "The duty lead's dashboard page, with its Content-Security-Policy", content_type = "text/html"),
+        (status = 304, description = "The copy named by If-None-Match is current"),
+    ),
+)]
 async fn index(
     req: HttpRequest,
     settings: web::Data<DashboardConfig>,
@@ -173,10 +184,51 @@ async fn index(
     Ok(response)
 }
 
+/// The page under its file name.
+#[utoipa::path(
+    method(get, head),
+    path = "/index.html",
+    tag = "dashboard",
+    security(()),
+    responses(
+        (status = 200, description = "The dashboard page (as at /)", content_type = "text/html"),
+        (status = 304, description = "The copy named by If-None-Match is current"),
+    ),
+)]
+async fn index_html(
+    req: HttpRequest,
+    settings: web::Data<DashboardConfig>,
+) -> Result<HttpResponse, AppError> {
+    index(req, settings).await
+}
+
+/// One of the page's files (scripts, styles, Leaflet and its images).
+#[utoipa::path(
+    method(get, head),
+    path = "/assets/{path}",
+    tag = "dashboard",
+    security(()),
+    params(("path" = String, Path, description = "The file's path under /assets/, e.g. `app.js`")),
+    responses(
+        (status = 200, description = "The file, with a strong ETag", content(
+            ("text/javascript"), ("text/css"), ("image/png"), ("image/svg+xml"), ("application/json")
+        )),
+        (status = 304, description = "The copy named by If-None-Match is current"),
+        (status = 404, description = "No such file"),
+    ),
+)]
 async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     serve(&req, &path)
 }
 
+/// What the operator set for the page.
+#[utoipa::path(
+    method(get, head),
+    path = "/config.json",
+    tag = "dashboard",
+    security(()),
+    responses((status = 200, description = "The base map's tile URL and attribution (null: no base map)", body = DashboardConfig)),
+)]
 async fn config(settings: web::Data<DashboardConfig>) -> HttpResponse {
     let mut response = HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))

@@ -75,6 +75,10 @@ fn unknown(field: &str, message: String) -> AppError {
     AppError::UnknownReference(FieldError::new("unknown_reference", field, message))
 }
 
+/// The stations with their latest real level and stage.
+#[utoipa::path(get, path = "/api/v1/stations", tag = "flood",
+    description = "Roles: any signed-in user.",
+    responses((status = 200, description = "The stations", body = StationList)))]
 async fn stations(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     let list = state
         .db
@@ -89,6 +93,14 @@ async fn stations(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// One station.
+#[utoipa::path(get, path = "/api/v1/stations/{station}", tag = "flood",
+    description = "Roles: any signed-in user.",
+    params(("station" = String, Path, description = "The station's id or code")),
+    responses(
+        (status = 200, description = "The station", body = riverchief_shared::flood::StationView),
+        (status = 404, description = "No such station"),
+    ))]
 async fn station(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -120,13 +132,28 @@ fn time_param(value: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>,
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReadingsQuery {
+    /// At or after (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
+    /// At or before (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
+    /// At most this many (1 to 100000, default 10000).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100000)]
     limit: Option<String>,
 }
 
+/// A station's real readings, oldest first.
+#[utoipa::path(get, path = "/api/v1/stations/{station}/readings", tag = "flood",
+    description = "Roles: any signed-in user.",
+    params(("station" = String, Path, description = "The station's id or code"), ReadingsQuery),
+    responses(
+        (status = 200, description = "The readings", body = ReadingList),
+        (status = 404, description = "No such station"),
+    ))]
 async fn readings(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -186,6 +213,18 @@ fn batch_error(e: FieldError) -> AppError {
     }
 }
 
+/// A batch of readings, idempotent on time.
+#[utoipa::path(post, path = "/api/v1/stations/{station}/readings", tag = "flood",
+    description = "Roles: duty_lead, admin. A reading at a stored time with another level is 409, \
+        naming it.",
+    params(("station" = String, Path, description = "The station's id or code")),
+    request_body = ReadingsBatch,
+    responses(
+        (status = 200, description = "What was stored and what was already there", body = ReadingsResult),
+        (status = 403, description = "A patroller"),
+        (status = 409, description = "A reading clashes with a stored one"),
+        (status = 422, description = "No such station"),
+    ))]
 async fn post_readings(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -256,6 +295,10 @@ fn flood_level_now(conn: &mut Conn) -> Result<FloodLevel, AppError> {
     })
 }
 
+/// Every station's level and stage, and the responses in force.
+#[utoipa::path(get, path = "/api/v1/flood-level", tag = "flood",
+    description = "Roles: any signed-in user.",
+    responses((status = 200, description = "The flood level", body = FloodLevel)))]
 async fn flood_level(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -274,6 +317,15 @@ fn known_river(conn: &mut Conn, river: &str) -> Result<bool, AppError> {
         .any(|s| s.properties.river == river))
 }
 
+/// Declares or lifts a river's response level.
+#[utoipa::path(post, path = "/api/v1/response-level", tag = "flood",
+    description = "Roles: duty_lead, admin.",
+    request_body = SetResponseLevel,
+    responses(
+        (status = 200, description = "The flood level now", body = FloodLevel),
+        (status = 403, description = "A patroller"),
+        (status = 422, description = "No such river"),
+    ))]
 async fn set_response(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -327,11 +379,18 @@ async fn set_response(
     Ok(HttpResponse::Ok().json(level))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// One river's history only.
     river: Option<String>,
 }
 
+/// The history of response levels.
+#[utoipa::path(get, path = "/api/v1/response-levels", tag = "flood",
+    description = "Roles: any signed-in user.",
+    params(HistoryQuery),
+    responses((status = 200, description = "The responses, newest first", body = ResponseHistory)))]
 async fn response_history(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -347,6 +406,16 @@ async fn response_history(
     Ok(HttpResponse::Ok().json(json!({ "responses": history })))
 }
 
+/// Starts a drill: a hydrograph replayed through the flood watch in its own series.
+#[utoipa::path(post, path = "/api/v1/drills", tag = "flood",
+    description = "Roles: duty_lead, admin.",
+    request_body = StartDrill,
+    responses(
+        (status = 201, description = "The drill", body = riverchief_shared::flood::DrillView),
+        (status = 403, description = "A patroller"),
+        (status = 409, description = "A drill is already running on the station"),
+        (status = 422, description = "No such station"),
+    ))]
 async fn start_drill(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -410,6 +479,10 @@ async fn start_drill(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// Every drill.
+#[utoipa::path(get, path = "/api/v1/drills", tag = "flood",
+    description = "Roles: any signed-in user.",
+    responses((status = 200, description = "The drills", body = DrillList)))]
 async fn drills(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     let list = state
         .db
@@ -424,6 +497,14 @@ async fn drills(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// One drill.
+#[utoipa::path(get, path = "/api/v1/drills/{id}", tag = "flood",
+    description = "Roles: any signed-in user.",
+    params(("id" = riverchief_shared::id::DrillId, Path, description = "The drill's id")),
+    responses(
+        (status = 200, description = "The drill", body = riverchief_shared::flood::DrillView),
+        (status = 404, description = "No such drill"),
+    ))]
 async fn drill(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -441,6 +522,15 @@ async fn drill(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// Stops a drill.
+#[utoipa::path(delete, path = "/api/v1/drills/{id}", tag = "flood",
+    description = "Roles: duty_lead, admin.",
+    params(("id" = riverchief_shared::id::DrillId, Path, description = "The drill's id")),
+    responses(
+        (status = 200, description = "The drill, stopped", body = riverchief_shared::flood::DrillView),
+        (status = 403, description = "A patroller"),
+        (status = 404, description = "No such drill"),
+    ))]
 async fn stop_drill(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -466,4 +556,11 @@ async fn stop_drill(
 /// A drill's id from its path; what is not one names no drill (404, like an unknown id).
 fn drill_id(raw: &str) -> Result<DrillId, AppError> {
     DrillId::parse(raw).map_err(|_| AppError::NotFound(format!("no drill {raw}")))
+}
+
+/// `GET /response-levels`'s answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ResponseHistory {
+    responses: Vec<riverchief_shared::flood::ResponseView>,
 }

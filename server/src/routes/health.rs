@@ -16,6 +16,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(Endpoint::new("/metrics").get(metrics).done());
 }
 
+/// Whether the server and its database answer.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "The server and its database answer", body = super::openapi::Health),
+        (status = 500, description = "The database does not answer"),
+    ),
+)]
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state
         .db
@@ -24,6 +35,17 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    description = "Roles: admin.",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format", content_type = "application/openmetrics-text"),
+        (status = 403, description = "Not an admin"),
+    ),
+)]
 async fn metrics(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,

@@ -32,21 +32,53 @@ const DEFAULT_LIMIT: u64 = 100;
 /// An event body is small; photos are listed by digest.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Statuses, comma-separated (`reported,dispatched`).
     status: Option<String>,
+    /// A segment's id or code.
     segment: Option<String>,
+    /// Categories, comma-separated (`piping,seepage`).
     category: Option<String>,
+    /// Severities, comma-separated (`2,3`).
     severity: Option<String>,
+    /// The reporter's user id.
+    #[param(value_type = Option<UserId>, inline)]
     reporter: Option<String>,
+    /// The assignee's user id.
+    #[param(value_type = Option<UserId>, inline)]
     assignee: Option<String>,
+    /// Overdue dispatches only (`true`) or none of them (`false`).
+    #[param(value_type = Option<bool>)]
     overdue: Option<String>,
+    /// Escalated issues only (`true`) or none of them (`false`).
+    #[param(value_type = Option<bool>)]
     escalated: Option<String>,
+    /// Reported at or after (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
+    /// Reported at or before (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
+    /// `severity` (the default: most severe first) or `newest`.
+    #[param(value_type = Option<IssueSort>, inline)]
     sort: Option<String>,
+    /// A page of at most this many (1 to 500, default 100).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// Skip this many.
+    #[param(value_type = Option<u64>)]
     offset: Option<String>,
+}
+
+/// How an issue list is sorted.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum IssueSort {
+    Severity,
+    Newest,
 }
 
 fn parse_bool(value: Option<&str>, field: &str) -> Result<Option<bool>, FieldError> {
@@ -169,6 +201,16 @@ fn deadlines(state: &AppState) -> db::issues::Deadlines {
     }
 }
 
+/// A page of the issues the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/issues",
+    tag = "issues",
+    description = "Roles: any signed-in user. Duty leads and admins see every issue; a patroller what \
+        they reported, what is on their segments and what is dispatched to them.",
+    params(ListQuery),
+    responses((status = 200, description = "One page and the number that match", body = IssueList)),
+)]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -204,6 +246,15 @@ async fn list(
     }))
 }
 
+/// How many issues the caller may see, by status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/issues/counts",
+    tag = "issues",
+    description = "Roles: any signed-in user (visibility as for the list; the same filters).",
+    params(ListQuery),
+    responses((status = 200, description = "Counts by status", body = IssueCounts)),
+)]
 async fn counts(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -233,6 +284,18 @@ async fn counts(
     }))
 }
 
+/// One issue with its history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/issues/{id}",
+    tag = "issues",
+    description = "Roles: any signed-in user who may see it.",
+    params(("id" = IssueId, Path, description = "The issue's id")),
+    responses(
+        (status = 200, description = "The issue", body = riverchief_shared::domain::Issue),
+        (status = 404, description = "No such issue, or one the caller may not see"),
+    ),
+)]
 async fn get(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -254,6 +317,24 @@ async fn get(
     Ok(HttpResponse::Ok().json(issue))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/issues/{id}/events",
+    tag = "issues",
+    description = "Roles: who may take each step (`IssueEventKind`): duty leads dispatch, close, \
+        reopen and mark duplicates; the assignee accepts and resolves; admins anything. A step the \
+        role may not take is 403 `forbidden`, one the status does not allow 409 \
+        `invalid_transition`, both with `current_status`.",
+    params(("id" = IssueId, Path, description = "The issue's id")),
+    request_body = NewIssueEvent,
+    responses(
+        (status = 201, description = "The issue as it now is", body = riverchief_shared::domain::Issue),
+        (status = 403, description = "The role may not take this step"),
+        (status = 404, description = "No such issue, or one the caller may not see"),
+        (status = 409, description = "The issue's status does not allow this step"),
+        (status = 422, description = "The step names a user, issue or photo that does not exist"),
+    ),
+)]
 /// `POST /issues/{id}/events`: one step, judged as a device's would be, except that an illegal
 /// step is refused (409) instead of kept. Answers 201 with the issue as it now is.
 async fn add_event(

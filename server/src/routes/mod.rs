@@ -11,6 +11,7 @@ pub mod flood;
 pub mod geojson;
 pub mod health;
 pub mod issues;
+pub mod openapi;
 pub mod patrols;
 pub mod photos;
 pub mod segments;
@@ -21,31 +22,90 @@ pub mod uploads;
 pub mod users;
 pub mod webhooks;
 
+use actix_web::http::Method;
 use actix_web::web;
 
+/// Where the API lives.
+pub const API: &str = "/api/v1";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    health::configure(cfg);
-    dashboard::configure(cfg);
+    outside_api(cfg);
     cfg.service(
-        web::scope("/api/v1")
-            .configure(session::configure)
-            .configure(segments::configure)
-            .configure(coverage::configure)
-            .configure(sync::configure)
-            .configure(patrols::configure)
-            .configure(issues::configure)
-            .configure(uploads::configure)
-            .configure(photos::configure)
-            .configure(stock::configure)
-            // Before `alerts`, whose `/alerts/{id}` would take `stream` for an id.
-            .configure(alert_stream::configure)
-            .configure(alerts::configure)
-            .configure(flood::configure)
-            .configure(webhooks::configure)
-            .configure(users::configure)
-            .configure(audit::configure)
+        web::scope(API)
+            .configure(api)
             .default_service(web::to(not_found)),
     );
+}
+
+/// The endpoints outside `/api/v1`: health, metrics and the dashboard.
+fn outside_api(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    dashboard::configure(cfg);
+}
+
+/// The tus endpoints, which `uploads::configure` registers with `web::resource` (tus answers other
+/// methods its own way), listed here for [`registered`].
+const UPLOAD_ROUTES: [(Method, &str); 5] = [
+    (Method::POST, "/uploads"),
+    (Method::OPTIONS, "/uploads"),
+    (Method::HEAD, "/uploads/{id}"),
+    (Method::PATCH, "/uploads/{id}"),
+    (Method::OPTIONS, "/uploads/{id}"),
+];
+
+/// Every (method, full path) the server answers, path parameters written `{name}` as in OpenAPI
+/// (an actix pattern's `{path:.*}` is `{path}`).
+pub fn registered() -> Vec<(Method, String)> {
+    let outside = endpoint::recorded(outside_api);
+    let inside = endpoint::recorded(api)
+        .into_iter()
+        .chain(UPLOAD_ROUTES.map(|(m, p)| (m, p.to_owned())))
+        .map(|(m, p)| (m, format!("{API}{p}")));
+    outside
+        .into_iter()
+        .chain(inside)
+        .map(|(m, p)| (m, openapi_path(&p)))
+        .collect()
+}
+
+/// `{name:regex}` segments written `{name}`.
+fn openapi_path(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some((before, after)) = rest.split_once('{') {
+        let Some((param, tail)) = after.split_once('}') else {
+            break;
+        };
+        let name = param.split_once(':').map_or(param, |(name, _)| name);
+        out.push_str(before);
+        out.push('{');
+        out.push_str(name);
+        out.push('}');
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The API's endpoints, registered under [`API`].
+fn api(cfg: &mut web::ServiceConfig) {
+    cfg.configure(openapi::configure)
+        .configure(session::configure)
+        .configure(segments::configure)
+        .configure(coverage::configure)
+        .configure(sync::configure)
+        .configure(patrols::configure)
+        .configure(issues::configure)
+        .configure(uploads::configure)
+        .configure(photos::configure)
+        .configure(stock::configure)
+        // Before `alerts`, whose `/alerts/{id}` would take `stream` for an id.
+        .configure(alert_stream::configure)
+        .configure(alerts::configure)
+        .configure(flood::configure)
+        .configure(webhooks::configure)
+        .configure(users::configure)
+        .configure(audit::configure);
 }
 
 /// A path no endpoint serves (with any method): 404 `not_found`. A path that is served, asked with

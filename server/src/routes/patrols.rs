@@ -14,6 +14,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(Endpoint::new("/patrols/{id}").get(get).done());
 }
 
+/// A patrol with its track.
+#[utoipa::path(
+    get,
+    path = "/api/v1/patrols/{id}",
+    tag = "patrols",
+    description = "Roles: the patroller who walked it, duty leads and admins (anyone else: 404).",
+    params(("id" = PatrolId, Path, description = "The patrol's id")),
+    responses(
+        (status = 200, description = "The patrol and its points in recorded order", body = PatrolTrack),
+        (status = 404, description = "No such patrol, or one the caller may not see"),
+    ),
+)]
 async fn get(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -32,6 +32,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The photo's bytes; for `HEAD`, the same headers without them (actix drops the body of a HEAD
 /// answer but keeps its length).
+#[utoipa::path(
+    method(get, head),
+    path = "/api/v1/photos/{sha256}",
+    tag = "photos",
+    description = "Roles: duty leads and admins see every photo; a patroller the photos they uploaded \
+        and those listed by an issue they may see (any other is 404, like one that never arrived). \
+        A single `Range: bytes=` is answered 206; the answer never changes (cache it for good).",
+    params(
+        ("sha256" = Sha256, Path, description = "The photo's SHA-256, 64 lowercase hex characters"),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=<first>-<last>`"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag held (the quoted digest)"),
+    ),
+    responses(
+        (status = 200, description = "The photo", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/heic"), ("image/heif")),
+            headers(("ETag" = String), ("Cache-Control" = String), ("Accept-Ranges" = String))),
+        (status = 206, description = "The range asked for", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/heic"), ("image/heif")),
+            headers(("Content-Range" = String, description = "bytes <first>-<last>/<size>"))),
+        (status = 304, description = "The copy named by If-None-Match is current"),
+        (status = 404, description = "No such photo, or one the caller may not see"),
+        (status = 416, description = "The range is past the photo's end", headers(("Content-Range" = String, description = "bytes */<size>"))),
+    ),
+)]
 async fn photo(
     req: HttpRequest,
     user: AuthUser,

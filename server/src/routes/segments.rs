@@ -24,6 +24,15 @@ pub fn feature(segment: &Segment) -> Value {
     )
 }
 
+/// Every segment, as GeoJSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/segments",
+    tag = "segments",
+    description = "Roles: any signed-in user. One LineString Feature per segment; its properties are \
+        `SegmentProperties`.",
+    responses((status = 200, description = "The segments", body = super::openapi::FeatureCollection)),
+)]
 async fn list(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     let segments = state
         .db

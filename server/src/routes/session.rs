@@ -66,6 +66,20 @@ pub fn client_address(req: &HttpRequest, trust_forwarded: bool) -> String {
 /// flood of guesses costs the server a few reads each, not an Argon2 run: past the limit the answer
 /// is 429 with `Retry-After`, the password unchecked. Every checked attempt is recorded
 /// (`db::logins`) and audited (`login.ok` / `login.failed`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "session",
+    security(()),
+    description = "Signs a device in and returns its bearer token. Failed logins are limited per \
+        username and per address: past the limit the answer is 429 with Retry-After.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 401, description = "Wrong username or password, or a switched-off user"),
+        (status = 429, description = "Too many failed logins", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -162,6 +176,14 @@ async fn login(
     }
 }
 
+/// The signed-in user and their assigned segments.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "session",
+    description = "Roles: any signed-in user.",
+    responses((status = 200, description = "The caller", body = Me)),
+)]
 async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
     let me = state
         .db

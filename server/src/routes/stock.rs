@@ -45,6 +45,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(Endpoint::new("/stock/stocktakes").post(stocktake).done());
 }
 
+/// The depots, as GeoJSON points.
+#[utoipa::path(
+    get,
+    path = "/api/v1/depots",
+    tag = "supplies",
+    description = "Roles: any signed-in user. One Point Feature per depot.",
+    responses((status = 200, description = "The depots", body = super::openapi::FeatureCollection)),
+)]
 async fn depots(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     let rows = state
         .db
@@ -99,6 +107,22 @@ fn refused(e: supplies::MoveError) -> AppError {
     }
 }
 
+/// One stock movement through the ledger.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/movements",
+    tag = "supplies",
+    description = "Roles: duty_lead, admin. A movement that would take stock below zero is 409 \
+        `insufficient_stock` (the message says how much is available); past what a depot holds, 409 \
+        `over_capacity`.",
+    request_body = MovementRequest,
+    responses(
+        (status = 201, description = "Recorded", body = MovementRecorded),
+        (status = 403, description = "A patroller, or a movement the role may not make"),
+        (status = 409, description = "Not enough stock, over capacity, or a lot already taken"),
+        (status = 422, description = "No such depot, item or segment"),
+    ),
+)]
 async fn record(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -180,6 +204,14 @@ async fn record(
     })))
 }
 
+/// Stock per depot and item.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stock",
+    tag = "supplies",
+    description = "Roles: any signed-in user. Quota, on hand, shortfall and the lots expiring soon.",
+    responses((status = 200, description = "The stock", body = riverchief_shared::api::StockView)),
+)]
 async fn view(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, AppError> {
     // The lot-expiry window of the scheduled check, so the view and the alerts agree.
     let within = state.checks.expiring_within_days;
@@ -216,6 +248,21 @@ fn count(v: Option<&Value>, field: &str) -> Result<i64, AppError> {
     }
 }
 
+/// A stocktake: each difference between a count and the balance becomes an `adjust` movement.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/stocktakes",
+    tag = "supplies",
+    description = "Roles: duty_lead, admin. All or nothing: stock that moved while it was written is \
+        409, nothing written.",
+    request_body = StocktakeRequest,
+    responses(
+        (status = 201, description = "The adjustments made (none where a count equals its balance)", body = StocktakeRecorded),
+        (status = 403, description = "A patroller"),
+        (status = 409, description = "The stock moved while the stocktake was written"),
+        (status = 422, description = "No such depot or item"),
+    ),
+)]
 async fn stocktake(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -328,18 +375,137 @@ async fn stocktake(
     Ok(HttpResponse::Created().json(json!({ "adjustments": adjustments })))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// A depot's id or code.
     depot: Option<String>,
+    /// An item's id or code.
     item: Option<String>,
+    #[param(value_type = Option<MovementKind>, inline)]
     kind: Option<String>,
+    /// A segment's id or code.
     segment: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     from: Option<String>,
+    /// Recorded before (RFC 3339).
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     to: Option<String>,
+    /// At most this many (1 to 100000, default 10000).
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<i64>,
+    /// `json` (the default) or `csv`.
+    #[param(value_type = Option<HistoryFormat>, inline)]
     format: Option<String>,
 }
 
+/// How the ledger is sent.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum HistoryFormat {
+    Json,
+    Csv,
+}
+
+/// The body of `POST /stock/movements` (read field by field by [`record`], so that each refusal
+/// names its field; this is its shape for the OpenAPI document).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct MovementRequest {
+    /// The depot's id or code.
+    depot: String,
+    /// The item's id or code.
+    item: String,
+    kind: MovementKind,
+    /// A whole number in the item's unit; an `adjust` carries its sign.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    quantity: i64,
+    /// The segment the stock goes to or comes from (id or code).
+    segment: Option<String>,
+    /// At most 2000 characters.
+    note: Option<String>,
+}
+
+/// The answer to a recorded movement.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct MovementRecorded {
+    movement_id: MovementId,
+    kind: MovementKind,
+    /// The signed change.
+    quantity: i64,
+    /// The balance after it.
+    on_hand: i64,
+}
+
+/// The body of `POST /stock/stocktakes` (read field by field by [`stocktake`]).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StocktakeRequest {
+    /// The depot's id or code.
+    depot: String,
+    /// Why (at most 2000 characters); the note of every adjustment.
+    reason: String,
+    /// 1 to 1000 counts.
+    #[schema(min_items = 1, max_items = 1000)]
+    counts: Vec<StockCount>,
+}
+
+/// One item counted.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StockCount {
+    /// The item's id or code.
+    item: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    counted: i64,
+}
+
+/// The answer to a stocktake.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StocktakeRecorded {
+    adjustments: Vec<Adjustment>,
+}
+
+/// One difference between a count and the balance, and the movement that made it good.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Adjustment {
+    movement_id: MovementId,
+    /// The item as the count named it.
+    item: String,
+    before: i64,
+    counted: i64,
+    adjustment: i64,
+}
+
+/// The ledger as JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct MovementHistory {
+    movements: Vec<db::stock::MovementView>,
+}
+
+/// The ledger, oldest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stock/movements",
+    tag = "supplies",
+    description = "Roles: any signed-in user. JSON, or CSV with `format=csv` (cells that would start \
+        a formula are neutralised).",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The movements", content(
+            (MovementHistory = "application/json"),
+            ("text/csv"),
+        )),
+        (status = 422, description = "No such depot, item or segment"),
+    ),
+)]
 async fn history(
     state: web::Data<AppState>,
     _user: AuthUser,

@@ -22,6 +22,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(Endpoint::new("/sync/pull").get(pull).done());
 }
 
+/// Applies a batch of mutations from a device, one answer each.
+#[utoipa::path(post, path = "/api/v1/sync/push", tag = "sync",
+    description = "Roles: any signed-in user (each mutation is judged for the caller's role). \
+        Idempotent by mutation id: a replayed mutation gets its first answer again. A gzip- or \
+        deflate-encoded body is inflated no further than the limit.",
+    request_body = PushRequest,
+    responses(
+        (status = 200, description = "One result per mutation, in order", body = PushResponse),
+    ))]
 async fn push(
     state: web::Data<AppState>,
     metrics: web::Data<crate::metrics::Metrics>,
@@ -121,6 +130,14 @@ pub fn page_limit(limit: Option<&str>, max: usize) -> Result<usize, FieldError> 
     }
 }
 
+/// A page of the change log the caller may see, after a cursor.
+#[utoipa::path(get, path = "/api/v1/sync/pull", tag = "sync",
+    description = "Roles: any signed-in user.",
+    params(
+        ("since" = Option<String>, Query, description = "The cursor of the last page (`<epoch>.<seq>`); none: from the start"),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "Changes per page (default 500, capped by the server)"),
+    ),
+    responses((status = 200, description = "The changes and the next cursor", body = PullResponse)))]
 async fn pull(
     state: web::Data<AppState>,
     user: AuthUser,

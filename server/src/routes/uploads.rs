@@ -47,6 +47,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// What the server supports; open to anyone, as tus clients ask before they authenticate.
+#[utoipa::path(options, path = "/api/v1/uploads", tag = "photos",
+    description = "tus discovery; no token needed.",
+    security(()),
+    responses((status = 204, description = "What the tus server supports", headers(
+        ("Tus-Resumable" = String, description = "1.0.0"),
+        ("Tus-Version" = String, description = "1.0.0"),
+        ("Tus-Extension" = String, description = "creation,checksum"),
+        ("Tus-Max-Size" = u64, description = "The largest photo accepted, in bytes"),
+        ("Tus-Checksum-Algorithm" = String, description = "sha1,sha256"),
+    ))))]
 async fn options(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header(("Tus-Version", TUS_VERSION))
@@ -56,6 +66,24 @@ async fn options(state: web::Data<AppState>) -> HttpResponse {
         .finish()
 }
 
+/// tus creation: announces a photo by its length and SHA-256.
+#[utoipa::path(post, path = "/api/v1/uploads", tag = "photos",
+    description = "Roles: any signed-in user. tus 1.0.0 with the creation and checksum extensions. \
+        `Upload-Metadata` carries `sha256` (required, base64 of the hex digest) and `content_type`.",
+    params(
+        ("Tus-Resumable" = String, Header, description = "The tus version: `1.0.0` (anything else is 412)"),
+        ("Upload-Length" = u64, Header, minimum = 1, description = "The photo's size in bytes"),
+        ("Upload-Metadata" = String, Header, description = "tus metadata: `sha256 <base64>,content_type <base64>`"),
+    ),
+    responses(
+        (status = 201, description = "The upload was created", headers(
+            ("Location" = String, description = "/api/v1/uploads/<id>"),
+            ("Upload-Offset" = u64, description = "0"),
+            ("Tus-Resumable" = String, description = "1.0.0"),
+        )),
+        (status = 412, description = "A tus version other than 1.0.0", headers(("Tus-Version" = String))),
+        (status = 413, description = "The photo is larger than the server accepts"),
+    ))]
 async fn create(
     req: HttpRequest,
     user: AuthUser,
@@ -125,6 +153,18 @@ async fn create(
         .finish())
 }
 
+/// tus: where an upload stands.
+#[utoipa::path(head, path = "/api/v1/uploads/{id}", tag = "photos",
+    description = "Roles: the user who created the upload.",
+    params(("id" = String, Path, description = "The upload's id (from `Location`)"), ("Tus-Resumable" = String, Header, description = "The tus version: `1.0.0` (anything else is 412)")),
+    responses(
+        (status = 200, description = "The offset to resume from", headers(
+            ("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Metadata" = String),
+            ("Cache-Control" = String, description = "no-store"),
+        )),
+        (status = 404, description = "No such upload, or its bytes are gone"),
+        (status = 412, description = "A tus version other than 1.0.0", headers(("Tus-Version" = String))),
+    ))]
 async fn head(
     req: HttpRequest,
     user: AuthUser,
@@ -150,6 +190,26 @@ async fn head(
         .finish())
 }
 
+/// tus: appends a chunk at the offset.
+#[utoipa::path(patch, path = "/api/v1/uploads/{id}", tag = "photos",
+    description = "Roles: the user who created the upload. When the last byte arrives the photo is \
+        sniffed and hashed; bytes that are not an image are 415, bytes that do not match the \
+        announced digest (or a chunk that does not match `Upload-Checksum`) are 460.",
+    params(
+        ("id" = String, Path, description = "The upload's id (from `Location`)"),
+        ("Tus-Resumable" = String, Header, description = "The tus version: `1.0.0` (anything else is 412)"),
+        ("Upload-Offset" = u64, Header, description = "Where this chunk starts (the offset HEAD reports)"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this chunk"),
+    ),
+    request_body(content = super::openapi::Binary, content_type = "application/offset+octet-stream", description = "The chunk's bytes"),
+    responses(
+        (status = 204, description = "Stored; the new offset", headers(("Upload-Offset" = u64))),
+        (status = 404, description = "No such upload, or its bytes are gone"),
+        (status = 409, description = "The offset is not the upload's, or another PATCH holds it"),
+        (status = 412, description = "A tus version other than 1.0.0", headers(("Tus-Version" = String))),
+        (status = 415, description = "Not application/offset+octet-stream, or the photo is not an image"),
+        (status = 460, description = "The bytes do not match their checksum or digest"),
+    ))]
 async fn patch(
     req: HttpRequest,
     user: AuthUser,

@@ -86,6 +86,13 @@ fn resolve_segments(
 
 /// Every account (no secrets: names, roles, segments, active). Duty leads read it too: it is whom
 /// they dispatch work to.
+/// Every user account.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    description = "Roles: duty_lead, admin.",
+    responses(
+        (status = 200, description = "The users", body = UserList),
+        (status = 403, description = "A patroller"),
+    ))]
 async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
     user.require_lead()?;
     let users = state
@@ -95,6 +102,16 @@ async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse
     Ok(HttpResponse::Ok().json(UserList { users }))
 }
 
+/// Adds a user; without a chosen password one is generated and returned once.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    description = "Roles: admin.",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user (and the generated password)", body = UserCreated),
+        (status = 403, description = "Not an admin"),
+        (status = 409, description = "The username is taken"),
+        (status = 422, description = "No such segment"),
+    ))]
 async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -154,6 +171,18 @@ async fn hash_chosen_or_new(chosen: Option<String>) -> Result<(String, Option<St
     Ok((hash, generated))
 }
 
+/// Changes a user's role, name, segments or whether they may sign in.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    description = "Roles: admin. The last active admin cannot be demoted or switched off (409).",
+    params(("id" = UserId, Path, description = "The user's id")),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "The account as it now is", body = riverchief_shared::api::UserAccount),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "It would leave no active admin"),
+        (status = 422, description = "No such segment"),
+    ))]
 async fn update(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -213,6 +242,16 @@ async fn update(
     Ok(HttpResponse::Ok().json(account))
 }
 
+/// Sets a user's password (generated when none is chosen); their device tokens are revoked.
+#[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users",
+    description = "Roles: admin.",
+    params(("id" = UserId, Path, description = "The user's id")),
+    request_body = PasswordReset,
+    responses(
+        (status = 200, description = "The user (and the generated password)", body = UserCreated),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
 async fn reset_password(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -246,6 +285,15 @@ async fn reset_password(
     }))
 }
 
+/// A user's device tokens.
+#[utoipa::path(get, path = "/api/v1/users/{id}/devices", tag = "users",
+    description = "Roles: admin.",
+    params(("id" = UserId, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The devices", body = DeviceList),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
 async fn devices(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -264,6 +312,15 @@ async fn devices(
 }
 
 /// Revokes a device token. Idempotent: revoking a revoked token answers 204 again, and audits once.
+/// Revokes a device token.
+#[utoipa::path(delete, path = "/api/v1/devices/{token_id}", tag = "users",
+    description = "Roles: admin.",
+    params(("token_id" = String, Path, description = "The token's public id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such device token"),
+    ))]
 async fn revoke(
     state: web::Data<AppState>,
     user: AuthUser,

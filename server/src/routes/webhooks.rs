@@ -89,6 +89,14 @@ pub fn validate(mut new: NewWebhook) -> Result<NewWebhook, AppError> {
     Ok(new)
 }
 
+/// Adds a webhook: alert changes POSTed to a URL, signed with the secret.
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks",
+    description = "Roles: admin.",
+    request_body = NewWebhook,
+    responses(
+        (status = 201, description = "The webhook", body = riverchief_shared::webhook::Webhook),
+        (status = 403, description = "Not an admin"),
+    ))]
 async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -106,6 +114,13 @@ async fn create(
     Ok(HttpResponse::Created().json(hook))
 }
 
+/// Every webhook.
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
+    description = "Roles: admin.",
+    responses(
+        (status = 200, description = "The webhooks", body = WebhookList),
+        (status = 403, description = "Not an admin"),
+    ))]
 async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let hooks = state
@@ -120,6 +135,15 @@ fn parse_id(raw: &str) -> Result<WebhookId, AppError> {
         .map_err(|e| invalid("invalid", "id", format!("{raw:?} is not a webhook id: {e}")))
 }
 
+/// Removes a webhook (its pending deliveries are cancelled).
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+    description = "Roles: admin.",
+    params(("id" = riverchief_shared::id::WebhookId, Path, description = "The webhook's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such webhook"),
+    ))]
 async fn delete(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -137,12 +161,25 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
+    /// A delivery state, or `all` (the default).
     state: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
+/// A webhook's deliveries, newest first.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    description = "Roles: admin.",
+    params(("id" = riverchief_shared::id::WebhookId, Path, description = "The webhook's id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "The deliveries", body = DeliveryList),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such webhook"),
+    ))]
 async fn deliveries(
     state: web::Data<AppState>,
     user: AuthUser,
