@@ -387,9 +387,7 @@ fn apply_group(
     for (_, ready) in group {
         let mut mine = Deferred::default();
         // A savepoint: a refusal or a failure rolls back this mutation alone.
-        let outcome = diesel::Connection::transaction(conn, |conn| {
-            apply_once(conn, pusher, ready, &mut mine)
-        });
+        let outcome = db::savepoint(conn, |conn| apply_once(conn, pusher, ready, &mut mine));
         match outcome {
             Ok(r) => {
                 deferred.merge(mine);

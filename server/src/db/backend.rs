@@ -42,6 +42,16 @@ impl Conn {
     }
 }
 
+/// Runs `f` under a savepoint of the caller's transaction: when `f` fails, what it wrote is rolled
+/// back and the transaction goes on (the grouped push's one mutation refused alone).
+pub fn savepoint<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<Error>,
+{
+    conn.transaction(f)
+}
+
 /// Runs `f` in a write transaction: everything it writes commits together, or nothing does.
 ///
 /// SQLite: `BEGIN IMMEDIATE`, which takes the write lock up front, so two writers never deadlock

@@ -26,8 +26,8 @@ pub mod webhooks;
 
 pub(crate) use backend::insert_or_ignore;
 pub use backend::{
-    execute_batch, is_contention, lock, lock_in_order, with_setup_lock, write_transaction, Backend,
-    Lock,
+    execute_batch, is_contention, lock, lock_in_order, savepoint, with_setup_lock,
+    write_transaction, Backend, Lock,
 };
 
 use diesel::connection::SimpleConnection;
