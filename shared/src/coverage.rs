@@ -394,10 +394,9 @@ pub struct SegmentTimeline {
     pub patrols: Vec<PatrolCoverage>,
 }
 
-/// `POST /api/v1/flood-stage` (admin, duty lead).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /api/v1/flood-stage` (admins only, like every change of the stage in force).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct SetFloodStage {
     pub stage: FloodStage,
     #[serde(default)]
