@@ -394,7 +394,7 @@ pub struct SegmentTimeline {
     pub patrols: Vec<PatrolCoverage>,
 }
 
-/// `POST /api/v1/flood-stage` (admins only, like every change of the stage in force).
+/// `POST /api/v1/flood-stage` (admin, duty lead).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetFloodStage {
