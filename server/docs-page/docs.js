@@ -11,6 +11,13 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// Text with `code` spans, as the document's descriptions write them.
+function prose(tag, text) {
+  const e = el(tag, {});
+  String(text).split("`").forEach((part, i) => e.append(i % 2 ? el("code", {}, part) : part));
+  return e;
+}
+
 function refName(ref) {
   return ref.split("/").pop();
 }
@@ -50,7 +57,7 @@ function schemaTable(schema) {
       el("tr", {},
         el("td", {}, el("code", {}, name + (required.has(name) ? "" : "?"))),
         el("td", {}, typeOf(s)),
-        el("td", {}, s.description || "")));
+        prose("td", s.description || "")));
   }
   return table;
 }
@@ -61,14 +68,18 @@ function operation(method, path, op) {
   sec.append(el("h3", {},
     el("span", { class: "method " + method }, method), el("code", {}, path),
     secured ? el("span", { class: "lock" }, "bearer token") : el("span", { class: "lock" }, "no token")));
-  if (op.summary) sec.append(el("p", {}, el("strong", {}, op.summary)));
-  if (op.description) sec.append(el("p", {}, op.description));
+  if (op.summary) {
+    const summary = prose("p", op.summary);
+    summary.className = "summary";
+    sec.append(summary);
+  }
+  if (op.description) sec.append(prose("p", op.description));
   if (op.parameters && op.parameters.length) {
     const table = el("table", {}, el("tr", {}, el("th", {}, "parameter"), el("th", {}, "in"), el("th", {}, "type"), el("th", {}, "about")));
     for (const p of op.parameters) {
       table.append(el("tr", {},
         el("td", {}, el("code", {}, p.name + (p.required ? "" : "?"))),
-        el("td", {}, p.in), el("td", {}, typeOf(p.schema)), el("td", {}, p.description || "")));
+        el("td", {}, p.in), el("td", {}, typeOf(p.schema)), prose("td", p.description || "")));
     }
     sec.append(el("h4", {}, "Parameters"), table);
   }
@@ -87,7 +98,7 @@ function operation(method, path, op) {
     }
     const headers = Object.keys(r.headers || {});
     if (headers.length) body.append("headers: " + headers.join(", "));
-    table.append(el("tr", {}, el("td", {}, status), el("td", {}, r.description || ""), body));
+    table.append(el("tr", {}, el("td", {}, status), prose("td", r.description || ""), body));
   }
   sec.append(el("h4", {}, "Answers"), table);
   return sec;
@@ -97,7 +108,7 @@ function render(doc) {
   const main = document.getElementById("api");
   const toc = document.getElementById("toc");
   main.replaceChildren();
-  if (doc.info && doc.info.description) main.append(el("p", {}, doc.info.description));
+  if (doc.info && doc.info.description) main.append(prose("p", doc.info.description));
   const byTag = new Map();
   for (const [path, item] of Object.entries(doc.paths || {})) {
     for (const method of METHODS) {
@@ -117,7 +128,7 @@ function render(doc) {
   main.append(el("h2", { id: "schemas" }, "Schemas"));
   for (const [name, s] of Object.entries(schemas)) {
     main.append(el("section", { class: "op", id: "schema-" + name },
-      el("h3", {}, name), s.description ? el("p", {}, s.description) : "", schemaTable(s)));
+      el("h3", {}, name), s.description ? prose("p", s.description) : "", schemaTable(s)));
   }
 }
 

@@ -12,17 +12,21 @@ use std::collections::BTreeSet;
 
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
 
+/// A header's value as text ("" when absent).
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 async fn document(base: &str) -> Result<Value> {
     let r = reqwest::get(format!("{base}/api/v1/openapi.json")).await?;
     if r.status() != StatusCode::OK {
         return Err(anyhow!("GET /api/v1/openapi.json: {}", r.status()));
     }
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&r, "content-type");
     assert!(
         content_type.starts_with("application/json"),
         "{content_type}"
@@ -182,12 +186,7 @@ async fn the_docs_page_is_served_by_the_server_alone() -> Result<()> {
     let base = server.url();
     let page = reqwest::get(format!("{base}/api/v1/docs")).await?;
     assert_eq!(page.status(), StatusCode::OK);
-    let csp = page
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let csp = header(&page, "content-security-policy");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe"), "{csp}");
     let html = page.text().await?;
@@ -196,12 +195,7 @@ async fn the_docs_page_is_served_by_the_server_alone() -> Result<()> {
         assert!(html.contains(&format!("/api/v1/docs/{file}")), "{file}");
         let r = reqwest::get(format!("{base}/api/v1/docs/{file}")).await?;
         assert_eq!(r.status(), StatusCode::OK, "{file}");
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let content_type = header(&r, "content-type");
         assert!(content_type.starts_with(ty), "{file}: {content_type}");
         let text = r.text().await?;
         // Nothing is fetched from elsewhere.

@@ -142,6 +142,7 @@ fn parse_alert_id(raw: &str) -> Result<AlertId, AppError> {
     description = "Roles: any signed-in user who may see it.",
     params(("id" = AlertId, Path, description = "The alert's id")),
     responses(
+        (status = 400, description = "The id is not an alert id"),
         (status = 200, description = "The alert", body = Alert),
         (status = 404, description = "No such alert, or one the caller may not see"),
     ),
@@ -169,6 +170,7 @@ async fn get(
     description = "Roles: duty_lead, admin.",
     params(("id" = AlertId, Path, description = "The alert's id")),
     responses(
+        (status = 400, description = "The id is not an alert id"),
         (status = 200, description = "The alert, acknowledged", body = Alert),
         (status = 403, description = "A patroller"),
         (status = 404, description = "No such alert"),

@@ -152,3 +152,38 @@ where
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_written_as_openapi_paths() {
+        assert_eq!(openapi_path("/assets/{path:.*}"), "/assets/{path}");
+        assert_eq!(
+            openapi_path("/api/v1/users/{id}/devices"),
+            "/api/v1/users/{id}/devices"
+        );
+        assert_eq!(openapi_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn the_table_holds_each_method_of_each_endpoint_once() {
+        let table = registered();
+        for probe in [
+            (Method::GET, "/api/v1/flood-stage"),
+            (Method::POST, "/api/v1/flood-stage"),
+            (Method::HEAD, "/"),
+            (Method::PATCH, "/api/v1/uploads/{id}"),
+        ] {
+            let n = table
+                .iter()
+                .filter(|(m, p)| *m == probe.0 && p == probe.1)
+                .count();
+            assert_eq!(n, 1, "{probe:?}");
+        }
+        // Recording is off again afterwards: endpoints built outside `recorded` are not listed.
+        let _ = endpoint::Endpoint::new("/elsewhere").get(not_found).done();
+        assert_eq!(endpoint::recorded(|_| {}), Vec::new());
+    }
+}

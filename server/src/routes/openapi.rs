@@ -5,7 +5,7 @@
 //!
 //! What holds for every operation is added here once ([`Conventions`]), not in each annotation:
 //! the bearer token (operations that need none say `security(())`), its 401, a 400 for an
-//! operation that takes parameters or a body, 413 and 415 for one that takes a body, and the error
+//! operation that takes query or header parameters or a body, 413 and 415 for one that takes a body, and the error
 //! envelope (`ErrorBody`) as the body of every 4xx. The agreement test (`tests/e2e/openapi.rs`)
 //! compares the document with [`super::registered`].
 
@@ -15,9 +15,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use riverchief_shared::api::ErrorBody;
 use std::sync::OnceLock;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(Endpoint::new("/openapi.json").get(document_json).done())
@@ -66,7 +67,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::uploads::create,
         super::uploads::head,
         super::uploads::patch,
-        upload_options,
         super::photos::photo,
         super::stock::depots,
         super::stock::view,
@@ -128,6 +128,7 @@ struct Conventions;
 
 impl utoipa::Modify for Conventions {
     fn modify(&self, doc: &mut Document) {
+        tus_options_per_upload(doc);
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -173,8 +174,13 @@ impl utoipa::Modify for Conventions {
                     .security
                     .as_ref()
                     .is_some_and(|s| s.iter().any(|r| r == &Default::default()));
-                let takes_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty())
-                    || op.request_body.is_some();
+                // A path parameter that does not parse is mostly "no such thing" (404): the
+                // operations whose path answers 400 say so themselves.
+                let takes_input = op.request_body.is_some()
+                    || op.parameters.iter().flatten().any(|p| match p {
+                        RefOr::T(p) => p.parameter_in != ParameterIn::Path,
+                        RefOr::Ref(_) => true,
+                    });
                 let mut add = |status: &str, description: &str| {
                     op.responses
                         .responses
@@ -214,6 +220,38 @@ impl utoipa::Modify for Conventions {
                 }
             }
         }
+    }
+}
+
+/// `OPTIONS /api/v1/uploads/{id}` is answered by the handler of `OPTIONS /api/v1/uploads`
+/// (`uploads::options`), whose annotation names one path: the same operation, with the upload's id.
+fn tus_options_per_upload(doc: &mut Document) {
+    let Some(mut op) = doc
+        .paths
+        .paths
+        .get(&format!("{}/uploads", super::API))
+        .and_then(|item| item.options.clone())
+    else {
+        return;
+    };
+    if let Some(id) = op.operation_id.as_mut() {
+        id.push_str("_upload");
+    }
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
+        utoipa::openapi::path::ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(utoipa::openapi::Required::True)
+            .description(Some("The upload's id (from `Location`)"))
+            .schema(Some(String::schema()))
+            .build(),
+    ));
+    if let Some(item) = doc
+        .paths
+        .paths
+        .get_mut(&format!("{}/uploads/{{id}}", super::API))
+    {
+        item.options = Some(op);
     }
 }
 
@@ -294,26 +332,6 @@ async fn docs_file(req: HttpRequest) -> Result<HttpResponse, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("no docs file {name:?}")))?;
     Ok(docs_response(content_type, body))
 }
-
-/// `OPTIONS /api/v1/uploads/{id}`, answered by the same handler as `OPTIONS /api/v1/uploads`
-/// (`uploads::options`), which can carry one path's annotation only: this function is that second
-/// path's description and is never called.
-#[utoipa::path(
-    options,
-    path = "/api/v1/uploads/{id}",
-    tag = "photos",
-    security(()),
-    params(("id" = String, Path, description = "The upload's id (from `Location`)")),
-    responses((status = 204, description = "What the tus server supports", headers(
-        ("Tus-Resumable" = String, description = "1.0.0"),
-        ("Tus-Version" = String, description = "1.0.0"),
-        ("Tus-Extension" = String, description = "creation,checksum"),
-        ("Tus-Max-Size" = u64, description = "The largest photo accepted, in bytes"),
-        ("Tus-Checksum-Algorithm" = String, description = "sha1,sha256"),
-    ))),
-)]
-#[allow(dead_code)]
-fn upload_options() {}
 
 /// `GET /healthz`'s answer.
 #[derive(utoipa::ToSchema)]

@@ -141,6 +141,7 @@ fn parse_id(raw: &str) -> Result<WebhookId, AppError> {
     params(("id" = riverchief_shared::id::WebhookId, Path, description = "The webhook's id")),
     responses(
         (status = 204, description = "Removed"),
+        (status = 400, description = "The id is not a webhook id"),
         (status = 403, description = "Not an admin"),
         (status = 404, description = "No such webhook"),
     ))]
