@@ -36,6 +36,7 @@ class Printer(rc.StatusListener):
             seq=status.seq,
             state=state(status),
             pending_mutations=status.pending_mutations,
+            pending_urgent=status.pending_urgent,
             pending_photos=status.pending_photos,
             upload=None if status.upload is None else [status.upload.sent, status.upload.total],
         )

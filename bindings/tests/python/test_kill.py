@@ -137,7 +137,9 @@ def test_g_kill9_mid_sync_then_a_fresh_process_finishes(server, proxy, lead, qhl
         proxy.throttle(None)
     b_statuses = [l for l in b.seen if l["event"] == "status"]
     first_upload = next(i for i, l in enumerate(b_statuses) if l["upload"] is not None)
-    assert b_statuses[first_upload]["pending_mutations"] == 0, "the photo went before the records"
+    # Records and photos go side by side (issue 12's lanes); only critical hazards' records, and
+    # their photos, go before everything else: no urgent record waits behind a photo.
+    assert b_statuses[first_upload]["pending_urgent"] == 0, "a photo went before an urgent record"
     time.sleep(0.5)  # the server stores what arrived of the cut upload
 
     # 3. A fresh process finishes: nothing left, nothing doubled, the photo resumed.
