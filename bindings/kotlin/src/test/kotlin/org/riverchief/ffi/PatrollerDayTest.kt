@@ -589,7 +589,8 @@ class PatrollerDayTest {
         val watcher = Recorder()
         core.setListener(watcher)
         watcher.awaitCount(1, 5_000)
-        proxy.throttle(2_000)
+        // Slow enough that the push (one request since group commit, a few KB) outlasts the checks.
+        proxy.throttle(400)
         val upBefore = proxy.bytesUp.get()
         return runBlocking {
             val sync = async(Dispatchers.IO) { core.sync(null, Network.UNMETERED) }
