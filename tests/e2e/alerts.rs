@@ -15,12 +15,7 @@ async fn post(base: &str, token: &str, path: &str) -> Result<(StatusCode, Value)
         .bearer_auth(token)
         .send()
         .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    crate::common::status_and_body(r).await
 }
 
 fn alerts_of(list: &Value) -> Vec<Value> {

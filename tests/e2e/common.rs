@@ -196,3 +196,13 @@ pub fn sent_mutations(client_dir: &Path) -> Result<Vec<Value>> {
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
 }
+
+/// An answer's status and its body as JSON (the text as a JSON string when it is not JSON).
+pub async fn status_and_body(r: reqwest::Response) -> Result<(reqwest::StatusCode, Value)> {
+    let status = r.status();
+    let text = r.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}

@@ -136,12 +136,7 @@ async fn push_encoded(
         .body(body)
         .send()
         .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    crate::common::status_and_body(r).await
 }
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
